@@ -1,0 +1,7 @@
+"""pyro_neurodyn: switching and low-rank stochastic RNNs for neural recordings, as Pyro programs."""
+
+__version__ = "0.1.0"
+
+from . import data, distributions, metrics  # noqa: E402
+
+__all__ = ["__version__", "data", "distributions", "metrics"]

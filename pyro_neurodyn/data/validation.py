@@ -1,0 +1,154 @@
+"""Turn user arrays into tensors of the shapes the suite uses, rejecting bad input early.
+
+Every public entry point (``fit``, metrics, the CLI) passes user data through these functions, so a
+mistake is reported once, clearly, before any work is done: a ``ValueError`` (or ``TypeError``) that
+names the argument and says what is wrong with it.
+
+Shapes: recordings are ``(trials, time, channels)``; a 2-D array ``(time, channels)`` is one trial.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["as_trials", "as_inputs", "as_state_labels", "check_count", "check_positive"]
+
+
+def _to_numeric_tensor(data: Any, name: str) -> Tensor:
+    if isinstance(data, Tensor):
+        tensor = data.detach()
+    else:
+        try:
+            array = np.asarray(data)
+        except (ValueError, TypeError) as error:  # ragged lists and the like
+            raise ValueError(f"{name} could not be read as an array: {error}") from error
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real-valued, got dtype {tensor.dtype}")
+    return tensor
+
+
+def _check_finite(tensor: Tensor, name: str) -> None:
+    if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+        bad = ~torch.isfinite(tensor)
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or infinite value(s), the first at index {first}")
+
+
+def _check_counts(tensor: Tensor, name: str) -> None:
+    if bool((tensor < 0).any()):
+        raise ValueError(f"{name} must hold non-negative counts, found {int((tensor < 0).sum())} negative value(s)")
+    if tensor.dtype.is_floating_point and not bool((tensor == tensor.round()).all()):
+        raise ValueError(f"{name} must hold integer counts, found non-integer values (e.g. {tensor[tensor != tensor.round()][0].item()})")
+
+
+def as_trials(
+    data: Any,
+    name: str = "y",
+    *,
+    counts: bool = False,
+    min_steps: int = 2,
+    dtype: Optional[torch.dtype] = None,
+) -> Tensor:
+    """Validate a recording and return it as a float tensor ``(trials, time, channels)``.
+
+    Args:
+        data: numpy array, torch tensor or nested list, ``(trials, time, channels)`` or
+            ``(time, channels)`` for a single trial.
+        name: the argument's name, used in error messages.
+        counts: require non-negative integer values (spike counts for a Poisson readout).
+        min_steps: the least number of time steps accepted (2: a dynamics model needs a transition).
+        dtype: float dtype of the result (default: torch's default dtype).
+
+    Raises:
+        TypeError: non-numeric or complex data.
+        ValueError: wrong ndim, zero trials/channels, fewer than ``min_steps`` steps, NaN/inf,
+            negative or non-integer counts.
+    """
+    tensor = _to_numeric_tensor(data, name)
+    if tensor.dim() == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != 3:
+        raise ValueError(
+            f"{name} must be 3-D (trials, time, channels) or 2-D (time, channels), got shape {tuple(tensor.shape)}"
+        )
+    trials, steps, channels = tensor.shape
+    if trials == 0:
+        raise ValueError(f"{name} has zero trials (shape {tuple(tensor.shape)})")
+    if channels == 0:
+        raise ValueError(f"{name} has zero channels (shape {tuple(tensor.shape)})")
+    if steps < min_steps:
+        raise ValueError(f"{name} needs at least T = {min_steps} time steps, got T = {steps} (shape {tuple(tensor.shape)})")
+    _check_finite(tensor, name)
+    if counts:
+        _check_counts(tensor, name)
+    return tensor.to(dtype or torch.get_default_dtype())
+
+
+def as_inputs(u: Any, y: Tensor, name: str = "u", y_name: str = "y") -> Optional[Tensor]:
+    """Validate external inputs ``u`` against a validated recording ``y`` ``(trials, time, channels)``.
+
+    Returns ``None`` for ``None``, else a float tensor ``(trials, time, input_dim)`` with the trials and
+    time steps of ``y`` (a 2-D ``u`` is one trial, and is shared by all trials of ``y``).
+    """
+    if u is None:
+        return None
+    u = as_trials(u, name, min_steps=1, dtype=y.dtype)
+    if u.shape[0] == 1 and y.shape[0] > 1:
+        u = u.expand(y.shape[0], -1, -1)
+    if u.shape[:2] != y.shape[:2]:
+        raise ValueError(
+            f"{name} must match {y_name} in trials and time: {name} has shape {tuple(u.shape)}, "
+            f"{y_name} has shape {tuple(y.shape)} (trials, time, channels)"
+        )
+    return u
+
+
+def as_state_labels(labels: Any, name: str = "states", *, num_states: Optional[int] = None) -> Tensor:
+    """Validate discrete state labels; return int64 ``(trials, time)`` (a 1-D input is one trial).
+
+    Labels must be non-negative integers, and below ``num_states`` when it is given.
+    """
+    tensor = _to_numeric_tensor(labels, name)
+    if tensor.dim() == 1:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (trials, time) or 1-D (time,), got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)})")
+    _check_finite(tensor, name)
+    _check_counts(tensor, name)
+    tensor = tensor.long()
+    if num_states is not None and int(tensor.max()) >= num_states:
+        raise ValueError(f"{name} must be below num_states = {num_states}, found label {int(tensor.max())}")
+    return tensor
+
+
+def check_count(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (e.g. K >= 1), else raise."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is finite and > 0 (a learning rate, a scale), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value}")
+    return float(value)

@@ -1,0 +1,258 @@
+"""Exact inference in a discrete switching chain: log marginal, posterior, Viterbi.
+
+The chain has K states z_1..z_T and is described by three log-space tensors (batch-first; their
+leading batch dims broadcast against each other):
+
+* ``init_logits``   ``(..., K)``: unnormalized log p(z_1 = k).
+* ``trans_logits``  ``(..., T-1, K, K)``, ``(..., 1, K, K)`` or ``(K, K)``: ``trans_logits[..., t, i, j]``
+  is the unnormalized log p(z_{t+2} = j | z_{t+1} = i) (0-based t; normalized over j here).
+* ``emission_logp`` ``(..., T, K)``: log p(observation at t | z_t = k), any real score.
+
+The joint is ``log p(z, obs) = log p(z_1) + sum_t log p(z_{t+1} | z_t) + sum_t e_t[z_t]``. Everything
+here sums or maximizes over the K^T paths exactly, with balanced-tree scans of depth O(log T)
+(:mod:`~pyro_neurodyn.distributions.semiring_scan`); nothing loops over time in Python.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .semiring_scan import (
+    log_matmul_exp,
+    log_vecmat_exp,
+    max_plus_matmul,
+    prefix_messages,
+    reduce_chain,
+    suffix_messages,
+    up_sweep,
+)
+
+__all__ = [
+    "SwitchingFactors",
+    "SwitchingPosterior",
+    "ViterbiPath",
+    "switching_log_marginal",
+    "switching_posterior",
+    "switching_viterbi",
+]
+
+
+class SwitchingFactors(NamedTuple):
+    """The three log-space tensors that define a chain (see the module docstring for shapes)."""
+
+    init_logits: Tensor
+    trans_logits: Tensor
+    emission_logp: Tensor
+
+
+class SwitchingPosterior(NamedTuple):
+    """Smoothed posterior of the chain given all observations.
+
+    Attributes:
+        marginals: ``(..., T, K)``, ``marginals[..., t, k] = p(z_t = k | obs_{1:T})``.
+        pairwise: ``(..., T-1, K, K)``, ``pairwise[..., t, i, j] = p(z_t = i, z_{t+1} = j | obs_{1:T})``.
+    """
+
+    marginals: Tensor
+    pairwise: Tensor
+
+
+class ViterbiPath(NamedTuple):
+    """Most likely state path.
+
+    Attributes:
+        states: ``(..., T)`` int64, ``argmax_z p(z | obs)``.
+        log_joint: ``(...,)``, ``max_z log p(z, obs)``.
+    """
+
+    states: Tensor
+    log_joint: Tensor
+
+
+def _chain_batch_shape(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> torch.Size:
+    """Check the three tensors describe one chain; return their broadcast batch shape."""
+    for name, value, min_dim in (
+        ("init_logits", init_logits, 1),
+        ("trans_logits", trans_logits, 2),
+        ("emission_logp", emission_logp, 2),
+    ):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if value.dim() < min_dim:
+            raise ValueError(f"{name} must have at least {min_dim} dims, got shape {tuple(value.shape)}")
+        if not value.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating point tensor, got {value.dtype}")
+    num_steps, num_states = emission_logp.shape[-2:]
+    if num_states < 1 or num_steps < 1:
+        raise ValueError(f"emission_logp must have T >= 1 steps and K >= 1 states, got shape {tuple(emission_logp.shape)}")
+    if init_logits.shape[-1] != num_states:
+        raise ValueError(f"init_logits has {init_logits.shape[-1]} states but emission_logp has K = {num_states}")
+    if trans_logits.shape[-2:] != (num_states, num_states):
+        raise ValueError(f"trans_logits must end in (K, K) = ({num_states}, {num_states}), got shape {tuple(trans_logits.shape)}")
+    trans_batch = torch.Size()
+    if trans_logits.dim() >= 3:
+        if trans_logits.shape[-3] not in (1, num_steps - 1):
+            raise ValueError(
+                f"trans_logits time dim (dim -3) must be T-1 = {num_steps - 1} or 1, got shape {tuple(trans_logits.shape)}"
+            )
+        trans_batch = trans_logits.shape[:-3]
+    try:
+        return torch.broadcast_shapes(init_logits.shape[:-1], trans_batch, emission_logp.shape[:-2])
+    except RuntimeError as error:
+        raise ValueError(
+            "batch dims of init_logits, trans_logits and emission_logp do not broadcast: "
+            f"{tuple(init_logits.shape)}, {tuple(trans_logits.shape)}, {tuple(emission_logp.shape)}"
+        ) from error
+
+
+def _states_first(x: Tensor, num_state_dims: int, other_ndim: int) -> Tensor:
+    """``(*b, *states)`` -> contiguous ``(*states, *1s, *b)`` with ``other_ndim`` dims after the states."""
+    x = x.reshape((1,) * (other_ndim + num_state_dims - x.dim()) + x.shape)
+    return x.movedim(tuple(range(-num_state_dims, 0)), tuple(range(num_state_dims))).contiguous()
+
+
+def _states_last(x: Tensor, num_state_dims: int, shape: torch.Size) -> Tensor:
+    """Inverse of :func:`_states_first`, summing broadcast dims: a gradient of an input of ``shape``."""
+    return x.movedim(tuple(range(num_state_dims)), tuple(range(-num_state_dims, 0))).sum_to_size(shape)
+
+
+class _StateMajorChain(NamedTuple):
+    """Normalized chain in state-major layout (``B`` = batch dims, broadcastable)."""
+
+    log_init: Tensor  # (K, *B)            log p(z_1)
+    log_trans: Tensor  # (K, K, *B, T-1|1)  log p(z_{t+1} | z_t)
+    emission: Tensor  # (K, *B, T)         e_t
+
+
+def _state_major_chain(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor, batch_ndim: int) -> _StateMajorChain:
+    if trans_logits.dim() == 2:
+        trans_logits = trans_logits.unsqueeze(-3)
+    init = _states_first(init_logits, 1, batch_ndim)
+    trans = _states_first(trans_logits, 2, batch_ndim + 1)
+    return _StateMajorChain(
+        init.log_softmax(0),
+        trans.log_softmax(1),
+        _states_first(emission_logp, 1, batch_ndim + 1),
+    )
+
+
+def _potentials(chain: _StateMajorChain) -> tuple[Tensor, Tensor]:
+    """alpha_1 = log p(z_1) + e_1 ``(K, *B)``; M_t[i, j] = log p(z_{t+1}=j | z_t=i) + e_{t+1}[j] ``(K, K, *B, T-1)``."""
+    return chain.log_init + chain.emission[..., 0], chain.log_trans + chain.emission[..., 1:].unsqueeze(0)
+
+
+def _log_normalizer(alpha_1: Tensor, levels: list[Tensor]) -> Tensor:
+    """log Z ``(*B)`` from alpha_1 and the top of the up-sweep (``levels`` empty when T = 1)."""
+    if not levels:
+        return alpha_1.logsumexp(0)
+    return log_vecmat_exp(alpha_1, levels[-1][..., 0]).logsumexp(0)
+
+
+def _posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor) -> tuple[Tensor, Tensor]:
+    """Smoothed marginals ``(K, *B, T)`` and pairwise marginals ``(K, K, *B, T-1)``.
+
+    p(z_t = i, z_{t+1} = j | obs) = exp(alpha_t[i] + M_t[i, j] + beta_{t+1}[j] - log Z), with alpha and
+    beta from the down-sweeps of the same tree; singleton marginals are its row and column sums.
+    """
+    if not levels:
+        marginals = (alpha_1 - log_z).exp().unsqueeze(-1)
+        return marginals, marginals.new_zeros(marginals.shape[:1] + marginals.shape[:-1] + (0,))
+    alpha = prefix_messages(levels, alpha_1)
+    beta = suffix_messages(levels)
+    pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0)).sub_(log_z.unsqueeze(-1)).exp_()
+    marginals = torch.cat([pairwise.sum(1), pairwise[..., -1:].sum(0)], dim=-1)
+    return marginals, pairwise
+
+
+class _LogMarginal(torch.autograd.Function):
+    """log Z with a hand-written backward: d log Z / d potentials are the posterior marginals.
+
+    Forward is the no-grad up-sweep (O(T K^3) work); backward runs the two down-sweeps (O(T K^2)) and
+    maps the marginals through the softmax normalizations:
+    d/d init_logits = p(z_1) - softmax(init_logits),
+    d/d trans_logits[t, i, j] = p(z_t=i, z_{t+1}=j) - p(z_t=i) softmax(trans_logits[t, i])[j],
+    d/d emission_logp[t, k] = p(z_t = k).
+    """
+
+    @staticmethod
+    def forward(ctx, init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor, batch_shape: torch.Size) -> Tensor:
+        chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
+        alpha_1, mats = _potentials(chain)
+        levels = up_sweep(mats, log_matmul_exp) if mats.size(-1) else []
+        log_z = _log_normalizer(alpha_1, levels)
+        ctx.saved = (chain.log_init, chain.log_trans, alpha_1, levels, log_z)
+        ctx.input_shapes = (init_logits.shape, trans_logits.shape, emission_logp.shape)
+        return log_z.expand(batch_shape).clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_log_z: Tensor):
+        log_init, log_trans, alpha_1, levels, log_z = ctx.saved
+        init_shape, trans_shape, emission_shape = ctx.input_shapes
+        marginals, pairwise = _posterior_from_levels(alpha_1, levels, log_z)
+        grad = grad_log_z.unsqueeze(-1)
+        grad_init = (marginals[..., 0] - log_init.exp()) * grad_log_z
+        grad_trans = torch.mul(log_trans.exp(), marginals[..., :-1].unsqueeze(1)).neg_().add_(pairwise).mul_(grad)
+        grad_emission = marginals.mul_(grad)
+        return (
+            _states_last(grad_init, 1, init_shape),
+            _states_last(grad_trans, 2, trans_shape),
+            _states_last(grad_emission, 1, emission_shape),
+            None,
+        )
+
+
+def switching_log_marginal(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> Tensor:
+    """``log sum_z p(z, obs)``, shape ``(...)`` (the broadcast batch shape).
+
+    Exact: a balanced-tree reduction of the chain in the log-sum-exp semiring, guarded against
+    underflow (:func:`~pyro_neurodyn.distributions.semiring_scan.log_matmul_exp`), so T = 1e5 stays
+    finite. Differentiable once with respect to all three inputs; the gradient with respect to
+    ``emission_logp`` is the smoothed marginals.
+    """
+    batch_shape = _chain_batch_shape(init_logits, trans_logits, emission_logp)
+    return _LogMarginal.apply(init_logits, trans_logits, emission_logp, batch_shape)
+
+
+def _batch_first(marginals: Tensor, pairwise: Tensor, batch_shape: torch.Size) -> SwitchingPosterior:
+    marginals = marginals.movedim(0, -1).expand(batch_shape + marginals.shape[-1:] + marginals.shape[:1])
+    pairwise = pairwise.movedim((0, 1), (-2, -1)).expand(batch_shape + pairwise.shape[-1:] + pairwise.shape[:2])
+    return SwitchingPosterior(marginals, pairwise)
+
+
+def switching_posterior(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> SwitchingPosterior:
+    """Smoothed ``marginals (..., T, K)`` and ``pairwise (..., T-1, K, K)`` by parallel forward-backward.
+
+    Plain differentiable torch ops: autograd flows through the marginals (e.g. into a cross-entropy to
+    state labels). O(T K^3) work, O(log T) depth.
+    """
+    batch_shape = _chain_batch_shape(init_logits, trans_logits, emission_logp)
+    chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
+    alpha_1, mats = _potentials(chain)
+    levels = up_sweep(mats, log_matmul_exp) if mats.size(-1) else []
+    marginals, pairwise = _posterior_from_levels(alpha_1, levels, _log_normalizer(alpha_1, levels))
+    return _batch_first(marginals, pairwise, batch_shape)
+
+
+def switching_viterbi(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> ViterbiPath:
+    """Most likely path ``states (..., T)`` and its ``log_joint (...)``.
+
+    The max-product chain is reduced as a balanced tree in the (max, +) semiring; the path is read off
+    the gradient of the maximum with respect to the emission scores, which autograd routes through the
+    single chosen maximizer of every max: a one-hot per time step (Viterbi's backtracking, done by
+    autograd in O(log T) depth). Ties are broken consistently, so the path is always a valid optimum.
+    """
+    batch_shape = _chain_batch_shape(init_logits, trans_logits, emission_logp)
+    num_steps, num_states = emission_logp.shape[-2:]
+    with torch.enable_grad():
+        # a leaf of the full batch shape, so that each chain's gradient is its own path
+        emission = emission_logp.detach().expand(batch_shape + (num_steps, num_states)).clone().requires_grad_()
+        chain = _state_major_chain(init_logits.detach(), trans_logits.detach(), emission, len(batch_shape))
+        alpha_1, mats = _potentials(chain)
+        scores = alpha_1 if num_steps == 1 else alpha_1.unsqueeze(1) + reduce_chain(mats, max_plus_matmul)
+        log_joint = scores.flatten(0, scores.dim() - len(batch_shape) - 1).max(0).values
+        (chosen,) = torch.autograd.grad(log_joint.sum(), emission)
+    return ViterbiPath(chosen.argmax(-1), log_joint.detach().expand(batch_shape).clone())

@@ -1,0 +1,1 @@
+"""dynamics (see DESIGN.md section 2)."""

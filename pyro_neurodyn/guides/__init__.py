@@ -1,0 +1,1 @@
+"""guides (see DESIGN.md section 2)."""

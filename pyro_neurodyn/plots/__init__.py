@@ -1,0 +1,1 @@
+"""plots (see DESIGN.md section 2)."""

@@ -1,0 +1,1 @@
+"""predictive (see DESIGN.md section 2)."""

@@ -1,0 +1,1 @@
+"""User-facing model classes with ``fit`` / decode / forecast / ``save`` / ``load`` (above ``infer``)."""

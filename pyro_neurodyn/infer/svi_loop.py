@@ -1,0 +1,136 @@
+"""The fitting loop shared by every model of the suite: Pyro SVI, minibatches, guards, progress.
+
+:class:`GuardedSVI` is :class:`pyro.infer.SVI` whose ``step`` checks the loss and the gradients
+*before* the optimizer touches the parameters: a NaN/inf loss raises :class:`NonFiniteLossError` and
+leaves the parameters as they were (plain SVI would have written NaNs into them). It can also clip the
+global gradient norm. :func:`fit_svi` runs it over minibatches of trials with a progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import SVI
+from pyro.infer.util import torch_item, zero_grads
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.validation import check_count, check_positive
+
+__all__ = ["GuardedSVI", "NonFiniteLossError", "fit_svi"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or its gradient became NaN or infinite; the parameters were not updated."""
+
+
+class GuardedSVI(SVI):
+    """``pyro.infer.SVI`` that refuses non-finite steps and optionally clips the global gradient norm.
+
+    Args:
+        model, guide, optim, loss: as for :class:`pyro.infer.SVI`.
+        clip_norm: if set, gradients are rescaled so their joint 2-norm is at most this value.
+    """
+
+    def __init__(self, model, guide, optim, loss, clip_norm: Optional[float] = None, **kwargs):
+        super().__init__(model, guide, optim, loss, **kwargs)
+        self.clip_norm = None if clip_norm is None else check_positive(clip_norm, "clip_norm")
+        self.num_steps_taken = 0
+
+    def step(self, *args, **kwargs) -> float:
+        with poutine.trace(param_only=True) as param_capture:
+            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        loss = torch_item(loss)
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
+        if not (math.isfinite(loss) and bool(torch.isfinite(grad_norm))):
+            zero_grads(params)
+            what = "loss" if not math.isfinite(loss) else "gradient"
+            raise NonFiniteLossError(
+                f"the {what} became non-finite (loss = {loss}) at step {self.num_steps_taken}; the parameters were "
+                "not updated. Try a smaller learning rate, gradient clipping (clip_norm), or check the data's scale."
+            )
+        if self.clip_norm is not None and float(grad_norm) > self.clip_norm:
+            for g in grads:
+                g.mul_(self.clip_norm / float(grad_norm))
+        self.optim(params)
+        zero_grads(params)
+        self.num_steps_taken += 1
+        return loss
+
+
+def fit_svi(
+    model: Callable,
+    guide: Callable,
+    loss: pyro.infer.ELBO,
+    optim: pyro.optim.PyroOptim,
+    data: Sequence[Optional[Tensor]],
+    *,
+    num_steps: int,
+    batch_size: Optional[int] = None,
+    clip_norm: Optional[float] = None,
+    seed: Optional[int] = None,
+    progress: bool = True,
+    desc: str = "fit",
+    callback: Optional[Callable[[int, float], None]] = None,
+    **kwargs,
+) -> list[float]:
+    """Run ``num_steps`` SVI steps of ``model``/``guide`` on trials of ``data``; return the losses.
+
+    Args:
+        data: positional arguments of model and guide whose dim 0 is trials (``None`` entries pass
+            through). With ``batch_size`` < trials, each step uses a random minibatch of trials (a new
+            permutation every epoch), and model and guide are scaled by trials / batch_size so the loss
+            is an unbiased estimate of the full-data loss.
+        loss: any ``pyro.infer.ELBO`` (Trace_ELBO, the suite's VSMC_ELBO, ...).
+        optim: a ``pyro.optim`` optimizer; pass the same one again to continue with its state.
+        clip_norm: clip the global gradient norm (see :class:`GuardedSVI`).
+        seed: if given, ``pyro.set_rng_seed(seed)`` first.
+        progress: show a progress bar with the loss per trial and steps/s.
+        callback: called as ``callback(step, loss)`` after every step.
+        kwargs: keyword arguments passed unchanged to model and guide.
+
+    Returns:
+        The loss (negative ELBO, full-data scale) of every step.
+
+    Raises:
+        NonFiniteLossError: on a NaN/inf loss or gradient (parameters left at their last finite values).
+    """
+    num_steps = check_count(num_steps, "num_steps")
+    tensors = [x for x in data if x is not None]
+    if not tensors:
+        raise ValueError("data must contain at least one tensor whose dim 0 is trials")
+    num_trials = tensors[0].shape[0]
+    if any(x.shape[0] != num_trials for x in tensors):
+        raise ValueError(f"all data tensors must have the same number of trials, got {[x.shape[0] for x in tensors]}")
+    batch_size = num_trials if batch_size is None else min(check_count(batch_size, "batch_size"), num_trials)
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    scale = num_trials / batch_size
+    if batch_size < num_trials:
+        model, guide = poutine.scale(model, scale=scale), poutine.scale(guide, scale=scale)
+    svi = GuardedSVI(model, guide, optim, loss, clip_norm=clip_norm)
+    losses: list[float] = []
+    order = torch.randperm(num_trials)
+    position = 0
+    with tqdm(range(num_steps), desc=desc, disable=not progress, mininterval=0.5, dynamic_ncols=True) as bar:
+        for step in bar:
+            if batch_size < num_trials:
+                if position + batch_size > num_trials:
+                    order, position = torch.randperm(num_trials), 0
+                index = order[position : position + batch_size]
+                position += batch_size
+                args = [None if x is None else x[index] for x in data]
+            else:
+                args = list(data)
+            losses.append(svi.step(*args, **kwargs))
+            if progress and (step % 10 == 0 or step == num_steps - 1):
+                bar.set_postfix(loss_per_trial=f"{losses[-1] / num_trials:.4g}", refresh=False)
+            if callback is not None:
+                callback(step, losses[-1])
+    return losses

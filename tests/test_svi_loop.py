@@ -1,0 +1,122 @@
+"""The shared SVI loop: guards, clipping, minibatch scaling, reproducibility; checkpoints."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+from pyro_neurodyn.infer import GuardedSVI, NonFiniteLossError, fit_svi, load_checkpoint, save_checkpoint
+from pyro_neurodyn.models.module_names import unique_module_name
+
+
+def gaussian_mean_model(y):
+    mu = pyro.param("mu", torch.tensor(0.0))
+    with pyro.plate("trials", y.shape[0]):
+        pyro.sample("y", dist.Normal(mu, 1.0).expand(y.shape[1:]).to_event(1), obs=y)
+
+
+def no_guide(y):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def fresh_param_store():
+    pyro.clear_param_store()
+    yield
+    pyro.clear_param_store()
+
+
+def test_fit_reaches_the_maximum_likelihood_estimate():
+    y = torch.randn(20, 5, generator=torch.Generator().manual_seed(0)) + 2.0
+    losses = fit_svi(gaussian_mean_model, no_guide, Trace_ELBO(), pyro.optim.Adam({"lr": 0.1}), [y], num_steps=300, progress=False)
+    assert len(losses) == 300 and losses[-1] < losses[0]
+    # the MLE of a Gaussian mean is the sample mean; Adam with lr 0.1 settles within ~1e-2 of it
+    assert abs(pyro.param("mu").item() - y.mean().item()) < 1e-2
+
+
+def test_minibatch_losses_are_unbiased_for_the_full_loss():
+    """With lr = 0 the parameters stay put, so one epoch of scaled minibatch losses must average to the full loss."""
+    y = torch.randn(12, 3, generator=torch.Generator().manual_seed(1))
+    optim = pyro.optim.SGD({"lr": 0.0})
+    full = fit_svi(gaussian_mean_model, no_guide, Trace_ELBO(), optim, [y], num_steps=1, progress=False)[0]
+    batches = fit_svi(gaussian_mean_model, no_guide, Trace_ELBO(), optim, [y], num_steps=3, batch_size=4, progress=False, seed=0)
+    assert sum(batches) / 3 == pytest.approx(full, rel=1e-6)
+
+
+def test_nan_loss_raises_and_leaves_parameters_untouched():
+    def model(y):
+        scale = pyro.param("scale", torch.tensor(1.0))  # unconstrained: a step can make it negative
+        pyro.sample("y", dist.Normal(0.0, scale).expand(y.shape).to_event(2), obs=y)
+
+    y = torch.zeros(2, 3)  # d loss / d scale = 6 / scale > 0
+    svi = GuardedSVI(model, no_guide, pyro.optim.SGD({"lr": 10.0}), Trace_ELBO())
+    pyro.enable_validation(False)
+    try:
+        svi.step(y)  # a big step pushes scale below zero
+        before = pyro.param("scale").item()
+        assert before < 0
+        with pytest.raises(NonFiniteLossError, match="non-finite .* at step 1; the parameters were not updated"):
+            svi.step(y)
+        assert pyro.param("scale").item() == before
+    finally:
+        pyro.enable_validation(True)
+
+
+def test_clip_norm_bounds_the_step():
+    y = torch.full((4, 3), 100.0)  # a huge gradient for mu
+    fit_svi(gaussian_mean_model, no_guide, Trace_ELBO(), pyro.optim.SGD({"lr": 1.0}), [y], num_steps=1, clip_norm=0.5, progress=False)
+    assert pyro.param("mu").item() == pytest.approx(0.5)
+
+
+def test_seed_reproducibility_callback_and_errors():
+    def model(y):
+        loc = pyro.param("loc", torch.zeros(()))
+        with pyro.plate("trials", y.shape[0]):
+            z = pyro.sample("z", dist.Normal(loc, 1.0))
+            pyro.sample("y", dist.Normal(z, 1.0), obs=y)
+
+    def guide(y):
+        q = pyro.param("q", torch.zeros(y.shape[0]))
+        with pyro.plate("trials", y.shape[0]):
+            pyro.sample("z", dist.Normal(q, 1.0))
+
+    y = torch.randn(6)
+    runs, calls = [], []
+    for _ in range(2):
+        pyro.clear_param_store()
+        runs.append(fit_svi(model, guide, Trace_ELBO(), pyro.optim.Adam({"lr": 0.1}), [y], num_steps=5, seed=3, progress=False, callback=lambda s, l: calls.append(s)))
+    assert runs[0] == runs[1]
+    assert calls == list(range(5)) * 2
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        fit_svi(model, guide, Trace_ELBO(), pyro.optim.Adam({"lr": 0.1}), [y], num_steps=0)
+    with pytest.raises(ValueError, match="same number of trials"):
+        fit_svi(model, guide, Trace_ELBO(), pyro.optim.Adam({"lr": 0.1}), [y, torch.ones(5)], num_steps=1)
+
+
+def test_checkpoint_round_trip_and_no_silent_overwrite(tmp_path):
+    path = tmp_path / "model.pt"
+    state = {"weight": torch.randn(3, 2)}
+    save_checkpoint(path, "Thing", {"num_states": 2, "name": "x"}, state, losses=[1.0, 0.5])
+    payload = load_checkpoint(path, "Thing")
+    assert payload["config"] == {"num_states": 2, "name": "x"} and payload["losses"] == [1.0, 0.5]
+    assert torch.equal(payload["state_dict"]["weight"], state["weight"])
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+        save_checkpoint(path, "Thing", {}, state)
+    assert torch.equal(load_checkpoint(path, "Thing")["state_dict"]["weight"], state["weight"])  # untouched
+    save_checkpoint(path, "Thing", {"num_states": 3}, state, overwrite=True)
+    assert load_checkpoint(path, "Thing")["config"] == {"num_states": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary left behind
+    with pytest.raises(ValueError, match="holds a Thing checkpoint, not a Other"):
+        load_checkpoint(path, "Other")
+    torch.save({"some": "dict"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a pyro_neurodyn checkpoint"):
+        load_checkpoint(tmp_path / "other.pt", "Thing")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt", "Thing")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        save_checkpoint(tmp_path / "nope" / "m.pt", "Thing", {}, state)
+
+
+def test_unique_module_names():
+    assert unique_module_name("srnn") != unique_module_name("srnn")

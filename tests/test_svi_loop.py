@@ -44,6 +44,7 @@ def test_minibatch_losses_are_unbiased_for_the_full_loss():
     assert sum(batches) / 3 == pytest.approx(full, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Encountered NaN:UserWarning")  # Pyro warns about the NaN we provoke
 def test_nan_loss_raises_and_leaves_parameters_untouched():
     def model(y):
         scale = pyro.param("scale", torch.tensor(1.0))  # unconstrained: a step can make it negative

@@ -16,7 +16,7 @@ import torch
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 from pyro.ops.indexing import Vindex
 
-from pyro_neurodyn.distributions import switching_log_marginal, switching_posterior, switching_viterbi
+from pyro_neurodyn.distributions import switching_filter, switching_log_marginal, switching_posterior, switching_viterbi
 
 K, T, B = 3, 6, 2
 
@@ -70,6 +70,31 @@ def test_posterior_matches_brute_force(num_steps):
     assert post.pairwise.shape == (B, num_steps - 1, K, K)
     torch.testing.assert_close(post.marginals, marginals, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(post.pairwise, pairwise, rtol=1e-5, atol=1e-5)
+
+
+def test_log_space_posterior_and_its_gradient_stay_finite():
+    """log_space=True equals the log of the brute-force posterior, and differentiating a log-probability
+    of a state that is nearly impossible (marginal ~ e^-200) gives finite gradients."""
+    init, trans, emission = random_chain()
+    marginals, pairwise = brute_posterior(init, trans, emission)
+    post = switching_posterior(init, trans, emission, log_space=True)
+    torch.testing.assert_close(post.marginals, marginals.log(), rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(post.pairwise, pairwise.log(), rtol=1e-7, atol=1e-7)
+    emission = emission.clone()
+    emission[:, :, 0] -= 200.0  # state 0 is nearly impossible everywhere
+    emission.requires_grad_()
+    log_marginals = switching_posterior(init, trans, emission, log_space=True).marginals
+    (grad,) = torch.autograd.grad(log_marginals[..., 0].sum(), emission)
+    assert bool(torch.isfinite(grad).all())
+
+
+def test_filter_matches_brute_force_on_every_prefix():
+    init, trans, emission = random_chain(num_steps=6)
+    filtered = switching_filter(init, trans, emission)
+    assert filtered.shape == (B, 6, K)
+    for t in range(6):
+        expected = brute_posterior(init, trans[:, :t], emission[:, : t + 1])[0][:, -1]
+        torch.testing.assert_close(filtered[:, t], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_gradient_of_log_marginal_is_posterior_marginals():

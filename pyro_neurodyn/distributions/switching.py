@@ -35,6 +35,7 @@ __all__ = [
     "SwitchingPosterior",
     "ViterbiPath",
     "switching_log_marginal",
+    "switching_filter",
     "switching_posterior",
     "switching_viterbi",
 ]
@@ -151,15 +152,31 @@ def _log_normalizer(alpha_1: Tensor, levels: list[Tensor]) -> Tensor:
     return log_vecmat_exp(alpha_1, levels[-1][..., 0]).logsumexp(0)
 
 
-def _posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor) -> tuple[Tensor, Tensor]:
-    """Smoothed marginals ``(K, *B, T)`` and pairwise marginals ``(K, K, *B, T-1)``.
+def _log_posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor) -> tuple[Tensor, Tensor]:
+    """Log smoothed marginals ``(K, *B, T)`` and log pairwise marginals ``(K, K, *B, T-1)``.
 
-    p(z_t = i, z_{t+1} = j | obs) = exp(alpha_t[i] + M_t[i, j] + beta_{t+1}[j] - log Z), with alpha and
+    log p(z_t = i, z_{t+1} = j | obs) = alpha_t[i] + M_t[i, j] + beta_{t+1}[j] - log Z, with alpha and
     beta from the down-sweeps of the same tree; singleton marginals are its row and column sums.
     """
     if not levels:
-        marginals = (alpha_1 - log_z).exp().unsqueeze(-1)
-        return marginals, marginals.new_zeros(marginals.shape[:1] + marginals.shape[:-1] + (0,))
+        log_marginals = (alpha_1 - log_z).unsqueeze(-1)
+        return log_marginals, log_marginals.new_zeros(log_marginals.shape[:1] + log_marginals.shape[:-1] + (0,))
+    alpha = prefix_messages(levels, alpha_1)
+    beta = suffix_messages(levels)
+    log_pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0)).sub_(log_z.unsqueeze(-1))
+    log_marginals = torch.cat([log_pairwise.logsumexp(1), log_pairwise[..., -1:].logsumexp(0)], dim=-1)
+    return log_marginals, log_pairwise
+
+
+def _posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor) -> tuple[Tensor, Tensor]:
+    """Smoothed marginals ``(K, *B, T)`` and pairwise marginals ``(K, K, *B, T-1)`` (probabilities).
+
+    As :func:`_log_posterior_from_levels`, exponentiated; the singleton marginals are plain sums of
+    the pairwise ones, which is cheaper than log-sum-exps.
+    """
+    if not levels:
+        log_marginals, log_pairwise = _log_posterior_from_levels(alpha_1, levels, log_z)
+        return log_marginals.exp(), log_pairwise
     alpha = prefix_messages(levels, alpha_1)
     beta = suffix_messages(levels)
     pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0)).sub_(log_z.unsqueeze(-1)).exp_()
@@ -223,18 +240,41 @@ def _batch_first(marginals: Tensor, pairwise: Tensor, batch_shape: torch.Size) -
     return SwitchingPosterior(marginals, pairwise)
 
 
-def switching_posterior(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> SwitchingPosterior:
+def switching_posterior(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor, log_space: bool = False) -> SwitchingPosterior:
     """Smoothed ``marginals (..., T, K)`` and ``pairwise (..., T-1, K, K)`` by parallel forward-backward.
 
-    Plain differentiable torch ops: autograd flows through the marginals (e.g. into a cross-entropy to
-    state labels). O(T K^3) work, O(log T) depth.
+    Plain differentiable torch ops: autograd flows through the marginals. O(T K^3) work, O(log T) depth.
+    With ``log_space=True`` both are returned as log-probabilities, computed without leaving log space:
+    use that to differentiate a log-probability of the states (e.g. a cross-entropy to labels), whose
+    gradient through ``marginals.log()`` would overflow where a marginal is tiny.
     """
     batch_shape = _chain_batch_shape(init_logits, trans_logits, emission_logp)
     chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
     alpha_1, mats = _potentials(chain)
     levels = up_sweep(mats, log_matmul_exp) if mats.size(-1) else []
-    marginals, pairwise = _posterior_from_levels(alpha_1, levels, _log_normalizer(alpha_1, levels))
+    posterior = _log_posterior_from_levels if log_space else _posterior_from_levels
+    marginals, pairwise = posterior(alpha_1, levels, _log_normalizer(alpha_1, levels))
     return _batch_first(marginals, pairwise, batch_shape)
+
+
+def switching_filter(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> Tensor:
+    """Filtered marginals ``(..., T, K)``: ``out[..., t, k] = p(z_t = k | obs_{1:t})``.
+
+    The forward messages alpha_t normalized over k, from the up-sweep and the prefix down-sweep of
+    the same tree as :func:`switching_posterior` (O(log T) depth). Differentiable. Used to start
+    forecasts from the state belief at the end of a prefix.
+    """
+    batch_shape = _chain_batch_shape(init_logits, trans_logits, emission_logp)
+    chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
+    alpha_1, mats = _potentials(chain)
+    if mats.size(-1):
+        prefix = prefix_messages(up_sweep(mats, log_matmul_exp), alpha_1)  # alpha_1..alpha_{T-1}
+        last = log_vecmat_exp(prefix[..., -1], mats[..., -1])  # alpha_T
+        alpha = torch.cat([prefix, last.unsqueeze(-1)], dim=-1)
+    else:
+        alpha = alpha_1.unsqueeze(-1)
+    filtered = (alpha - alpha.logsumexp(0, keepdim=True)).exp()
+    return filtered.movedim(0, -1).expand(batch_shape + filtered.shape[-1:] + filtered.shape[:1])
 
 
 def switching_viterbi(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> ViterbiPath:

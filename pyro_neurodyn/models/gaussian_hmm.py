@@ -1,0 +1,81 @@
+"""A Gaussian hidden Markov model on the observations themselves: the smallest switching Pyro program."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pyro
+import torch
+from pyro.nn import PyroModule, pyro_method
+from pyro.nn.module import to_pyro_module_
+from scipy.cluster.vq import kmeans2
+from torch import Tensor, nn
+
+from ..distributions import CollapsedSwitchingPath, SwitchingFactors, switching_log_marginal, switching_posterior, switching_viterbi
+from ..dynamics import StationaryTransitions
+from .module_names import unique_module_name
+from .switching_ssm import gaussian_log_density
+
+
+class GaussianHMM(PyroModule):
+    r"""``z`` Markov with K states, ``y_t | z_t = k ~ N(mu_k, diag(sigma_k^2))``.
+
+    The model observes y through :class:`~pyro_neurodyn.distributions.CollapsedSwitchingPath`: the
+    exact forward algorithm gives log p(y), so SVI with an empty guide is maximum likelihood. For the
+    Gaussian case the closed-form EM (Baum-Welch) of :meth:`fit_em` is faster and is what
+    ``SRNN.fit(init="hmm")`` uses to label time points.
+    """
+
+    def __init__(self, num_states: int, obs_dim: int, stickiness: float = 0.0):
+        super().__init__(name=unique_module_name("gaussian_hmm"))
+        self.num_states = num_states
+        self.init_logits = nn.Parameter(torch.zeros(num_states))
+        self.transitions = StationaryTransitions(num_states, stickiness)
+        self.loc = nn.Parameter(torch.randn(num_states, obs_dim))
+        self.log_scale = nn.Parameter(torch.zeros(num_states, obs_dim))
+        to_pyro_module_(self)
+
+    def factors(self, y: Tensor) -> SwitchingFactors:
+        """``emission_logp[..., t, k] = log N(y_t; mu_k, sigma_k^2)``; stationary transitions."""
+        emission_logp = gaussian_log_density(y.unsqueeze(-2), self.loc, self.log_scale.exp())
+        return SwitchingFactors(self.init_logits, self.transitions(), emission_logp)
+
+    @pyro_method
+    def model(self, y: Tensor):
+        num_trials, num_steps, obs_dim = y.shape
+        with pyro.plate("trials", num_trials, dim=-1):
+            pyro.sample("y", CollapsedSwitchingPath(self.factors, num_steps, obs_dim, (num_trials,)), obs=y)
+
+    @pyro_method
+    def guide(self, y: Tensor):
+        pass  # nothing latent is sampled: z is summed out exactly inside the model
+
+    @torch.no_grad()
+    def fit_em(self, y: Tensor, num_iters: int = 50, seed: Optional[int] = 0, min_scale: float = 1e-3) -> list[float]:
+        """Baum-Welch on ``y (trials, T, D)`` from a k-means start; returns log p(y) per iteration.
+
+        E step: :func:`switching_posterior`; M step: weighted means/variances, expected transition counts.
+        """
+        flat = y.reshape(-1, y.shape[-1])
+        centroids, _ = kmeans2(flat.double().numpy(), self.num_states, minit="++", seed=seed)
+        self.loc.copy_(torch.as_tensor(centroids, dtype=y.dtype))
+        self.log_scale.copy_(flat.std(0).clamp_min(min_scale).log().expand_as(self.log_scale))
+        history = []
+        for _ in range(num_iters):
+            factors = self.factors(y)
+            history.append(float(switching_log_marginal(*factors).sum()))
+            marginals, pairwise = switching_posterior(*factors)
+            weights = marginals.reshape(-1, self.num_states)  # (N, K)
+            total = weights.sum(0).clamp_min(1e-12)
+            loc = weights.T @ flat / total[:, None]
+            var = (weights.T @ flat.pow(2)) / total[:, None] - loc.pow(2)
+            self.loc.copy_(loc)
+            self.log_scale.copy_(0.5 * var.clamp_min(min_scale**2).log())
+            self.init_logits.copy_(marginals[:, 0].mean(0).clamp_min(1e-12).log())
+            self.transitions.logits.copy_(pairwise.sum((0, 1)).clamp_min(1e-12).log())
+        return history
+
+    @torch.no_grad()
+    def most_likely_states(self, y: Tensor) -> Tensor:
+        """Viterbi path ``(trials, T)``."""
+        return switching_viterbi(*self.factors(y)).states

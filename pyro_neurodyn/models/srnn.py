@@ -1,0 +1,52 @@
+"""The switching recurrent neural network (SRNN; Zhang & Saxena, NeurIPS 2024) as a Pyro program."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..dynamics import RNNBank, make_emission, make_transitions
+from ..guides.encoders import RecurrentEncoder
+from .module_names import unique_module_name
+from .switching_ssm import SwitchingStateSpaceModel
+
+
+class SRNNModel(SwitchingStateSpaceModel):
+    r"""K tanh RNNs ``h_t = tanh(W_k h_{t-1} + U_k u_t + b_k) + noise`` switched by a Markov chain.
+
+    A :class:`SwitchingStateSpaceModel` whose dynamics are an :class:`~pyro_neurodyn.dynamics.RNNBank`
+    (see there for the model, the ELBO and why it is exact).
+
+    Args:
+        num_states: K. latent_dim: P. obs_dim: D. input_dim: M.
+        transitions: ``"recurrent"`` (logits from h_{t-1}, default), ``"stationary"``, ``"sticky"``, ``"input"``.
+        emission: ``"linear"`` or ``"mlp"``. observation: ``"gaussian"`` or ``"poisson"`` (``link``:
+            ``"softplus"`` or ``"exp"``).
+        latent_scale: fixed sigma_h, or None to learn it.
+        encoder_hidden: GRU width of the amortized encoder (per direction).
+        stickiness: initial bias of the self-transition logits.
+    """
+
+    def __init__(
+        self,
+        num_states: int,
+        latent_dim: int,
+        obs_dim: int,
+        *,
+        input_dim: int = 0,
+        transitions: str = "recurrent",
+        emission: str = "linear",
+        observation: str = "gaussian",
+        link: str = "softplus",
+        latent_scale: Optional[float] = None,
+        encoder_hidden: int = 64,
+        stickiness: float = 0.0,
+    ):
+        super().__init__(
+            dynamics=RNNBank(num_states, latent_dim, input_dim, nonlinearity="tanh"),
+            transitions=make_transitions(transitions, num_states, latent_dim, input_dim, stickiness),
+            emission=make_emission(observation, latent_dim, obs_dim, mapping=emission, link=link),
+            encoder=RecurrentEncoder(obs_dim, latent_dim, input_dim, hidden_dim=encoder_hidden),
+            filter_encoder=RecurrentEncoder(obs_dim, latent_dim, input_dim, hidden_dim=encoder_hidden, causal=True),
+            latent_scale=latent_scale,
+            name=unique_module_name("srnn"),
+        )

@@ -1,0 +1,177 @@
+r"""A switching state-space model as a Pyro program, with the switch marginalized exactly.
+
+Generative model (z discrete in 1..K, h continuous in R^P, y observed in R^D, u optional inputs):
+
+    z_1 ~ Cat(softmax(pi)),                       h_1 | z_1 = k ~ N(mu_k, diag(s_0^2))
+    z_t | z_{t-1}, h_{t-1} ~ Cat(softmax(L(h_{t-1}, u_t))[z_{t-1}])               (transitions)
+    h_t | h_{t-1}, z_t = k ~ N(f_k(h_{t-1}, u_t), sigma_h^2 I)                      (dynamics bank)
+    y_t | h_t ~ p(y_t | g(h_t))                                                     (emission)
+
+With f_k = tanh RNNs this is the switching RNN (Zhang & Saxena 2024); with linear f_k and stationary
+(recurrent) L it is an SLDS (rSLDS). Variational family: q(z, h | y) = q_phi(h | y) p(z | h), h from
+an amortized encoder, z never sampled: the model scores the guide's concrete h with
+``log sum_z p(z, h)`` (:class:`~pyro_neurodyn.distributions.CollapsedSwitchingPath`), so
+
+    ELBO = E_q[ log sum_z p(z, h) + log p(y | h) - log q(h | y) ]
+
+exactly, at O(T K^2) per sample. All K candidate means f_k(h_{t-1}) come from ONE batched op on the
+sampled h (shape (..., T-1, K, P)); sampling h in the model, or letting the guide's h depend on z,
+would leak the enumeration dim into h and cost K^T.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import pyro
+import torch
+import torch.distributions as td
+from pyro.nn import PyroModule, pyro_method
+from pyro.nn.module import to_pyro_module_
+from torch import Tensor, nn
+
+from ..distributions import CollapsedSwitchingPath, SwitchingFactors, switching_posterior
+from .module_names import unique_module_name
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class SwitchingSample(NamedTuple):
+    """Ancestral samples: observations ``y (..., T, D)``, latents ``h (..., T, P)``, states ``z (..., T)``."""
+
+    y: Tensor
+    h: Tensor
+    z: Tensor
+
+
+def gaussian_log_density(x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+    """``log N(x; mean, diag(scale^2))`` summed over the last dim (broadcasting)."""
+    z = (x - mean) / scale
+    return (-0.5 * z.pow(2) - scale.log() - 0.5 * LOG_2PI).sum(-1)
+
+
+class SwitchingStateSpaceModel(PyroModule):
+    """The Pyro program above, built from parts (see ``pyro_neurodyn.dynamics`` and ``guides``).
+
+    Args:
+        dynamics: bank of K maps ``(..., P), (..., M) -> (..., K, P)`` (:class:`~pyro_neurodyn.dynamics.RNNBank`).
+        transitions: ``(h_prev, u) -> (..., K, K)`` logits (``pyro_neurodyn.dynamics.transitions``).
+        emission: ``h (..., T, P) -> torch distribution over y`` with batch ``(..., T, D)``.
+        encoder: ``(y, u) -> distribution over h`` with event shape (T, P), reparameterized (the guide).
+        filter_encoder: optional causal encoder of the same kind (q(h_t | y_{1:t})), the guide of
+            :meth:`filter_guide`, used to filter and forecast from a prefix.
+        latent_scale: fixed sigma_h, or ``None`` to learn it (initialized at ``init_latent_scale``).
+        name: prefix of the module's parameters in Pyro's param store (unique by default).
+
+    Pyro methods: :meth:`model` and :meth:`guide` (arguments ``y (trials, T, D)``, ``u (trials, T, M)``
+    or None, ``labels (trials, T)`` and ``label_weight`` for the supervised start of a fit).
+    """
+
+    def __init__(
+        self,
+        dynamics: nn.Module,
+        transitions: nn.Module,
+        emission: nn.Module,
+        encoder: nn.Module,
+        filter_encoder: Optional[nn.Module] = None,
+        latent_scale: Optional[float] = None,
+        init_latent_scale: float = 0.1,
+        name: Optional[str] = None,
+    ):
+        super().__init__(name=name or unique_module_name("switching_ssm"))
+        self.num_states, self.latent_dim = dynamics.num_states, dynamics.latent_dim
+        self.dynamics, self.transitions, self.emission, self.encoder = dynamics, transitions, emission, encoder
+        self.filter_encoder = filter_encoder
+        self.init_logits = nn.Parameter(torch.zeros(self.num_states))
+        self.init_loc = nn.Parameter(0.1 * torch.randn(self.num_states, self.latent_dim))
+        self.init_log_scale = nn.Parameter(torch.zeros(self.latent_dim))
+        self.learn_latent_scale = latent_scale is None
+        log_scale = torch.tensor(math.log(init_latent_scale if latent_scale is None else latent_scale))
+        if self.learn_latent_scale:
+            self.latent_log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("latent_log_scale", log_scale)
+        to_pyro_module_(self)
+
+    # ----- the maths, shared by model, decoding and simulation -------------------------------------------
+    def latent_factors(self, h: Tensor, u: Optional[Tensor] = None) -> SwitchingFactors:
+        """Chain factors of a latent path ``h (..., T, P)``: for every step and state k,
+        ``emission_logp[..., t, k] = log p(h_t | h_{t-1}, z_t = k)`` and the transition logits."""
+        u_next = None if u is None else u[..., 1:, :]
+        candidates = self.dynamics(h[..., :-1, :], u_next)  # (..., T-1, K, P)
+        sigma_h = self.latent_log_scale.exp()
+        step_logp = gaussian_log_density(h[..., 1:, None, :], candidates, sigma_h)  # (..., T-1, K)
+        first_logp = gaussian_log_density(h[..., :1, None, :], self.init_loc, self.init_log_scale.exp())  # (..., 1, K)
+        trans_logits = self.transitions(h[..., :-1, :], u_next)
+        if trans_logits.dim() == 2:
+            trans_logits = trans_logits.expand(h.shape[:-2] + (h.shape[-2] - 1,) + trans_logits.shape)
+        return SwitchingFactors(self.init_logits, trans_logits, torch.cat([first_logp, step_logp], -2))
+
+    def latent_prior(self, num_trials: int, num_steps: int, u: Optional[Tensor] = None) -> CollapsedSwitchingPath:
+        """p(h) = sum_z p(z, h) as a distribution with batch shape ``(num_trials,)``."""
+        return CollapsedSwitchingPath(
+            lambda h: self.latent_factors(h, u),
+            num_steps,
+            self.latent_dim,
+            (num_trials,),
+            sampler=lambda shape: self.sample(num_trials, num_steps, u, shape).h,
+        )
+
+    # ----- the Pyro program -------------------------------------------------------------------------------
+    @pyro_method
+    def model(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
+        num_trials, num_steps, _ = y.shape
+        with pyro.plate("trials", num_trials, dim=-1):
+            h = pyro.sample("h", self.latent_prior(num_trials, num_steps, u))
+            if labels is not None and label_weight > 0:
+                # supervised start (SRNN paper): reward smoothed p(z_t = label_t | h) of the given labels
+                log_marginals = switching_posterior(*self.latent_factors(h, u), log_space=True).marginals
+                log_match = log_marginals.gather(-1, labels.expand(log_marginals.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+                pyro.factor("labels", label_weight * log_match.sum(-1))
+            pyro.sample("y", td.Independent(self.emission(h), 2), obs=y)
+
+    @pyro_method
+    def guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
+        with pyro.plate("trials", y.shape[0], dim=-1):
+            pyro.sample("h", self.encoder(y, u))
+
+    @pyro_method
+    def filter_guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
+        """As :meth:`guide`, with the causal ``filter_encoder``."""
+        if self.filter_encoder is None:
+            raise ValueError("this model was built without a filter_encoder")
+        with pyro.plate("trials", y.shape[0], dim=-1):
+            pyro.sample("h", self.filter_encoder(y, u))
+
+    # ----- ancestral simulation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def simulate(self, h_prev: Tensor, z_prev: Tensor, num_steps: int, u: Optional[Tensor] = None) -> SwitchingSample:
+        """Continue paths from ``h_prev (..., P)``, ``z_prev (...)`` for ``num_steps`` steps.
+
+        A Python loop: each step depends on the previously *sampled* (z, h). ``u (..., num_steps, M)``
+        are the inputs of the new steps. Returns y, h, z of the new steps only.
+        """
+        hs, zs = [], []
+        sigma_h = self.latent_log_scale.exp()
+        for t in range(num_steps):
+            u_t = None if u is None else u[..., t, :]
+            row = self.transitions(h_prev, u_t).expand(h_prev.shape[:-1] + (self.num_states, self.num_states))
+            z_prev = td.Categorical(logits=row.gather(-2, z_prev[..., None, None].expand(row.shape[:-2] + (1, self.num_states))).squeeze(-2)).sample()
+            mean = self.dynamics(h_prev, u_t).gather(-2, z_prev[..., None, None].expand(h_prev.shape[:-1] + (1, self.latent_dim))).squeeze(-2)
+            h_prev = mean + sigma_h * torch.randn_like(mean)
+            hs.append(h_prev)
+            zs.append(z_prev)
+        h, z = torch.stack(hs, -2), torch.stack(zs, -1)
+        return SwitchingSample(self.emission(h).sample(), h, z)
+
+    @torch.no_grad()
+    def sample(self, num_trials: int, num_steps: int, u: Optional[Tensor] = None, sample_shape: torch.Size = torch.Size()) -> SwitchingSample:
+        """Sample ``sample_shape + (num_trials,)`` sequences of length ``num_steps`` from the prior."""
+        shape = torch.Size(sample_shape) + (num_trials,)
+        z_1 = td.Categorical(logits=self.init_logits).sample(shape)
+        h_1 = self.init_loc[z_1] + self.init_log_scale.exp() * torch.randn(shape + (self.latent_dim,))
+        rest = self.simulate(h_1, z_1, num_steps - 1, None if u is None else u[..., 1:, :])
+        h = torch.cat([h_1.unsqueeze(-2), rest.h], -2)
+        z = torch.cat([z_1.unsqueeze(-1), rest.z], -1)
+        return SwitchingSample(self.emission(h).sample(), h, z)

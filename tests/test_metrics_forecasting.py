@@ -39,7 +39,7 @@ def simulate(trials, steps, seed):
 def conditional_means(last, k):
     """(..., C) last observed values -> (..., k, C) exact conditional means A^j y_t, j = 1..k."""
     powers = torch.as_tensor(np.stack([np.linalg.matrix_power(A, j) for j in range(1, k + 1)]), dtype=last.dtype)
-    return torch.einsum("jcd,...d->...jc", powers, last)
+    return torch.stack([last @ power.T for power in powers], dim=-2)
 
 
 def exact_forecaster(prefix, k):
@@ -104,14 +104,14 @@ def test_batched_forecaster_gives_the_same_scores_and_sees_no_future():
 
     looped = k_step_forecast(Y[:50], exact_forecaster, K, ORIGINS)
     at_once = k_step_forecast(Y[:50], batched, K, ORIGINS, batched=True)
-    torch.testing.assert_close(at_once.predictions, looped.predictions)
+    np.testing.assert_allclose(at_once.predictions.numpy(), looped.predictions.numpy(), rtol=1e-12)
     np.testing.assert_allclose(at_once.r2, looped.r2)
 
 
 def test_prediction_error_is_the_n_step_mse_and_zero_for_exact_deterministic_dynamics():
     n = 3
     scores = k_step_forecast(Y, exact_forecaster, n, ORIGINS)
-    assert prediction_error(Y, exact_forecaster, n, ORIGINS) == scores.mse[-1]
+    assert prediction_error(Y, exact_forecaster, n, ORIGINS) == pytest.approx(scores.mse[-1], rel=1e-12)
     # noise-free rotation: iterating the true map from the observed state predicts perfectly
     y = np.empty((2, 40, C))
     y[:, 0] = [[1.0, 0.0, 0.5], [0.0, 2.0, -1.0]]
@@ -125,7 +125,7 @@ def test_default_origins_and_raw_values():
     scores = k_step_forecast(Y[:5, :12], exact_forecaster, 2, multioutput="raw_values")
     assert scores.origins.tolist() == list(range(10))
     assert scores.mse.shape == (2, C) and scores.r2.shape == (2, C)
-    torch.testing.assert_close(scores.targets[3, :, 1], torch.as_tensor(Y[:5, 5]))  # origin 3, step 2 -> t = 5
+    np.testing.assert_array_equal(scores.targets[3, :, 1].numpy(), Y[:5, 5])  # origin 3, step 2 -> t = 5
 
 
 def test_bad_input():
@@ -141,5 +141,21 @@ def test_bad_input():
         k_step_forecast(Y, lambda prefix, k: exact_forecaster(prefix, k)[0], 3)
     with pytest.raises(ValueError, match="returned NaN or infinite values"):
         k_step_forecast(Y, lambda prefix, k: exact_forecaster(prefix, k) * np.nan, 3)
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="n must be >= 1"):
         prediction_error(Y, exact_forecaster, 0)
+
+
+def test_constant_targets_make_r2_undefined_but_not_pe():
+    """One trial and one origin: one target per channel and step, so R^2 is undefined (raised before
+    the forecaster runs), while PE_n is the plain squared error of that single forecast."""
+    calls = []
+
+    def counting(prefix, k):
+        calls.append(k)
+        return exact_forecaster(prefix, k)
+
+    with pytest.raises(ValueError, match=r"y at forecast step 1 is constant in channel\(s\) \[0, 1, 2\]"):
+        k_step_forecast(Y[:1], counting, 2, origins=[4])
+    assert calls == []
+    expected = np.mean((Y[0, 6] - np.linalg.matrix_power(A, 2) @ Y[0, 4]) ** 2)
+    assert prediction_error(Y[:1], counting, 2, origins=[4]) == pytest.approx(expected, rel=1e-6)

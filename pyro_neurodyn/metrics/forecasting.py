@@ -26,7 +26,13 @@ import torch
 from torch import Tensor
 
 from ..data.validation import as_trials, check_count
-from .reconstruction import MULTIOUTPUT_OPTIONS, check_multioutput, r2_from_tensors, reduce_channels
+from .reconstruction import (
+    MULTIOUTPUT_OPTIONS,
+    check_multioutput,
+    r2_from_tensors,
+    reduce_channels,
+    total_sum_of_squares,
+)
 
 __all__ = ["ForecastScores", "k_step_forecast", "prediction_error"]
 
@@ -56,10 +62,12 @@ class ForecastScores(NamedTuple):
     origins: Tensor
 
 
-def _check_origins(origins: Any, num_steps: int, k: int) -> Tensor:
+def _check_origins(origins: Any, num_steps: int, k: int, k_name: str) -> Tensor:
     """Default: every origin ``0 <= t <= T-1-k``; else validate a 1-D integer array in that range."""
     if k > num_steps - 1:
-        raise ValueError(f"k = {k} leaves no forecast origin in y with T = {num_steps} time steps (need k <= T - 1)")
+        raise ValueError(
+            f"{k_name} = {k} leaves no forecast origin in y with T = {num_steps} time steps (need {k_name} <= T - 1)"
+        )
     if origins is None:
         return torch.arange(num_steps - k)
     array = np.asarray(origins)
@@ -67,7 +75,7 @@ def _check_origins(origins: Any, num_steps: int, k: int) -> Tensor:
         raise ValueError(f"origins must be a non-empty 1-D array of integers, got {origins!r}")
     if array.min() < 0 or array.max() > num_steps - 1 - k:
         raise ValueError(
-            f"origins must lie in [0, T - 1 - k] = [0, {num_steps - 1 - k}] so that all k = {k} steps are observed; "
+            f"origins must lie in [0, T - 1 - {k_name}] = [0, {num_steps - 1 - k}] so that all {k_name} = {k} steps are observed; "
             f"got values in [{array.min()}, {array.max()}]"
         )
     return torch.as_tensor(array, dtype=torch.int64)
@@ -102,6 +110,17 @@ def _point_forecasts(y: Tensor, forecast: Forecaster, k: int, origins: Tensor, b
     )
 
 
+def _validated(y: Any, forecast: Any, k: Any, origins: Any, k_name: str) -> tuple[Tensor, int, Tensor, Tensor]:
+    """Validated ``y`` (float64), horizon, ``origins`` and the targets ``(origins, trials, k, channels)``."""
+    y = as_trials(y, "y", dtype=torch.float64)
+    k = check_count(k, k_name)
+    if not callable(forecast):
+        raise TypeError(f"forecast must be callable, got {type(forecast).__name__}")
+    origins = _check_origins(origins, y.shape[1], k, k_name)
+    steps = origins[:, None] + torch.arange(1, k + 1)  # (origins, k)
+    return y, k, origins, y[:, steps].permute(1, 0, 2, 3)
+
+
 def k_step_forecast(
     y: Any,
     forecast: Forecaster,
@@ -132,16 +151,16 @@ def k_step_forecast(
 
     Returns:
         :class:`ForecastScores`; ``.mse[-1]`` and ``.r2[-1]`` are the k-step values.
+
+    Raises:
+        ValueError: besides bad arguments, targets constant in a channel at some horizon (R^2
+            undefined; :func:`prediction_error` still gives the MSE), checked before forecasting.
     """
     multioutput = check_multioutput(multioutput, MULTIOUTPUT_OPTIONS)
-    y = as_trials(y, "y", dtype=torch.float64)
-    k = check_count(k, "k")
-    if not callable(forecast):
-        raise TypeError(f"forecast must be callable, got {type(forecast).__name__}")
-    origins = _check_origins(origins, y.shape[1], k)
+    y, k, origins, targets = _validated(y, forecast, k, origins, "k")
+    for j in range(k):
+        total_sum_of_squares(targets[:, :, j], f"y at forecast step {j + 1}")
     predictions = _point_forecasts(y, forecast, k, origins, bool(batched))
-    steps = origins[:, None] + torch.arange(1, k + 1)  # (origins, k)
-    targets = y[:, steps].permute(1, 0, 2, 3)  # (origins, trials, k, channels)
     per_channel_mse = (targets - predictions).pow(2).mean((0, 1))  # (k, channels)
     mse_reduction = "raw_values" if multioutput == "raw_values" else "uniform_average"
     mse = np.array([reduce_channels(step, mse_reduction) for step in per_channel_mse])
@@ -149,16 +168,17 @@ def k_step_forecast(
     return ForecastScores(mse, r2, predictions, targets, origins)
 
 
-def prediction_error(
-    y: Any, forecast: Forecaster, n: int, origins: Any = None, *, batched: bool = False
-) -> float:
+def prediction_error(y: Any, forecast: Forecaster, n: int, origins: Any = None, *, batched: bool = False) -> float:
     """PE_n, the n-step prediction error of dynamical-systems reconstruction.
 
     ``PE_n = 1 / (|origins| N C) sum_{t, trial, c} (y[trial, t+n, c] - yhat_n[trial, t, c])^2``, where
     ``yhat_n`` is the model's n-step-ahead prediction from its state inferred at ``t`` (Koppe et al.
     2019, PLOS Comput Biol 15:e1007263; Brenner et al. 2022, ICML; Hess et al. 2023, ICML use n = 20
-    and run the model without noise from the inferred state). It equals ``k_step_forecast(..., k=n)
-    .mse[-1]``: a deterministic forecaster (``num_samples = 1``) gives the published variant, a
-    sampling one the MSE of the predictive mean. Arguments as :func:`k_step_forecast`.
+    and run the model without noise from the inferred state). It is the k-step MSE of
+    :func:`k_step_forecast` with ``k = n`` (``.mse[-1]``), without R^2: a deterministic forecaster
+    (``num_samples = 1``) gives the published variant, a sampling one the MSE of the predictive mean.
+    Arguments as :func:`k_step_forecast`.
     """
-    return float(k_step_forecast(y, forecast, n, origins, batched=batched).mse[-1])
+    y, n, origins, targets = _validated(y, forecast, n, origins, "n")
+    predictions = _point_forecasts(y, forecast, n, origins, bool(batched))
+    return float((targets[:, :, -1] - predictions[:, :, -1]).pow(2).mean())

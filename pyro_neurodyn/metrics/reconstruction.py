@@ -56,16 +56,26 @@ def squared_error_per_channel(y_true: Tensor, y_pred: Tensor) -> Tensor:
     return (y_true - y_pred).pow(2).reshape(-1, y_true.shape[-1]).mean(0)
 
 
-def r2_from_tensors(y_true: Tensor, y_pred: Tensor, multioutput: str) -> Union[float, np.ndarray]:
-    """R^2 of ``y_pred`` for ``y_true`` (``(..., C)``, all leading dims pooled); no input validation."""
+def total_sum_of_squares(y_true: Tensor, name: str = "y_true") -> Tensor:
+    """``SS_tot[c] = sum (y_true[..., c] - mean y_true[..., c])^2`` over all leading dims, ``(C,)``.
+
+    Raises a ValueError if a channel is constant (SS_tot = 0), where R^2 is undefined.
+    """
     true = y_true.reshape(-1, y_true.shape[-1])
-    residual = (true - y_pred.reshape(true.shape)).pow(2).sum(0)
     total = (true - true.mean(0)).pow(2).sum(0)
     constant = (total == 0).nonzero().flatten()
     if len(constant):
         raise ValueError(
-            f"R^2 is undefined: y_true is constant in channel(s) {constant.tolist()} (zero total sum of squares)"
+            f"R^2 is undefined: {name} is constant in channel(s) {constant.tolist()} (zero total sum of squares)"
         )
+    return total
+
+
+def r2_from_tensors(y_true: Tensor, y_pred: Tensor, multioutput: str) -> Union[float, np.ndarray]:
+    """R^2 of ``y_pred`` for ``y_true`` (``(..., C)``, all leading dims pooled); no input validation."""
+    true = y_true.reshape(-1, y_true.shape[-1])
+    residual = (true - y_pred.reshape(true.shape)).pow(2).sum(0)
+    total = total_sum_of_squares(true)
     if multioutput == "variance_weighted":
         return float(1.0 - residual.sum() / total.sum())
     return reduce_channels(1.0 - residual / total, multioutput)

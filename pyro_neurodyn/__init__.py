@@ -3,5 +3,6 @@
 __version__ = "0.1.0"
 
 from . import data, distributions, metrics  # noqa: E402
+from .estimators.srnn import SRNN  # noqa: E402
 
-__all__ = ["__version__", "data", "distributions", "metrics"]
+__all__ = ["SRNN", "__version__", "data", "distributions", "metrics"]

@@ -29,7 +29,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", default="neurodyn_output", help="new folder for figures, metrics and the model (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the fit (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=None, help="SVI steps (default: the library default)")
+    parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Fit an SRNN to switching Lorenz data; print held-out accuracy, R^2, forecast error; save figures."""
+    from .demo import run_demo
+
+    try:
+        run_demo(args.output, seed=args.seed, num_steps=args.steps, overwrite=args.overwrite, progress=not args.quiet)
+    except FileExistsError as error:
+        print(f"neurodyn demo: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS: list[Command] = [
+    ("demo", _add_demo_args, _cmd_demo),
     ("info", _add_info_args, _cmd_info),
 ]
 

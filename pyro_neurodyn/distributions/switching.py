@@ -163,7 +163,10 @@ def _log_posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Ten
         return log_marginals, log_marginals.new_zeros(log_marginals.shape[:1] + log_marginals.shape[:-1] + (0,))
     alpha = prefix_messages(levels, alpha_1)
     beta = suffix_messages(levels)
-    log_pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0)).sub_(log_z.unsqueeze(-1))
+    log_pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0))
+    # normalize each step by its own total: mathematically log Z at every t, numerically it removes
+    # the rounding of log Z and the messages (log-potentials of size ~1e3 cost ~1e-4 in float32)
+    log_pairwise = log_pairwise - log_pairwise.flatten(0, 1).logsumexp(0)
     log_marginals = torch.cat([log_pairwise.logsumexp(1), log_pairwise[..., -1:].logsumexp(0)], dim=-1)
     return log_marginals, log_pairwise
 
@@ -180,6 +183,7 @@ def _posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor)
     alpha = prefix_messages(levels, alpha_1)
     beta = suffix_messages(levels)
     pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0)).sub_(log_z.unsqueeze(-1)).exp_()
+    pairwise = pairwise / pairwise.sum((0, 1))  # per-step normalization, as in _log_posterior_from_levels
     marginals = torch.cat([pairwise.sum(1), pairwise[..., -1:].sum(0)], dim=-1)
     return marginals, pairwise
 

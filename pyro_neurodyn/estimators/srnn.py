@@ -195,6 +195,8 @@ class SRNN:
         module = self.module
         module.encoder.set_input_statistics(y, u)
         module.filter_encoder.set_input_statistics(y, u)
+        if not self.losses:
+            self._initialize_emission(y)
         pyro.enable_validation(False)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
@@ -214,6 +216,28 @@ class SRNN:
                         desc="SRNN (filter)", **common)  # fmt: skip
         self.losses = losses
         return losses
+
+    @torch.no_grad()
+    def _initialize_emission(self, y: Tensor) -> None:
+        """Start a linear Gaussian readout at PCA of the data: ``C = V_P diag(s)``, ``d = mean(y)``, the
+        latent coordinates scaled to std 0.5 (inside tanh's range), sigma_y the residual std (or 10% of
+        the data's std where P >= D). Other readouts keep their default initialization."""
+        emission = self.module.emission
+        if self.config["observation"] != "gaussian" or self.config["emission"] != "linear":
+            return
+        flat = y.reshape(-1, y.shape[-1]).double()
+        mean = flat.mean(0)
+        _, singular, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+        latent_dim = self.config["latent_dim"]
+        components = vh[:latent_dim]  # (<=P, D)
+        scale = singular[: latent_dim] / (flat.shape[0] - 1) ** 0.5 / 0.5  # projection std / 0.5
+        weight = torch.zeros(y.shape[-1], latent_dim, dtype=torch.float64)
+        weight[:, : components.shape[0]] = components.T * scale
+        emission.mapping.weight.copy_(weight)
+        emission.mapping.bias.copy_(mean)
+        residual = flat - mean - (flat - mean) @ components.T @ components
+        noise = residual.std(0) if components.shape[0] < y.shape[-1] else 0.1 * flat.std(0)
+        emission.log_scale.copy_(noise.clamp_min(1e-4).log())
 
     def _initial_labels(self, init: InitLabels, y: Tensor, seed: Optional[int]) -> Optional[Tensor]:
         num_states = self.config["num_states"]

@@ -1,0 +1,77 @@
+"""Seconds per SVI step of the SRNN: the fast path against the generic enumerated form, one process.
+
+Sizes: the Lorenz demo (15 trials x 200 steps x 3 channels, K = 2, P = 3) and a larger case (64 x 1000
+x 50, K = 5, P = 16). One "step" is the loss, its gradient and an Adam update (what fit() does per step).
+
+* ``fast``: SRNNModel.model / .guide with Trace_ELBO (z summed by the parallel scan).
+* ``enumerated``: the same model with every z_t an enumerated Pyro site (models/enumerated_reference.py),
+  TraceEnum_ELBO, same guide sample; a handful of steps (it takes seconds per step). Its timing
+  includes one fast evaluation of the same sample, negligible next to it.
+
+    python benchmarks/bench_srnn.py [--threads N] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+
+from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated
+from pyro_neurodyn.models.srnn import SRNNModel
+
+SIZES = [
+    ("Lorenz demo", 15, 200, 3, 2, 3),
+    ("large", 64, 1000, 50, 5, 16),
+]
+
+
+def median_seconds(step, repeats):
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--enumerated-repeats", type=int, default=2)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pyro.enable_validation(False)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; seconds per SVI step (loss + grad + Adam), median")
+    print(f"{'case':>12} | {'(B, T, D, K, P)':>20} | {'fast':>8} | {'enumerated':>10} | {'enum/fast':>9}")
+    for name, trials, steps, channels, states, latent in SIZES:
+        torch.manual_seed(0)
+        module = SRNNModel(states, latent, channels)
+        y = torch.randn(trials, steps, channels)
+        module.encoder.set_input_statistics(y)
+        optim = pyro.optim.Adam({"lr": 1e-3})
+        svi = pyro.infer.SVI(module.model, module.guide, optim, Trace_ELBO())
+        fast = median_seconds(lambda: svi.step(y), args.repeats)
+
+        params = list(module.parameters())
+        torch_optim = torch.optim.Adam(params, lr=1e-3)
+
+        def enumerated_step():
+            _, elbo = elbo_fast_and_enumerated(module, y)
+            torch_optim.zero_grad()
+            (-elbo).backward()
+            torch_optim.step()
+
+        enumerated = median_seconds(enumerated_step, args.enumerated_repeats)
+        print(f"{name:>12} | {str((trials, steps, channels, states, latent)):>20} | {fast:8.4f} | {enumerated:10.3f} | {enumerated / fast:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

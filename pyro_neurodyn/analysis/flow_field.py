@@ -1,0 +1,81 @@
+"""Flow fields of latent maps on a 2-D plane: where one step of the dynamics moves each point.
+
+For a discrete-time map ``f: R^P -> R^P`` (an RNN of a switching state, a low-rank RNN's latent
+map), the flow at h is the one-step displacement ``f(h) - h``. It is evaluated on a grid of the plane
+``h = center + a * basis[:, 0] + b * basis[:, 1]`` and projected onto that plane. The plane is
+usually spanned by the first two principal components of posterior latents (:func:`pca_plane`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["FlowField", "Plane", "flow_field", "pca_plane"]
+
+LatentMap = Callable[[Tensor], Tensor]
+
+
+class Plane(NamedTuple):
+    """A 2-D affine plane in latent space: ``center (P,)``, orthonormal ``basis (P, 2)``, and the
+    fraction of the latents' variance it captures (``explained``, NaN when not from data)."""
+
+    center: Tensor
+    basis: Tensor
+    explained: float
+
+    def project(self, h: Tensor) -> Tensor:
+        """Coordinates ``(..., 2)`` of points ``h (..., P)`` in the plane."""
+        return (h - self.center) @ self.basis
+
+    def lift(self, coords: Tensor) -> Tensor:
+        """Points ``(..., P)`` of plane coordinates ``(..., 2)``."""
+        return self.center + coords @ self.basis.T
+
+
+class FlowField(NamedTuple):
+    """``a (n,)`` and ``b (n,)`` grid coordinates; ``velocity (n, n, 2)`` the in-plane displacement
+    at ``(b[i], a[j])`` (row i, column j, as matplotlib's ``streamplot`` wants); ``speed (n, n)`` the
+    norm of the full P-dimensional displacement; ``plane``."""
+
+    a: Tensor
+    b: Tensor
+    velocity: Tensor
+    speed: Tensor
+    plane: Plane
+
+
+def pca_plane(latents: Tensor) -> Plane:
+    """The plane of the first two principal components of ``latents (..., P)``, P >= 2."""
+    points = latents.reshape(-1, latents.shape[-1]).double()
+    if points.shape[-1] < 2:
+        raise ValueError(f"a flow field needs a latent dimension >= 2, got {points.shape[-1]}")
+    center = points.mean(0)
+    _, singular, vh = torch.linalg.svd(points - center, full_matrices=False)
+    explained = float(singular[:2].pow(2).sum() / singular.pow(2).sum())
+    return Plane(center.to(latents.dtype), vh[:2].T.to(latents.dtype), explained)
+
+
+@torch.no_grad()
+def flow_field(
+    latent_map: LatentMap,
+    plane: Plane,
+    extent: Optional[tuple[float, float, float, float]] = None,
+    resolution: int = 30,
+) -> FlowField:
+    """Evaluate ``latent_map`` on a ``resolution x resolution`` grid of ``plane``.
+
+    Args:
+        latent_map: ``h (..., P) -> (..., P)``, one step of the dynamics.
+        plane: the plane (e.g. :func:`pca_plane` of posterior latents).
+        extent: ``(a_min, a_max, b_min, b_max)`` in plane coordinates (default: [-1, 1]^2).
+    """
+    a_min, a_max, b_min, b_max = extent if extent is not None else (-1.0, 1.0, -1.0, 1.0)
+    a = torch.linspace(a_min, a_max, resolution, dtype=plane.basis.dtype)
+    b = torch.linspace(b_min, b_max, resolution, dtype=plane.basis.dtype)
+    coords = torch.stack(torch.meshgrid(a, b, indexing="xy"), -1)  # (n_b, n_a, 2): row i is b[i]
+    points = plane.lift(coords)
+    displacement = latent_map(points) - points
+    return FlowField(a, b, displacement @ plane.basis, displacement.norm(dim=-1), plane)

@@ -44,7 +44,9 @@ class GuardedSVI(SVI):
     def step(self, *args, **kwargs) -> float:
         with poutine.trace(param_only=True) as param_capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        # trace order, not a set: a set of tensors iterates in memory-address order, which made the
+        # float sums below (and so clipping) differ between otherwise identical seeded runs
+        params = list(dict.fromkeys(site["value"].unconstrained() for site in param_capture.trace.nodes.values()))
         loss = torch_item(loss)
         grads = [p.grad for p in params if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())

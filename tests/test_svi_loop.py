@@ -119,5 +119,14 @@ def test_checkpoint_round_trip_and_no_silent_overwrite(tmp_path):
         save_checkpoint(tmp_path / "nope" / "m.pt", "Thing", {}, state)
 
 
+def test_num_threads_is_set_during_the_fit_and_restored():
+    before = torch.get_num_threads()
+    seen = []
+    y = torch.randn(4, 3)
+    fit_svi(gaussian_mean_model, no_guide, Trace_ELBO(), pyro.optim.Adam({"lr": 0.1}), [y], num_steps=2, progress=False,
+            num_threads=1, callback=lambda step, loss: seen.append(torch.get_num_threads()))  # fmt: skip
+    assert seen == [1, 1] and torch.get_num_threads() == before
+
+
 def test_unique_module_names():
     assert unique_module_name("srnn") != unique_module_name("srnn")

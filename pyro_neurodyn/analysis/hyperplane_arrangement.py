@@ -63,19 +63,19 @@ GEOMETRY_RTOL = 1e-11
 
 
 class CellCandidates(NamedTuple):
-    """A block of candidate cells, each the cell of one vertex's local arrangement (cells repeat
-    across vertices: identify them by a hash payload).
+    """A block of ``n`` vertices and the ``c`` cells of each one's local arrangement: ``n * c`` candidate
+    cells. Cells repeat across vertices (name them by a hash payload to identify them).
 
     Attributes:
-        payloads: one array ``(n, P_i)`` per payload given to :meth:`Arrangement.candidates`: the cell's
-            ``base + sum_{sigma_k = +} p_k``.
+        payloads: one array ``(c, n, P_i)`` per payload given to :meth:`Arrangement.candidates`: the
+            cell's ``base + sum_{sigma_k = +} p_k``.
         constraint_index: ``(n, w)`` int, indices into the distinct hyperplanes
-            (:attr:`Arrangement.normals`) through the cell's vertex.
-        constraint_sign: ``(n, w)`` +1/-1, the cell's sign for them. The cell lies in every half-space
-            ``sign * (w_k . y - t_k) >= 0`` listed here, and every facet of a cell is listed by at least
+            (:attr:`Arrangement.normals`) through each vertex.
+        constraint_sign: ``(c, w)`` +1/-1, each local cell's sign for them. A cell lies in every half-space
+            ``sign * (w_k . y - t_k) >= 0`` listed with it, and every facet of a cell is listed by at least
             one of its candidates (a facet has a vertex, where its hyperplane passes), so a point
             satisfies all constraints of all candidates of a cell iff it lies in the cell's closure.
-        vertex: ``(n, R)`` the vertex, in the original coordinates.
+        vertex: ``(n, R)`` the vertices, in the original coordinates.
     """
 
     payloads: tuple[np.ndarray, ...]
@@ -93,9 +93,9 @@ class _Line(NamedTuple):
 
 
 def _signed(payload: np.ndarray, sign: np.ndarray) -> np.ndarray:
-    """``sign * payload`` for sign in {-1, 0, +1}, also for uint64 payloads (negation modulo 2^64)."""
+    """``sign[..., None] * payload`` for sign in {-1, 0, +1}; for uint64 payloads modulo 2^64."""
     if payload.dtype == np.uint64:
-        return np.where(sign[..., None] > 0, payload, np.where(sign[..., None] < 0, -payload, np.uint64(0)))
+        sign = sign.astype(np.int64).astype(np.uint64)  # -1 -> 2^64 - 1, i.e. negation modulo 2^64
     return payload * sign[..., None]
 
 
@@ -203,7 +203,7 @@ class Arrangement:
         r = self.rank
         if r == 0:
             yield CellCandidates(
-                tuple(b[None] for b in base),
+                tuple(b[None, None] for b in base),
                 np.zeros((1, 0), dtype=np.int64),
                 np.zeros((1, 0)),
                 np.zeros((1, self.dim)),
@@ -265,12 +265,9 @@ class Arrangement:
         crossing = np.take_along_axis(crossing, order, axis=1)
         flip_sign = np.take_along_axis(np.where(parallel, 0.0, np.sign(along)), order, axis=1)
 
-        # Exclusive cumulative sums of the signed payloads in crossing order: payload just before each crossing.
-        before = []
-        for payload, b in zip(payloads, base):
-            updates = _signed(payload[order], flip_sign)
-            cumulative = np.cumsum(updates, axis=1, dtype=payload.dtype) - updates
-            before.append(cumulative + (b + _indicator_sum(positive_at_start, payload))[:, None, :])
+        # Payload after each crossing: its value at s = -inf plus a cumulative sum of the signed payloads.
+        start = [b + _indicator_sum(positive_at_start, p) for p, b in zip(payloads, base)]  # (L, P) each
+        after = [np.cumsum(_signed(np.take(p, order, axis=0), flip_sign), axis=1, dtype=p.dtype) for p in payloads]
 
         starts, sizes = self._vertex_groups(crossing, point_norm)
         line_of, position = starts // crossing.shape[1], starts % crossing.shape[1]
@@ -279,13 +276,16 @@ class Arrangement:
         simple = (sizes == 1) & ~degenerate_line[line_of]
         emit = simple & (hyperplane > last_member[line_of])
         vertex = line.point[line_of] + crossing[line_of, position][:, None] * line.direction[line_of]
-        # At a vertex its own crossing hyperplanes count as negative (the local sign choices add them):
-        # remove those that were positive before their crossing (w_k . d_J < 0).
-        was_positive = -(flip_sign < 0).astype(np.float64)
+        # At a vertex its crossing hyperplanes count as negative (the local sign choices add them): after
+        # the last crossing of the group, remove those that became positive (w_k . d_J > 0).
+        became_positive = -(flip_sign > 0).astype(np.float64)
         if emit.any():
             l, i = line_of[emit], position[emit]
             through = np.concatenate([line.members[l], hyperplane[emit, None]], axis=1)
-            at_vertex = [b[l, i] + _signed(p[order[l, i]], was_positive[l, i]) for b, p in zip(before, payloads)]
+            at_vertex = [
+                s0[l] + a[l, i] + _signed(p[through[:, -1]], became_positive[l, i])
+                for s0, a, p in zip(start, after, payloads)
+            ]
             yield self._local_candidates(at_vertex, payloads, through, self._simple_signs(), vertex[emit])
         # A degenerate line is swept from every independent (r-1)-subset of the hyperplanes containing it;
         # its vertices are emitted only from the greedy one (see the module docstring, item 3).
@@ -301,8 +301,8 @@ class Arrangement:
                 continue  # this vertex is emitted on another line
             group = slice(i, i + sizes[index])
             at_vertex = [
-                b[l, i][None] + _signed(p[order[l, group]], was_positive[l, group]).sum(axis=0, dtype=p.dtype)
-                for b, p in zip(before, payloads)
+                s0[l][None] + a[l, group.stop - 1] + _signed(p[order[l, group]], became_positive[l, group]).sum(0, dtype=p.dtype)
+                for s0, a, p in zip(start, after, payloads)
             ]
             signs = self.local_cell_signs(W[through])
             yield self._local_candidates(at_vertex, payloads, through[None], signs, vertex[index][None])
@@ -342,26 +342,26 @@ class Arrangement:
                 chosen.append(k)
         return np.array(chosen, dtype=np.int64)
 
-    def _local_candidates(self, before, payloads, through, signs, vertex) -> CellCandidates:
-        """Candidates for vertices ``(n,)`` with hyperplanes ``through (n, w)`` and local sign choices ``(c, w)``."""
-        n, choices = len(through), len(signs)
+    def _local_candidates(self, at_vertex, payloads, through, signs, vertex) -> CellCandidates:
+        """Candidates for vertices with hyperplanes ``through (n, w)`` and local sign choices ``signs (c, w)``:
+        payload ``at_vertex + sum_{j : signs[:, j] > 0} p[through[:, j]]``."""
         out = []
-        for b, payload in zip(before, payloads):
-            local = (signs > 0).astype(payload.dtype)[None] @ payload[through]  # (n, c, P)
-            out.append((b[:, None, :] + local).reshape(n * choices, -1))
-        return CellCandidates(
-            tuple(out),
-            np.repeat(through, choices, axis=0),
-            np.tile(signs, (n, 1)),
-            np.repeat(vertex @ self._basis.T, choices, axis=0),
-        )
+        for b, payload in zip(at_vertex, payloads):
+            cells = np.empty((len(signs),) + b.shape, dtype=payload.dtype)  # (c, n, P)
+            cells[:] = b
+            for j in range(through.shape[1]):
+                chosen_payload = payload[through[:, j]]
+                for cell in np.flatnonzero(signs[:, j] > 0):
+                    cells[cell] += chosen_payload
+            out.append(cells)
+        return CellCandidates(tuple(out), through, signs, vertex @ self._basis.T)
 
     # ------------------------------------------------------------------ explicit sign vectors
     def sign_vectors(self, chunk_size: int = 1 << 20) -> np.ndarray:
         """All cells as sign vectors ``(num_cells, m)`` over the input hyperplanes (+1/-1), unique rows."""
         m = len(self.group)
         found = [
-            block.payloads[0] for block in self.candidates([np.eye(m)], [np.zeros(m)], chunk_size)
+            block.payloads[0].reshape(-1, m) for block in self.candidates([np.eye(m)], [np.zeros(m)], chunk_size)
         ]
         return np.unique(np.where(np.concatenate(found) > 0.5, 1, -1).astype(np.int8), axis=0)
 

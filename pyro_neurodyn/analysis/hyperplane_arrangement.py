@@ -67,8 +67,9 @@ class CellCandidates(NamedTuple):
     cells. Cells repeat across vertices (name them by a hash payload to identify them).
 
     Attributes:
-        payloads: one array ``(c, n, P_i)`` per payload given to :meth:`Arrangement.candidates`: the
-            cell's ``base + sum_{sigma_k = +} p_k``.
+        vertex_payloads: one array ``(P_i, n)`` per payload given to :meth:`Arrangement.candidates`: the
+            payload at each vertex with the hyperplanes through it counted as negative.
+        through_payloads: one array ``(w, P_i, n)`` per payload: those hyperplanes' payloads.
         constraint_index: ``(n, w)`` int, indices into the distinct hyperplanes
             (:attr:`Arrangement.normals`) through each vertex.
         constraint_sign: ``(c, w)`` +1/-1, each local cell's sign for them. A cell lies in every half-space
@@ -78,10 +79,16 @@ class CellCandidates(NamedTuple):
         vertex: ``(n, R)`` the vertices, in the original coordinates.
     """
 
-    payloads: tuple[np.ndarray, ...]
+    vertex_payloads: tuple[np.ndarray, ...]
+    through_payloads: tuple[np.ndarray, ...]
     constraint_index: np.ndarray
     constraint_sign: np.ndarray
     vertex: np.ndarray
+
+    def cell_payloads(self, cell: int) -> tuple[np.ndarray, ...]:
+        """Payloads ``(P_i, n)`` of local cell ``cell`` at every vertex: ``base + sum_{sigma_k = +} p_k``."""
+        positive = np.flatnonzero(self.constraint_sign[cell] > 0)
+        return tuple(v + t[positive].sum(axis=0, dtype=t.dtype) for v, t in zip(self.vertex_payloads, self.through_payloads))
 
 
 class _Line(NamedTuple):
@@ -203,7 +210,8 @@ class Arrangement:
         r = self.rank
         if r == 0:
             yield CellCandidates(
-                tuple(b[None, None] for b in base),
+                tuple(b[:, None] for b in base),
+                tuple(np.zeros((0,) + b.shape + (1,), dtype=b.dtype) for b in base),
                 np.zeros((1, 0), dtype=np.int64),
                 np.zeros((1, 0)),
                 np.zeros((1, self.dim)),
@@ -343,25 +351,23 @@ class Arrangement:
         return np.array(chosen, dtype=np.int64)
 
     def _local_candidates(self, at_vertex, payloads, through, signs, vertex) -> CellCandidates:
-        """Candidates for vertices with hyperplanes ``through (n, w)`` and local sign choices ``signs (c, w)``:
-        payload ``at_vertex + sum_{j : signs[:, j] > 0} p[through[:, j]]``."""
-        out = []
-        for b, payload in zip(at_vertex, payloads):
-            cells = np.empty((len(signs),) + b.shape, dtype=payload.dtype)  # (c, n, P)
-            cells[:] = b
-            for j in range(through.shape[1]):
-                chosen_payload = payload[through[:, j]]
-                for cell in np.flatnonzero(signs[:, j] > 0):
-                    cells[cell] += chosen_payload
-            out.append(cells)
-        return CellCandidates(tuple(out), through, signs, vertex @ self._basis.T)
+        """Candidates for vertices with hyperplanes ``through (n, w)`` and local sign choices ``signs (c, w)``."""
+        return CellCandidates(
+            tuple(b.T for b in at_vertex),
+            tuple(np.moveaxis(p[through], (1, 2), (0, 1)) for p in payloads),  # (w, P, n)
+            through,
+            signs,
+            vertex @ self._basis.T,
+        )
 
     # ------------------------------------------------------------------ explicit sign vectors
     def sign_vectors(self, chunk_size: int = 1 << 20) -> np.ndarray:
         """All cells as sign vectors ``(num_cells, m)`` over the input hyperplanes (+1/-1), unique rows."""
         m = len(self.group)
         found = [
-            block.payloads[0].reshape(-1, m) for block in self.candidates([np.eye(m)], [np.zeros(m)], chunk_size)
+            block.cell_payloads(cell)[0].T
+            for block in self.candidates([np.eye(m)], [np.zeros(m)], chunk_size)
+            for cell in range(len(block.constraint_sign))
         ]
         return np.unique(np.where(np.concatenate(found) > 0.5, 1, -1).astype(np.int8), axis=0)
 

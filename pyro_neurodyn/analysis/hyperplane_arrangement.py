@@ -88,7 +88,13 @@ class CellCandidates(NamedTuple):
     def cell_payloads(self, cell: int) -> tuple[np.ndarray, ...]:
         """Payloads ``(P_i, n)`` of local cell ``cell`` at every vertex: ``base + sum_{sigma_k = +} p_k``."""
         positive = np.flatnonzero(self.constraint_sign[cell] > 0)
-        return tuple(v + t[positive].sum(axis=0, dtype=t.dtype) for v, t in zip(self.vertex_payloads, self.through_payloads))
+        payloads = []
+        for at_vertex, through in zip(self.vertex_payloads, self.through_payloads):
+            payload = at_vertex.copy()
+            for j in positive:
+                payload += through[j]
+            payloads.append(payload)
+        return tuple(payloads)
 
 
 class _Line(NamedTuple):

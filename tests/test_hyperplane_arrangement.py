@@ -85,8 +85,7 @@ def test_payloads_are_sums_over_positive_hyperplanes():
     hashes = rng.integers(0, 2**64, size=(7, 1), dtype=np.uint64)
     arrangement = Arrangement(normals, offsets)
     for block in arrangement.candidates([weights, hashes], [np.ones(3), np.zeros(1, dtype=np.uint64)]):
-        for cell in range(len(block.constraint_sign)):
-            float_payload, hash_payload = block.cell_payloads(cell)
+        for cell, (float_payload, hash_payload) in block.cell_payloads():
             # a point just inside the local cell: w_k . u = sign_k for the (distinct, oriented) hyperplanes k
             # through the vertex
             local_normals = arrangement.normals[block.constraint_index]  # (n, 2, 2)

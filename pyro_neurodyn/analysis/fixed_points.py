@@ -326,8 +326,8 @@ class _Accumulator:
         normals = arrangement.normals[block.constraint_index]  # (n, w, R)
         offsets = arrangement.offsets[block.constraint_index]  # (n, w)
         keys = []
-        for cell, signs in enumerate(block.constraint_sign):
-            float_payload, hashes = block.cell_payloads(cell)
+        for cell, (float_payload, hashes) in block.cell_payloads():
+            signs = block.constraint_sign[cell]
             z, singular = _solve(float_payload, R, scale)  # (R, n), (n,)
             passed = ~singular
             size = np.maximum.reduce([np.abs(component) for component in z] + [np.ones(z.shape[1:])])  # (n,)

@@ -85,16 +85,30 @@ class CellCandidates(NamedTuple):
     constraint_sign: np.ndarray
     vertex: np.ndarray
 
-    def cell_payloads(self, cell: int) -> tuple[np.ndarray, ...]:
-        """Payloads ``(P_i, n)`` of local cell ``cell`` at every vertex: ``base + sum_{sigma_k = +} p_k``."""
-        positive = np.flatnonzero(self.constraint_sign[cell] > 0)
-        payloads = []
-        for at_vertex, through in zip(self.vertex_payloads, self.through_payloads):
-            payload = at_vertex.copy()
-            for j in positive:
-                payload += through[j]
-            payloads.append(payload)
-        return tuple(payloads)
+    def cell_payloads(self) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+        """Yield ``(cell, payloads)``: the payloads ``(P_i, n)`` of each local cell at every vertex,
+        ``base + sum_{sigma_k = +} p_k``. Cells come in Gray-code order, each obtained from the previous one
+        by adding or removing the few hyperplanes whose sign differs (one for a simple vertex)."""
+        positive = self.constraint_sign > 0  # (c, w)
+        weights = 1 << np.arange(positive.shape[1]) if positive.shape[1] <= 30 else None
+        order = np.arange(len(positive))
+        if weights is not None:
+            code = positive @ weights
+            rank = code.copy()  # inverse of the binary reflected Gray code
+            for shift in (1, 2, 4, 8, 16):
+                rank ^= rank >> shift
+            order = np.argsort(rank, kind="stable")
+        current = [v.copy() for v in self.vertex_payloads]
+        state = np.zeros(positive.shape[1], dtype=bool)
+        for cell in order:
+            for j in np.flatnonzero(positive[cell] != state):
+                for payload, through in zip(current, self.through_payloads):
+                    if positive[cell, j]:
+                        payload += through[j]
+                    else:
+                        payload -= through[j]
+            state = positive[cell]
+            yield cell, tuple(current)
 
 
 class _Line(NamedTuple):
@@ -371,9 +385,9 @@ class Arrangement:
         """All cells as sign vectors ``(num_cells, m)`` over the input hyperplanes (+1/-1), unique rows."""
         m = len(self.group)
         found = [
-            block.cell_payloads(cell)[0].T
+            payloads[0].T.copy()
             for block in self.candidates([np.eye(m)], [np.zeros(m)], chunk_size)
-            for cell in range(len(block.constraint_sign))
+            for _, payloads in block.cell_payloads()
         ]
         return np.unique(np.where(np.concatenate(found) > 0.5, 1, -1).astype(np.int8), axis=0)
 

@@ -277,10 +277,11 @@ def _solve_batched(payload: np.ndarray, R: int) -> tuple[np.ndarray, np.ndarray]
     for start in range(0, K, _ELIMINATION_BATCH):
         batch = slice(start, start + _ELIMINATION_BATCH)
         M, b = payload[: R * R, batch].reshape(R, R, -1), payload[R * R :, batch]
-        det[batch], z[:, batch] = _gaussian_elimination(np.concatenate([M, b[:, None]], axis=1))
-        residual = np.abs(np.einsum("ijk,jk->ik", M, z[:, batch]) - b).max(axis=0)
-        scale = np.abs(M).max(axis=(0, 1)) * np.abs(z[:, batch]).max(axis=0) + np.abs(b).max(axis=0)
-        redo[batch] = ~(residual <= 1e-13 * R * scale)  # also NaN after a zero pivot
+        det[batch], solution = _gaussian_elimination(np.concatenate([M, b[:, None]], axis=1))
+        z[:, batch] = solution
+        residual = np.maximum.reduce([np.abs(sum(M[i, j] * solution[j] for j in range(R)) - b[i]) for i in range(R)])
+        size = np.maximum.reduce(np.abs(M).reshape(R * R, -1)) * np.maximum.reduce(np.abs(solution))
+        redo[batch] = ~(residual <= 1e-13 * R * (size + np.maximum.reduce(np.abs(b))))  # also NaN after a zero pivot
     if redo.any():
         M, b = payload[: R * R, redo].T.reshape(-1, R, R), payload[R * R :, redo].T
         det[redo] = np.linalg.det(M)
@@ -323,17 +324,18 @@ class _Accumulator:
     def add(self, block, arrangement: Arrangement, net: _Network, tol: float, scale: float) -> None:
         """Solve and test the candidates of one block, local cell by local cell (vectorized over vertices)."""
         R = net.a.shape[0]
-        normals = arrangement.normals[block.constraint_index]  # (n, w, R)
-        offsets = arrangement.offsets[block.constraint_index]  # (n, w)
+        normals = np.ascontiguousarray(arrangement.normals[block.constraint_index].transpose(1, 2, 0))  # (w, R, n)
+        offsets = np.ascontiguousarray(arrangement.offsets[block.constraint_index].T)  # (w, n)
+        offset_size = np.maximum(np.abs(offsets), 1.0)
         keys = []
         for cell, (float_payload, hashes) in block.cell_payloads():
             signs = block.constraint_sign[cell]
             z, singular = _solve(float_payload, R, scale)  # (R, n), (n,)
             passed = ~singular
-            size = np.maximum.reduce([np.abs(component) for component in z] + [np.ones(z.shape[1:])])  # (n,)
+            size = np.maximum.reduce([np.abs(component) for component in z])  # (n,)
             for j, sign in enumerate(signs):
-                distance = sum(z[r] * normals[:, j, r] for r in range(R)) - offsets[:, j]
-                passed &= sign * distance >= -tol * np.maximum(size, np.abs(offsets[:, j]))
+                distance = sum(z[r] * normals[j, r] for r in range(R)) - offsets[j]
+                passed &= sign * distance >= -tol * np.maximum(size, offset_size[j])
             key = (hashes[0] & ~np.uint64(1)) | (~passed).astype(np.uint64)
             keys.append(key)
             self.passing_key.append(key[passed])

@@ -448,7 +448,7 @@ def fixed_points(
     clip: Any = 1.0,
     tol: float = 1e-9,
     merge_tol: float = 1e-8,
-    chunk_size: int = 1 << 20,
+    chunk_size: int = 1 << 16,
 ) -> FixedPoints:
     """All fixed points of ``z -> a z + V phi(U z - h)``, exactly (see the module docstring).
 

@@ -215,7 +215,7 @@ class Arrangement:
 
     # ------------------------------------------------------------------ enumeration
     def candidates(
-        self, payloads: Sequence[np.ndarray], bases: Sequence[np.ndarray], chunk_size: int = 1 << 20
+        self, payloads: Sequence[np.ndarray], bases: Sequence[np.ndarray], chunk_size: int = 1 << 16
     ) -> Iterator[CellCandidates]:
         """Yield blocks of candidate cells covering every cell (each cell once per vertex).
 
@@ -381,7 +381,7 @@ class Arrangement:
         )
 
     # ------------------------------------------------------------------ explicit sign vectors
-    def sign_vectors(self, chunk_size: int = 1 << 20) -> np.ndarray:
+    def sign_vectors(self, chunk_size: int = 1 << 16) -> np.ndarray:
         """All cells as sign vectors ``(num_cells, m)`` over the input hyperplanes (+1/-1), unique rows."""
         m = len(self.group)
         found = [

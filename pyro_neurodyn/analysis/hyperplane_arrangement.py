@@ -57,7 +57,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-__all__ = ["Arrangement", "CellCandidates", "GEOMETRY_RTOL"]
+__all__ = ["Arrangement", "CellCandidates", "GEOMETRY_RTOL", "cluster_labels"]
 
 GEOMETRY_RTOL = 1e-11
 
@@ -119,6 +119,15 @@ class _Line(NamedTuple):
     direction: np.ndarray  # (L, r) unit d_J
 
 
+def cluster_labels(points: np.ndarray, radius: float) -> np.ndarray:
+    """Label ``points (n, d)`` by the connected components of "closer than ``radius`` (max-norm)"."""
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.int64)
+    pairs = cKDTree(points).query_pairs(radius, p=np.inf, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2)
+    return connected_components(graph, directed=False)[1]
+
+
 def _signed(payload: np.ndarray, sign: np.ndarray) -> np.ndarray:
     """``sign[..., None] * payload`` for sign in {-1, 0, +1}; for uint64 payloads modulo 2^64."""
     if payload.dtype == np.uint64:
@@ -177,10 +186,7 @@ class Arrangement:
         """
         if len(shifted) == 0:
             return np.zeros(0, dtype=np.int64)
-        keys = np.concatenate([unit, np.arcsinh(shifted)[:, None]], axis=1)
-        pairs = cKDTree(keys).query_pairs(GEOMETRY_RTOL, output_type="ndarray")
-        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(keys), len(keys)))
-        return connected_components(graph, directed=False)[1]
+        return cluster_labels(np.concatenate([unit, np.arcsinh(shifted)[:, None]], axis=1), GEOMETRY_RTOL)
 
     def _essential_coordinates(self) -> None:
         """Coordinates ``y_r = Q^T y`` on the span of the normals, where the arrangement is essential."""

@@ -152,7 +152,7 @@ def main():
     left.legend()
     right.semilogy(SIZES_R, ours_r, "o-", label="seconds")
     right.semilogy(SIZES_R, solves_r, "s--", label="R x R solves")
-    right.set(xlabel="rank R", xticks=SIZES_R, title="N = 100 units")
+    right.set(xlabel="rank R", ylabel="seconds; number of solves", xticks=SIZES_R, title="N = 100 units, ReLU")
     right.grid(True, which="both", alpha=0.3)
     right.legend()
     figure.tight_layout()

@@ -92,6 +92,18 @@ def test_clipped_relu_matches_brute_force_over_all_patterns(R, N, seed):
     assert result.num_regions == sum(comb(N, i) * 2**i for i in range(R + 1))
 
 
+def test_many_small_random_networks_match_brute_force():
+    total = 0
+    for seed in range(24):
+        R, activation = 1 + seed % 3, ("relu", "clipped_relu")[seed // 3 % 2]
+        a, V, U, h = random_network(100 + seed, N=8, R=R, gain=4.0)
+        clip = 1.0 if activation == "clipped_relu" else None
+        expected, stable = brute_force(a, V, U, h, clip)
+        assert_same_points(fixed_points(a, V, U, h, activation, clip=1.0), expected, stable)
+        total += len(expected)
+    assert total >= 30
+
+
 def test_patterns_jacobians_and_stability_are_those_of_the_points():
     a, V, U, h = random_network(0, N=12, R=2)
     result = fixed_points(a, V, U, h)

@@ -1,5 +1,17 @@
-"""Analysis of fitted dynamics: flow fields (and fixed points)."""
+"""Analysis of fitted dynamics: all fixed points of piecewise-linear low-rank maps, flow fields."""
 
+from .fixed_points import FixedPoints, FixedPointSet, fixed_points, latent_map
 from .flow_field import FlowField, Plane, flow_field, pca_plane
+from .hyperplane_arrangement import Arrangement
 
-__all__ = ["FlowField", "Plane", "flow_field", "pca_plane"]
+__all__ = [
+    "Arrangement",
+    "FixedPointSet",
+    "FixedPoints",
+    "FlowField",
+    "Plane",
+    "fixed_points",
+    "flow_field",
+    "latent_map",
+    "pca_plane",
+]

@@ -29,7 +29,7 @@ def _to_numeric_tensor(data: Any, name: str) -> Tensor:
             raise ValueError(f"{name} could not be read as an array: {error}") from error
         if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        tensor = torch.from_numpy(np.ascontiguousarray(array).reshape(array.shape))  # keep 0-d arrays 0-d
     if tensor.is_complex():
         raise TypeError(f"{name} must be real-valued, got dtype {tensor.dtype}")
     return tensor

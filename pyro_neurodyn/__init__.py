@@ -5,3 +5,7 @@ __version__ = "0.1.0"
 from . import data, distributions, metrics  # noqa: E402
 
 __all__ = ["__version__", "data", "distributions", "metrics"]
+
+from .estimators.lowrank import LowRankRNN  # noqa: E402
+
+__all__ += ["LowRankRNN"]

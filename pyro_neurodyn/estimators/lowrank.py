@@ -184,13 +184,13 @@ class LowRankRNN:
                 the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.
             resampling, ess_threshold: see :class:`~pyro_neurodyn.infer.VSMC_ELBO`.
             clip_norm: clip the global gradient norm.
-            init_from_data: before the first fit, start the readout at the data's principal subspace
-                (:meth:`initialize_from_data`; Gaussian observations).
+            init_from_data: before the first fit, start the readout at the data's principal subspace and
+                the dynamics at a one-step regression (:meth:`initialize_from_data`; Gaussian observations).
             seed: seeds Pyro/torch first. progress: show a progress bar.
         """
         y, u = self._validate_data(y, u)
         if init_from_data and not self.losses:
-            self.initialize_from_data(y)
+            self.initialize_from_data(y, u)
         num_particles = check_count(num_particles, "num_particles")
         batch_size = min(check_count(batch_size, "batch_size"), y.shape[0])
         steps_per_epoch = max(1, y.shape[0] // batch_size)
@@ -231,19 +231,30 @@ class LowRankRNN:
         self.num_particles = num_particles
         return self
 
-    @torch.no_grad()
-    def initialize_from_data(self, y: Any) -> "LowRankRNN":
-        """Start a Gaussian readout at the principal subspace of ``y`` (PCA); return ``self``.
+    def initialize_from_data(self, y: Any, u: Any = None) -> "LowRankRNN":
+        """Start a Gaussian model near the data (PCA, then a one-step regression); return ``self``.
 
-        With the top-R eigenvectors ``P`` ``(D, R)`` of the covariance of ``y``: the readout weights (``U``
-        for a one-to-one readout, ``W`` and ``b = mean(y)`` for an affine one) become ``P``, the
-        observation noise the mean variance outside that subspace, and ``mu_1`` / ``Sigma_1`` the mean and
-        covariance of ``P^T y_0``. The dynamics (a, V, h, Sigma_z) keep their initialization. No-op for
-        Poisson observations.
+        1. Readout: with the top-R eigenvectors ``P`` ``(D, R)`` of the covariance of ``y``, the readout
+           weights (``U`` for a one-to-one readout, ``W`` and ``b = mean(y)`` for an affine one) become
+           ``P``, the observation noise the mean variance outside that subspace, and ``mu_1`` / ``Sigma_1``
+           the mean and covariance of the projected first step ``z^_0 = P^T (y_0 - b)``.
+        2. Dynamics: ``a``, ``V``, ``h`` (and ``W_u``) minimize the one-step prediction error
+           ``sum_t |z^_{t+1} - a z^_t - V phi(U z^_t + W_u v_t, h)|^2`` of the projected latents (L-BFGS,
+           at most 20000 random pairs), and Sigma_z starts at the covariance of its residuals.
+
+        The fit then corrects what this ignores (the observation noise inside the projections). No-op
+        for Poisson observations.
         """
-        y = as_trials(y, "y")
+        y, u = self._validate_data(y, u)
         if self.config["observation"] != "gaussian":
             return self
+        latents = self._initialize_readout(y)
+        self._initialize_dynamics(latents, u)
+        return self
+
+    @torch.no_grad()
+    def _initialize_readout(self, y: Tensor) -> Tensor:
+        """Step 1 of :meth:`initialize_from_data`; returns the projected latents ``(B, T, R)``."""
         model, rank = self.model, self.config["rank"]
         flat = y.reshape(-1, y.shape[2])
         mean = flat.mean(0)
@@ -253,18 +264,42 @@ class LowRankRNN:
         readout = model.readout
         if readout.reads_units:
             model.transition.U.copy_(top)
-            offset = getattr(readout.map, "bias", torch.zeros(()))
+            offset = readout.map.bias
         else:
             readout.map.weight.copy_(top)
             readout.map.bias.copy_(mean)
             offset = mean
         readout.noise.set_(torch.diag_embed(residual.expand(y.shape[2])))
-        first = (y[:, 0] - offset) @ top
-        model.initial_mean.copy_(first.mean(0))
+        latents = (y - offset) @ top
+        model.initial_mean.copy_(latents[:, 0].mean(0))
         if y.shape[0] > rank:
-            covariance = torch.cov(first.T).reshape(rank, rank) + 1e-4 * torch.eye(rank)
-            model.initial_noise.set_(covariance if model.initial_noise.kind == "full" else torch.diag_embed(covariance.diagonal()))
-        return self
+            _set_covariance(model.initial_noise, torch.cov(latents[:, 0].T).reshape(rank, rank) + 1e-4 * torch.eye(rank))
+        return latents
+
+    def _initialize_dynamics(self, latents: Tensor, u: Optional[Tensor]) -> None:
+        """Step 2 of :meth:`initialize_from_data`: least squares one step ahead, then Sigma_z from the residuals."""
+        transition = self.model.transition
+        rank = latents.shape[-1]
+        current, following = latents[:, :-1].reshape(-1, rank), latents[:, 1:].reshape(-1, rank)
+        with torch.no_grad():  # the inputs the units see, with the initial decay
+            v = None if u is None else self._unit_inputs(u)[:, :-1].reshape(current.shape[0], -1)
+        if current.shape[0] > 20000:
+            keep = torch.randperm(current.shape[0], generator=torch.Generator().manual_seed(0))[:20000]
+            current, following, v = current[keep], following[keep], None if v is None else v[keep]
+        parameters = [transition.V, transition.h, transition.decay_logit] + ([transition.W_u] if v is not None else [])
+        optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
+
+        def prediction_error() -> Tensor:
+            optimizer.zero_grad()
+            error = (following - transition(current, v)).square().sum(-1).mean()
+            error.backward()
+            return error
+
+        optimizer.step(prediction_error)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            residuals = following - transition(current, v)
+            _set_covariance(self.model.noise, torch.cov(residuals.T).reshape(rank, rank) + 1e-6 * torch.eye(rank))
 
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
@@ -388,6 +423,11 @@ def _choice(value: Any, name: str, options: tuple) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
+
+
+def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:
+    """Set a Covariance to ``matrix``, or to its diagonal when the covariance is diagonal."""
+    covariance.set_(matrix if covariance.kind == "full" else torch.diag_embed(matrix.diagonal()))
 
 
 def _build_model(config: dict) -> LowRankRNNModel:

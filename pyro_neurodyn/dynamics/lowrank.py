@@ -134,7 +134,10 @@ class SharedCovarianceNormal(dist.TorchDistribution):
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
     def expand(self, batch_shape, _instance=None) -> "SharedCovarianceNormal":
-        return SharedCovarianceNormal(self.loc.expand(torch.Size(batch_shape) + self.event_shape), self.factors)
+        batch_shape = torch.Size(batch_shape)
+        if batch_shape == self.batch_shape:  # Pyro's plates expand every site, mostly to the same shape
+            return self
+        return SharedCovarianceNormal(self.loc.expand(batch_shape + self.event_shape), self.factors)
 
     @property
     def mean(self) -> Tensor:

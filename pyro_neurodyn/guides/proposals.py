@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..dynamics.lowrank import CovarianceFactors, SharedCovarianceNormal
 from ..dynamics.readouts import LinearForm
+from ..models.lowrank_rnn import trial_plate
 from ..models.module_names import unique_module_name
 
 __all__ = ["BootstrapProposal", "CausalConvEncoder", "EncoderProposal", "KalmanUpdate", "OptimalProposal", "kalman_update"]
@@ -78,7 +79,7 @@ class _ModelProposal(PyroModule):
         self._propose(state, t, y, u)
 
     def _propose(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> None:
-        with pyro.plate("trials", y.shape[0], dim=-1):
+        with trial_plate(y.shape[0]):
             pyro.sample("z", self.proposal(state, t, y, u))
 
     def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:

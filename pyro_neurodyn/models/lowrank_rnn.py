@@ -20,6 +20,7 @@ recordings instead (generation; give ``num_trials`` to ``init`` when there are n
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import pyro
@@ -32,7 +33,7 @@ from ..dynamics.lowrank import Covariance, CovarianceFactors, LowRankTransition,
 from ..dynamics.readouts import LinearForm
 from .module_names import unique_module_name
 
-__all__ = ["LatentPrior", "LowRankRNNModel", "PassConstants"]
+__all__ = ["LatentPrior", "LowRankRNNModel", "PassConstants", "trial_plate"]
 
 
 class LatentPrior(NamedTuple):
@@ -173,7 +174,7 @@ class LowRankRNNModel(PyroModule):
 
     def _sample_step(self, state: dict, prior: LatentPrior, y: Optional[Tensor], t: int, num_trials: int) -> Tensor:
         constants = self.pass_constants(state)
-        with pyro.plate("trials", num_trials, dim=-1):
+        with trial_plate(num_trials):
             z = pyro.sample("z", SharedCovarianceNormal(prior.loc, prior.noise))
             source = _readout_source(constants.transition, constants.readout, z, prior.v)
             observation = constants.readout(source, constants.readout_noise)
@@ -200,6 +201,12 @@ class LowRankRNNModel(PyroModule):
             latents.append(state["z"])
             observations.append(y_t)
         return {"z": torch.stack(latents, dim=-2), "y": torch.stack(observations, dim=-2)}
+
+
+@functools.lru_cache(maxsize=32)
+def trial_plate(num_trials: int) -> pyro.plate:
+    """``pyro.plate("trials", num_trials, dim=-1)``, built once per size (building one costs a Pyro message)."""
+    return pyro.plate("trials", num_trials, dim=-1)
 
 
 def _num_trials(y: Optional[Tensor], u: Optional[Tensor], num_trials: Optional[int]) -> int:

@@ -1,5 +1,6 @@
 """The low-rank RNN: dynamics, conversions, readouts, proposals, the Pyro model, the estimator, teachers."""
 
+import copy
 import math
 
 import numpy as np
@@ -304,6 +305,17 @@ def test_latent_map_and_network_views():
     torch.testing.assert_close(network.J, U @ V)
     basis = rnn.orthogonal_basis()
     torch.testing.assert_close(torch.linalg.eigvalsh(basis.noise_cov), torch.linalg.eigvalsh(network.noise_cov)[-3:], atol=1e-6, rtol=1e-4)
+    with pytest.raises(ValueError, match="rank = 3"):
+        rnn.to_units(torch.zeros(2, 5, 2))
+
+
+def test_fitted_model_and_proposal_can_be_copied(small_gaussian):
+    """The per-pass caches (which hold autograd graphs) are left out of copies and pickles."""
+    rnn = LowRankRNN(20, 2, 20, proposal="encoder", seed=0)
+    rnn.fit(small_gaussian.y, num_particles=4, num_steps=1, progress=False)
+    model, guide = copy.deepcopy(rnn.model), copy.deepcopy(rnn.guide)
+    torch.testing.assert_close(model.transition.V, rnn.model.transition.V)
+    assert model._pass == (None, None) and guide._encoded is None
 
 
 @pytest.mark.parametrize(

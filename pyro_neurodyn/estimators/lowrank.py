@@ -331,7 +331,7 @@ class LowRankRNN:
         """Generate ``num_trials`` trials of ``num_steps`` steps (given inputs ``u`` ``(num_trials, num_steps, Du)``)."""
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps")
         if u is not None:
-            u = as_inputs(u, torch.zeros(num_trials, num_steps, 1))
+            u = as_inputs(u, torch.zeros(num_trials, num_steps, 1), y_name="(num_trials, num_steps)")
         self._check_inputs(u)
         if seed is not None:
             pyro.set_rng_seed(seed)
@@ -359,17 +359,25 @@ class LowRankRNN:
         return unit_network(self.model.transition, self.noise_covariance())
 
     @torch.no_grad()
-    def to_units(self, z: Tensor, u: Any = None) -> Tensor:
-        """The units' currents ``x = U z + W_u v`` ``(..., T, N)`` of latents ``z`` ``(..., T, R)``."""
+    def to_units(self, z: Any, u: Any = None) -> Tensor:
+        """The units' currents ``x = U z + W_u v`` ``(B, T, N)`` of latents ``z`` ``(B, T, R)`` (inputs ``u`` ``(B, T, Du)``)."""
+        z, v = self._latents_and_unit_inputs(z, u)
         transition = self.model.transition
-        v = None if u is None else self._unit_inputs(torch.as_tensor(u, dtype=z.dtype))
         return latent_to_units(z, transition.U, transition.W_u, v)
 
     @torch.no_grad()
-    def readout_means(self, z: Tensor, u: Any = None) -> Tensor:
-        """The readout's mean (Gaussian) or rate (Poisson) ``(..., T, D)`` for latents ``z`` ``(..., T, R)``."""
-        v = None if u is None else self._unit_inputs(torch.as_tensor(u, dtype=z.dtype))
+    def readout_means(self, z: Any, u: Any = None) -> Tensor:
+        """The readout's mean (Gaussian) or rate (Poisson) ``(B, T, D)`` for latents ``z`` ``(B, T, R)``."""
+        z, v = self._latents_and_unit_inputs(z, u)
         return self.model.readout.mean(self.model.readout_source(z, v))
+
+    def _latents_and_unit_inputs(self, z: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
+        z = as_trials(z, "z", min_steps=1)
+        if z.shape[2] != self.config["rank"]:
+            raise ValueError(f"z must have rank = {self.config['rank']} latent dims, got shape {tuple(z.shape)}")
+        u = as_inputs(u, z, y_name="z")
+        self._check_inputs(u)
+        return z, None if u is None else self._unit_inputs(u)
 
     def _unit_inputs(self, u: Tensor) -> Tensor:
         """The inputs ``v_t`` the units see, ``(B, T, Du)``: filtered or raw ``u``."""

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..dynamics.lowrank import CovarianceFactors, SharedCovarianceNormal
 from ..dynamics.readouts import LinearForm
-from ..models.lowrank_rnn import trial_plate
+from ..models.lowrank_rnn import PassCache, trial_plate
 from ..models.module_names import unique_module_name
 
 __all__ = ["BootstrapProposal", "CausalConvEncoder", "EncoderProposal", "KalmanUpdate", "OptimalProposal", "kalman_update"]
@@ -59,12 +59,13 @@ class BootstrapProposal(PyroModule):
         pass
 
 
-class _ModelProposal(PyroModule):
+class _ModelProposal(PassCache, PyroModule):
     """A proposal that reads the model's prior through a non-registered reference."""
 
     def __init__(self, model: nn.Module, prefix: str):
         super().__init__(name=unique_module_name(prefix))
         object.__setattr__(self, "_model", model)  # not a submodule: its parameters belong to the model
+        self._clear_pass_caches()
 
     @property
     def model(self) -> nn.Module:
@@ -131,7 +132,8 @@ class OptimalProposal(_ModelProposal):
         if model.readout_linear_form(None) is None:
             raise ValueError("the optimal proposal needs a Gaussian readout (affine or one-to-one), not a Poisson one")
         super().__init__(model, "optimal_proposal")
-        self._pass: tuple = (None, None)  # (state, (form, initial KalmanUpdate, KalmanUpdate))
+
+    _pass_caches = {"_pass": (None, None)}  # (state, (form, initial KalmanUpdate, KalmanUpdate))
 
     def _updates(self, state: dict) -> tuple:
         if self._pass[0] is not state:
@@ -187,7 +189,8 @@ class EncoderProposal(_ModelProposal):
     def __init__(self, model: nn.Module, obs_dim: int, *, kernel_sizes: Sequence[int] = (21, 11, 1), channels: int = 64, init_scale: float = 0.1):
         super().__init__(model, "encoder_proposal")
         self.encoder = CausalConvEncoder(obs_dim, model.transition.rank, kernel_sizes, channels, init_scale)
-        self._encoded: Optional[tuple[Tensor, Tensor, Tensor]] = None
+
+    _pass_caches = {"_encoded": None}  # (y, mean, log_var) of the current pass
 
     def _encode(self, y: Tensor) -> tuple[Tensor, Tensor]:
         if self._encoded is None or self._encoded[0] is not y:

@@ -33,7 +33,7 @@ from ..dynamics.lowrank import Covariance, CovarianceFactors, LowRankTransition,
 from ..dynamics.readouts import LinearForm
 from .module_names import unique_module_name
 
-__all__ = ["LatentPrior", "LowRankRNNModel", "PassConstants", "trial_plate"]
+__all__ = ["LatentPrior", "LowRankRNNModel", "PassCache", "PassConstants", "trial_plate"]
 
 
 class LatentPrior(NamedTuple):
@@ -65,7 +65,24 @@ class PassConstants(NamedTuple):
     readout_noise: Optional[CovarianceFactors]
 
 
-class LowRankRNNModel(PyroModule):
+class PassCache:
+    """Mixin for modules that remember values of the current pass: the attributes named in
+    ``_pass_caches`` (with their empty values). They may hold autograd graphs, so copies and pickles
+    of the module start empty."""
+
+    _pass_caches: dict = {}
+
+    def _clear_pass_caches(self) -> None:
+        for name, empty in self._pass_caches.items():
+            setattr(self, name, empty)
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state.update(self._pass_caches)
+        return state
+
+
+class LowRankRNNModel(PassCache, PyroModule):
     """The Pyro model of the module docstring, built from plain torch parts.
 
     Args:
@@ -96,8 +113,10 @@ class LowRankRNNModel(PyroModule):
         self.initial_noise = initial_noise
         self.initial_mean = nn.Parameter(torch.zeros(transition.rank))
         self.filter_inputs = filter_inputs
-        self._pass: tuple = (None, None)  # (state dict, PassConstants)
-        self._last_prior: tuple = (None, None, None)  # (state["z"], t, LatentPrior)
+        self._clear_pass_caches()
+
+    # (state dict, its PassConstants) and (state["z"], t, the LatentPrior of step t)
+    _pass_caches = {"_pass": (None, None), "_last_prior": (None, None, None)}
 
     # ---------------------------------------------------------------------------------------------
     # the pieces, shared with the proposals (guides); pyro_methods so that the parameters they read

@@ -336,6 +336,7 @@ def test_constructor_rejects_bad_configurations(kwargs, message):
 
 def test_fit_rejects_bad_data(small_gaussian):
     rnn = LowRankRNN(20, 2, 20)
+    U = rnn.model.transition.U.detach().clone()
     y = small_gaussian.y
     with pytest.raises(ValueError, match="20 channels"):
         LowRankRNN(19, 2, 20).fit(y, num_steps=1, progress=False)
@@ -349,7 +350,9 @@ def test_fit_rejects_bad_data(small_gaussian):
         rnn.fit(y, torch.zeros(12, 20, 1), num_steps=1, progress=False)
     with pytest.raises(ValueError, match="optimizer"):
         rnn.fit(y, num_steps=1, optimizer="sgd", progress=False)
-    assert rnn.losses == []  # nothing ran
+    with pytest.raises(ValueError, match="resampling"):
+        rnn.fit(y, num_steps=1, resampling="stratified", progress=False)
+    assert rnn.losses == [] and torch.equal(rnn.model.transition.U, U)  # nothing ran, not even the initialization
 
 
 # --------------------------------------------------------------------------------------------------

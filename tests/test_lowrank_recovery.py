@@ -14,7 +14,6 @@ physical quantity for both; we compare only quantities defined in that space:
   invariant (it is ``tr(U C_lag U^T) / tr(U C_0 U^T)`` for the latent covariances ``C``).
 """
 
-import math
 
 import numpy as np
 import pyro

@@ -46,7 +46,7 @@ from ..models.lowrank_rnn import LowRankRNNModel
 
 __all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample"]
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]
 
 
 class LowRankFilterResult(NamedTuple):
@@ -175,6 +175,7 @@ class LowRankRNN:
 
         The objective is the bound per trial and time step (as in the paper); ``.losses`` holds its
         negative at every step (nats per trial and step), and ``callback(step, loss)`` receives it.
+        Each call starts a new optimizer and learning-rate schedule from the current parameters.
 
         Args:
             y: recordings ``(trials, T, obs_dim)`` (counts for Poisson). u: inputs ``(trials, T, input_dim)``.
@@ -189,8 +190,6 @@ class LowRankRNN:
             seed: seeds Pyro/torch first. progress: show a progress bar.
         """
         y, u = self._validate_data(y, u)
-        if init_from_data and not self.losses:
-            self.initialize_from_data(y, u)
         num_particles = check_count(num_particles, "num_particles")
         batch_size = min(check_count(batch_size, "batch_size"), y.shape[0])
         steps_per_epoch = max(1, y.shape[0] // batch_size)
@@ -205,12 +204,14 @@ class LowRankRNN:
         scheduler = pyro.optim.ExponentialLR(
             {"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": (lr_end / lr) ** (1.0 / num_epochs)}
         )
+        elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold)  # checks its arguments
+        if init_from_data and not self.losses:
+            self.initialize_from_data(y, u)
 
         # the paper's normalization: the bound per trial and time step (fit_svi then scales minibatches up
         # to all trials), so learning rates transfer and RAdam's first, unrectified steps stay small
         normalizer = 1.0 / (y.shape[0] * y.shape[1])
         model, guide = poutine.scale(self.model, normalizer), poutine.scale(self.guide, normalizer)
-        elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold)
         with tqdm(total=num_steps, desc="LowRankRNN", disable=not progress, mininterval=0.5, dynamic_ncols=True) as bar:
 
             def after_step(step: int, loss: float) -> None:

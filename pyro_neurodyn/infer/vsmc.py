@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Union
 
 import pyro
 import torch
@@ -218,56 +218,25 @@ class VSMC_ELBO(ELBO):
 
     def _step_log_weight(self, model_trace, guide_trace, t: int) -> tuple[Tensor, float]:
         """``log w_t`` ``(K, *W)`` of one step and the scale of its sites (see the module docstring)."""
-        want_grad = torch.is_grad_enabled()
-        proposed, observed, latent_shapes = [], [], []
-        scale = None
-        for name, site in model_trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            if scale is None:
-                scale = site["scale"]
-            elif not _same_scale(scale, site["scale"]):
-                raise ValueError(f"all sites of one step must share one poutine.scale; site {name!r} at step {t} differs")
-            if site["is_observed"]:
-                observed.append((name, _site_log_prob(site)))
-                continue
-            if want_grad and not site["fn"].has_rsample:
-                raise ValueError(
-                    f"VSMC_ELBO needs reparameterized latents for gradients, but site {name!r} ({type(site['fn']).__name__}) "
-                    "has no rsample; use log_evidence/filter (no gradients) or a reparameterizable distribution"
-                )
-            if name in guide_trace.nodes:
-                log_p = _site_log_prob(site) - _site_log_prob(guide_trace.nodes[name])
-                latent_shapes.append((name, log_p.shape))
-                proposed.append((name, log_p))
-            else:  # proposed by the model itself: p / q = 1
-                latent_shapes.append((name, site["fn"].batch_shape))
-        for name, site in guide_trace.nodes.items():
-            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site) and name not in model_trace.nodes:
-                raise ValueError(f"the guide samples site {name!r} at step {t}, which the model does not have")
-        if not latent_shapes and not observed:
-            raise ValueError(f"step {t} of the model has no sample sites")
+        sites = _weighted_sites(model_trace, guide_trace, t)
         full_ndim = self.max_plate_nesting + 1
-        for name, shape in latent_shapes + [(name, log_p.shape) for name, log_p in observed]:
+        for name, shape in sites.latent_shapes + [(name, log_p.shape) for name, log_p in sites.observed]:
             if len(shape) != full_ndim:
                 raise ValueError(
                     f"site {name!r} at step {t} has batch shape {tuple(shape)}; with max_plate_nesting = "
                     f"{self.max_plate_nesting} it must be (particles, {self.max_plate_nesting} plate dims): declare its "
                     "batch dims with pyro.plate or move them into the event with .to_event()"
                 )
-        system_shape = _broadcast_shape([shape for _, shape in latent_shapes]) if latent_shapes else None
-        log_w = None
-        if system_shape is not None:
-            for name, shape in latent_shapes:
-                _check_inside_system_plates(shape, system_shape, name, t)
-        for name, log_p in proposed + observed:
-            if system_shape is not None:
-                _check_inside_system_plates(log_p.shape, system_shape, name, t)
-                log_p = _sum_to_system_shape(log_p, system_shape)
-            log_w = log_p if log_w is None else log_w + log_p
-        if log_w is None:  # only model-proposed latents: every weight is 1
-            log_w = torch.zeros(system_shape)
-        return log_w, 1.0 if scale is None else scale
+        terms = sites.proposed + sites.observed
+        if not sites.latent_shapes:  # no latents: the observations' plates are the systems
+            return sum(log_p for _, log_p in terms), sites.scale
+        system_shape = _broadcast_shape([shape for _, shape in sites.latent_shapes])
+        for name, shape in sites.latent_shapes + [(name, log_p.shape) for name, log_p in terms]:
+            _check_inside_system_plates(shape, system_shape, name, t)
+        log_w = torch.zeros(system_shape)  # model-proposed latents alone weigh 1
+        for _, log_p in terms:
+            log_w = log_w + _sum_to_system_shape(log_p, system_shape)
+        return log_w, sites.scale
 
     def _should_resample(self, log_weights: Tensor) -> Optional[Tensor]:
         """``None`` for every system, else a bool mask ``(*W)`` of the systems whose ESS is too small."""
@@ -316,6 +285,50 @@ def _same_scale(a, b) -> bool:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         return bool(torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
     return a == b
+
+
+class _StepSites(NamedTuple):
+    """One step's weighted sites: ``proposed`` ``[(name, log p - log q)]`` (latents the guide proposed),
+    ``observed`` ``[(name, log p)]``, ``latent_shapes`` of every latent ``[(name, batch shape)]``, ``scale``."""
+
+    proposed: list
+    observed: list
+    latent_shapes: list
+    scale: Union[float, Tensor]
+
+
+def _weighted_sites(model_trace, guide_trace, t: int) -> _StepSites:
+    """Sort one step's sample sites (see :class:`_StepSites`), checking what VSMC needs of them."""
+    want_grad = torch.is_grad_enabled()
+    proposed, observed, latent_shapes = [], [], []
+    scale = None
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if scale is None:
+            scale = site["scale"]
+        elif not _same_scale(scale, site["scale"]):
+            raise ValueError(f"all sites of one step must share one poutine.scale; site {name!r} at step {t} differs")
+        if site["is_observed"]:
+            observed.append((name, _site_log_prob(site)))
+            continue
+        if want_grad and not site["fn"].has_rsample:
+            raise ValueError(
+                f"VSMC_ELBO needs reparameterized latents for gradients, but site {name!r} ({type(site['fn']).__name__}) "
+                "has no rsample; use log_evidence/filter (no gradients) or a reparameterizable distribution"
+            )
+        if name in guide_trace.nodes:
+            log_p = _site_log_prob(site) - _site_log_prob(guide_trace.nodes[name])
+            latent_shapes.append((name, log_p.shape))
+            proposed.append((name, log_p))
+        else:  # proposed by the model itself: p / q = 1
+            latent_shapes.append((name, site["fn"].batch_shape))
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site) and name not in model_trace.nodes:
+            raise ValueError(f"the guide samples site {name!r} at step {t}, which the model does not have")
+    if not latent_shapes and not observed:
+        raise ValueError(f"step {t} of the model has no sample sites")
+    return _StepSites(proposed, observed, latent_shapes, 1.0 if scale is None else scale)
 
 
 def _broadcast_shape(shapes: list) -> torch.Size:

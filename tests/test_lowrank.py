@@ -135,6 +135,7 @@ def test_orthogonal_basis_is_an_exact_change_of_coordinates():
         direct = a * (z @ basis.transform.T) + F.relu((z @ basis.transform.T) @ basis.U.T - h) @ basis.V.T  # f'(T z)
     torch.testing.assert_close(mapped, direct, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(basis.noise_cov, basis.transform @ noise @ basis.transform.T)
+    torch.testing.assert_close(basis.latents(z) @ basis.U.T, z @ U.T, atol=1e-5, rtol=1e-5)  # same unit currents
     assert torch.all(basis.V.norm(dim=1)[:-1] >= basis.V.norm(dim=1)[1:])  # ordered by singular value
 
 

@@ -348,6 +348,10 @@ class OrthogonalBasis(NamedTuple):
     V: Tensor
     noise_cov: Tensor
 
+    def latents(self, z: Tensor) -> Tensor:
+        """Latents ``z`` ``(..., R)`` in this basis, ``z' = T z``."""
+        return z @ self.transform.T
+
 
 def orthogonal_basis(U: Tensor, V: Tensor, noise_cov: Optional[Tensor] = None) -> OrthogonalBasis:
     """Change of latent basis that orthonormalizes ``U`` by the SVD of ``U V`` (see :class:`OrthogonalBasis`)."""

@@ -1,1 +1,3 @@
 """User-facing model classes with ``fit`` / decode / forecast / ``save`` / ``load`` (above ``infer``)."""
+
+from .lowrank import LowRankFilterResult, LowRankRNN, LowRankSample  # noqa: E402

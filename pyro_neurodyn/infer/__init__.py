@@ -4,3 +4,15 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .svi_loop import GuardedSVI, NonFiniteLossError, fit_svi
 
 __all__ = ["GuardedSVI", "NonFiniteLossError", "fit_svi", "load_checkpoint", "save_checkpoint"]
+
+from .resampling import effective_sample_size, gather_particles, multinomial_ancestors, systematic_ancestors  # noqa: E402
+from .vsmc import VSMC_ELBO, ParticleFilterResult  # noqa: E402
+
+__all__ += [
+    "ParticleFilterResult",
+    "VSMC_ELBO",
+    "effective_sample_size",
+    "gather_particles",
+    "multinomial_ancestors",
+    "systematic_ancestors",
+]

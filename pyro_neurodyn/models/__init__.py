@@ -1,1 +1,3 @@
 """models (see DESIGN.md section 2)."""
+
+from .lowrank_rnn import LatentPrior, LowRankRNNModel, PassConstants  # noqa: E402

@@ -1,0 +1,469 @@
+"""``LowRankRNN``: fit, filter, sample, save and load a stochastic low-rank RNN (Pals et al. 2024).
+
+    >>> from pyro_neurodyn import LowRankRNN
+    >>> rnn = LowRankRNN(obs_dim=20, rank=2, num_units=20, readout="one_to_one")
+    >>> rnn.fit(y, epochs=100)                     # y: (trials, T, 20); VSMC with the optimal proposal
+    >>> rnn.log_evidence(y)                        # (trials,) estimates of log p(y)
+    >>> rnn.filter(y).means                        # (trials, T, 2) filtered latent means
+    >>> rnn.sample(50, 200).y                      # new trials from the fitted network
+    >>> a, V, U, h, activation = rnn.latent_map()  # z -> a z + V phi(U z, h), e.g. for fixed points
+
+The model is :class:`~pyro_neurodyn.models.LowRankRNNModel` (``.model``), the proposal a guide of
+:mod:`pyro_neurodyn.guides.proposals` (``.guide``), and the objective
+:class:`~pyro_neurodyn.infer.VSMC_ELBO`, optimized with RAdam (or Adam) and an exponentially decaying
+learning rate (lr -> lr_end over the fit, as in the paper) by :func:`~pyro_neurodyn.infer.fit_svi`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+
+import pyro
+import pyro.optim
+import torch
+from pyro import poutine
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.validation import as_inputs, as_trials, check_count, check_positive
+from ..dynamics.lowrank import (
+    ACTIVATIONS,
+    Covariance,
+    LatentMap,
+    LowRankTransition,
+    OrthogonalBasis,
+    UnitNetwork,
+    latent_to_units,
+    orthogonal_basis,
+    unit_network,
+)
+from ..dynamics.readouts import AffineReadoutMap, LowRankGaussianReadout, LowRankPoissonReadout, OneToOneReadoutMap
+from ..guides.proposals import BootstrapProposal, EncoderProposal, OptimalProposal
+from ..infer import VSMC_ELBO, fit_svi, load_checkpoint, save_checkpoint
+from ..models.lowrank_rnn import LowRankRNNModel
+
+__all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample"]
+
+PathLike = Union[str, os.PathLike]
+
+
+class LowRankFilterResult(NamedTuple):
+    """Particle filter output, batch-first: ``means`` ``(B, T, R)`` = ``sum_k W_t^k z_t^k`` (the filtering
+    means ``E[z_t | y_{<=t}]``), ``particles`` ``(B, T, K, R)``, normalized ``log_weights`` ``(B, T, K)``,
+    ``ess`` ``(B, T)``, and ``log_evidence`` ``(B,)`` the estimate of ``log p(y)``."""
+
+    means: Tensor
+    particles: Tensor
+    log_weights: Tensor
+    ess: Tensor
+    log_evidence: Tensor
+
+
+class LowRankSample(NamedTuple):
+    """Generated trials: ``latents`` ``(B, T, R)``, recordings ``y`` ``(B, T, D)``, and ``means``
+    ``(B, T, D)`` the readout means (Gaussian mean or Poisson rate) given the latents."""
+
+    latents: Tensor
+    y: Tensor
+    means: Tensor
+
+
+class LowRankRNN:
+    """A stochastic low-rank RNN ``z_{t+1} = a z_t + V phi(U z_t + W_u v_t, h) + eps`` with a readout.
+
+    Args:
+        obs_dim: D, channels of the recordings. rank: R. num_units: N.
+        input_dim: Du, dimension of external inputs (0: none).
+        activation: ``"relu"``, ``"clipped_relu"``, ``"identity"`` or ``"tanh"``.
+        observation: ``"gaussian"`` or ``"poisson"`` (counts; rates ``softplus(.)``).
+        readout: ``"affine"`` (``W z + b``) or ``"one_to_one"`` (channel i reads unit i's current
+            ``x_i = (U z + W_u v)_i``; needs ``obs_dim == num_units``).
+        proposal: ``"optimal"`` (closed form, Gaussian readouts), ``"bootstrap"`` or ``"encoder"`` (a causal
+            CNN); default: optimal for Gaussian, encoder for Poisson observations.
+        noise, initial_noise: parameterization of Sigma_z and Sigma_1: ``"full"``, ``"diag"``, ``"scalar"``.
+        filter_inputs: the units low-pass filter the inputs (True) or receive them raw.
+        decay: initial ``a = 1 - dt/tau``. noise_scale, initial_noise_scale, obs_noise_scale: initial std's.
+        train_readout: train the readout's weights and offsets (default: yes, except the gain/offset of a
+            Gaussian one-to-one readout, which stay 1 and 0 as in the paper: U already sets the scale).
+        encoder_kernel_sizes, encoder_channels: the encoder proposal's CNN.
+        seed: seed of the parameter initialization (the global RNG is left untouched).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        rank: int,
+        num_units: int,
+        *,
+        input_dim: int = 0,
+        activation: str = "relu",
+        observation: str = "gaussian",
+        readout: str = "affine",
+        proposal: Optional[str] = None,
+        noise: str = "full",
+        initial_noise: str = "full",
+        filter_inputs: bool = True,
+        decay: float = 0.9,
+        noise_scale: float = 0.1,
+        initial_noise_scale: float = 1.0,
+        obs_noise_scale: float = 0.1,
+        train_readout: Optional[bool] = None,
+        encoder_kernel_sizes: Sequence[int] = (21, 11, 1),
+        encoder_channels: int = 64,
+        seed: Optional[int] = None,
+    ):
+        config = dict(
+            obs_dim=check_count(obs_dim, "obs_dim"),
+            rank=check_count(rank, "rank"),
+            num_units=check_count(num_units, "num_units"),
+            input_dim=check_count(input_dim, "input_dim", minimum=0),
+            activation=_choice(activation, "activation", tuple(ACTIVATIONS)),
+            observation=_choice(observation, "observation", ("gaussian", "poisson")),
+            readout=_choice(readout, "readout", ("affine", "one_to_one")),
+            proposal=_choice(proposal if proposal is not None else ("optimal" if observation == "gaussian" else "encoder"), "proposal", ("optimal", "bootstrap", "encoder")),
+            noise=_choice(noise, "noise", Covariance.KINDS),
+            initial_noise=_choice(initial_noise, "initial_noise", Covariance.KINDS),
+            filter_inputs=bool(filter_inputs),
+            decay=float(decay),
+            noise_scale=check_positive(noise_scale, "noise_scale"),
+            initial_noise_scale=check_positive(initial_noise_scale, "initial_noise_scale"),
+            obs_noise_scale=check_positive(obs_noise_scale, "obs_noise_scale"),
+            train_readout=train_readout,
+            encoder_kernel_sizes=[check_count(k, "encoder_kernel_sizes") for k in encoder_kernel_sizes],
+            encoder_channels=check_count(encoder_channels, "encoder_channels"),
+            seed=seed,
+        )
+        if not 0.0 < config["decay"] < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        if config["readout"] == "one_to_one" and config["obs_dim"] != config["num_units"]:
+            raise ValueError(f"a one_to_one readout needs obs_dim == num_units, got obs_dim={obs_dim}, num_units={num_units}")
+        if config["proposal"] == "optimal" and config["observation"] != "gaussian":
+            raise ValueError("proposal='optimal' needs Gaussian observations; use 'encoder' or 'bootstrap' for Poisson")
+        self.config = config
+        with torch.random.fork_rng():
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.model = _build_model(config)
+            self.guide = _build_guide(config, self.model)
+        self.losses: list[float] = []
+        self.num_particles = 64
+
+    # ---------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        y: Any,
+        u: Any = None,
+        *,
+        num_particles: int = 64,
+        epochs: Optional[int] = None,
+        num_steps: Optional[int] = None,
+        batch_size: int = 10,
+        lr: float = 1e-3,
+        lr_end: Optional[float] = None,
+        optimizer: str = "radam",
+        resampling: str = "systematic",
+        ess_threshold: Optional[float] = None,
+        clip_norm: Optional[float] = None,
+        init_from_data: bool = True,
+        seed: Optional[int] = None,
+        progress: bool = True,
+        callback: Optional[Callable[[int, float], None]] = None,
+    ) -> "LowRankRNN":
+        """Maximize the VSMC bound over minibatches of trials; return ``self``.
+
+        The objective is the bound per trial and time step (as in the paper); ``.losses`` holds its
+        negative at every step (nats per trial and step), and ``callback(step, loss)`` receives it.
+        Each call starts a new optimizer and learning-rate schedule from the current parameters.
+
+        Args:
+            y: recordings ``(trials, T, obs_dim)`` (counts for Poisson). u: inputs ``(trials, T, input_dim)``.
+            num_particles: K per trial. epochs: passes over all trials (``trials // batch_size`` steps
+                each); or num_steps: gradient steps. batch_size: trials per step.
+            lr, lr_end: the learning rate decays exponentially from lr to lr_end (default lr / 100) over
+                the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.
+            resampling, ess_threshold: see :class:`~pyro_neurodyn.infer.VSMC_ELBO`.
+            clip_norm: clip the global gradient norm.
+            init_from_data: before the first fit, start the readout at the data's principal subspace and
+                the dynamics at a one-step regression (:meth:`initialize_from_data`; Gaussian observations).
+            seed: seeds Pyro/torch first. progress: show a progress bar.
+        """
+        y, u = self._validate_data(y, u)
+        num_particles = check_count(num_particles, "num_particles")
+        batch_size = min(check_count(batch_size, "batch_size"), y.shape[0])
+        steps_per_epoch = max(1, y.shape[0] // batch_size)
+        if (epochs is None) == (num_steps is None):
+            raise ValueError("give exactly one of epochs and num_steps")
+        num_steps = check_count(epochs, "epochs") * steps_per_epoch if epochs is not None else check_count(num_steps, "num_steps")
+        lr = check_positive(lr, "lr")
+        lr_end = lr / 100.0 if lr_end is None else check_positive(lr_end, "lr_end")
+        optimizers = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
+        optimizer = _choice(optimizer, "optimizer", tuple(optimizers))
+        num_epochs = math.ceil(num_steps / steps_per_epoch)
+        scheduler = pyro.optim.ExponentialLR(
+            {"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": (lr_end / lr) ** (1.0 / num_epochs)}
+        )
+        elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold)  # checks its arguments
+        if init_from_data and not self.losses:
+            self.initialize_from_data(y, u)
+
+        # the paper's normalization: the bound per trial and time step (fit_svi then scales minibatches up
+        # to all trials), so learning rates transfer and RAdam's first, unrectified steps stay small
+        normalizer = 1.0 / (y.shape[0] * y.shape[1])
+        model, guide = poutine.scale(self.model, normalizer), poutine.scale(self.guide, normalizer)
+        with tqdm(total=num_steps, desc="LowRankRNN", disable=not progress, mininterval=0.5, dynamic_ncols=True) as bar:
+
+            def after_step(step: int, loss: float) -> None:
+                if (step + 1) % steps_per_epoch == 0:
+                    scheduler.step()
+                bar.update()
+                if step % 10 == 0 or step == num_steps - 1:
+                    bar.set_postfix(nats_per_step=f"{-loss:.4g}", refresh=False)
+                if callback is not None:
+                    callback(step, loss)
+
+            with pyro.validation_enabled(False):
+                losses = fit_svi(
+                    model, guide, elbo, scheduler, [y, u], num_steps=num_steps, batch_size=batch_size,
+                    clip_norm=clip_norm, seed=seed, progress=False, callback=after_step,
+                )
+        self.losses.extend(losses)
+        self.num_particles = num_particles
+        return self
+
+    def initialize_from_data(self, y: Any, u: Any = None) -> "LowRankRNN":
+        """Start a Gaussian model near the data (PCA, then a one-step regression); return ``self``.
+
+        1. Readout: with the top-R eigenvectors ``P`` ``(D, R)`` of the covariance of ``y``, the readout
+           weights (``U`` for a one-to-one readout, ``W`` and ``b = mean(y)`` for an affine one) become
+           ``P``, the observation noise the mean variance outside that subspace, and ``mu_1`` / ``Sigma_1``
+           the mean and covariance of the projected first step ``z^_0 = P^T (y_0 - b)``.
+        2. Dynamics: ``a``, ``V``, ``h`` (and ``W_u``) minimize the one-step prediction error
+           ``sum_t |z^_{t+1} - a z^_t - V phi(U z^_t + W_u v_t, h)|^2`` of the projected latents (L-BFGS,
+           at most 20000 random pairs), and Sigma_z starts at the covariance of its residuals.
+
+        The fit then corrects what this ignores (the observation noise inside the projections). No-op
+        for Poisson observations.
+        """
+        y, u = self._validate_data(y, u)
+        if self.config["observation"] != "gaussian":
+            return self
+        latents = self._initialize_readout(y)
+        self._initialize_dynamics(latents, u)
+        return self
+
+    @torch.no_grad()
+    def _initialize_readout(self, y: Tensor) -> Tensor:
+        """Step 1 of :meth:`initialize_from_data`; returns the projected latents ``(B, T, R)``."""
+        model, rank = self.model, self.config["rank"]
+        flat = y.reshape(-1, y.shape[2])
+        mean = flat.mean(0)
+        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T))
+        top = eigenvectors[:, -rank:].flip(-1)  # (D, R)
+        residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if y.shape[2] > rank else eigenvalues.min().clamp(min=1e-8)
+        readout = model.readout
+        if readout.reads_units:
+            model.transition.U.copy_(top)
+            offset = readout.map.bias
+        else:
+            readout.map.weight.copy_(top)
+            readout.map.bias.copy_(mean)
+            offset = mean
+        readout.noise.set_(torch.diag_embed(residual.expand(y.shape[2])))
+        latents = (y - offset) @ top
+        model.initial_mean.copy_(latents[:, 0].mean(0))
+        if y.shape[0] > rank:
+            _set_covariance(model.initial_noise, torch.cov(latents[:, 0].T).reshape(rank, rank) + 1e-4 * torch.eye(rank))
+        return latents
+
+    def _initialize_dynamics(self, latents: Tensor, u: Optional[Tensor]) -> None:
+        """Step 2 of :meth:`initialize_from_data`: least squares one step ahead, then Sigma_z from the residuals."""
+        transition = self.model.transition
+        rank = latents.shape[-1]
+        current, following = latents[:, :-1].reshape(-1, rank), latents[:, 1:].reshape(-1, rank)
+        with torch.no_grad():  # the inputs the units see, with the initial decay
+            v = None if u is None else self._unit_inputs(u)[:, :-1].reshape(current.shape[0], -1)
+        if current.shape[0] > 20000:
+            keep = torch.randperm(current.shape[0], generator=torch.Generator().manual_seed(0))[:20000]
+            current, following, v = current[keep], following[keep], None if v is None else v[keep]
+        parameters = [transition.V, transition.h, transition.decay_logit] + ([transition.W_u] if v is not None else [])
+        optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
+
+        def prediction_error() -> Tensor:
+            optimizer.zero_grad()
+            error = (following - transition(current, v)).square().sum(-1).mean()
+            error.backward()
+            return error
+
+        optimizer.step(prediction_error)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            residuals = following - transition(current, v)
+            _set_covariance(self.model.noise, torch.cov(residuals.T).reshape(rank, rank) + 1e-6 * torch.eye(rank))
+
+    @torch.no_grad()
+    def log_evidence(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
+        """Per-trial estimates of ``log p(y | u)`` ``(trials,)`` from the particle filter (``exp`` of it is unbiased)."""
+        return self.filter(y, u, num_particles=num_particles, seed=seed).log_evidence
+
+    @torch.no_grad()
+    def filter(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> LowRankFilterResult:
+        """Run the particle filter (the fit's proposal) over ``y``; see :class:`LowRankFilterResult`."""
+        y, u = self._validate_data(y, u)
+        elbo = VSMC_ELBO(self.num_particles if num_particles is None else check_count(num_particles, "num_particles"))
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        with pyro.validation_enabled(False):
+            record = elbo.filter(self.model, self.guide, y, u)
+        particles = record.states["z"]  # (T, K, B, R)
+        weights = record.log_weights.exp()  # (T, K, B)
+        means = (weights.unsqueeze(-1) * particles).sum(1)  # (T, B, R)
+        return LowRankFilterResult(
+            means=means.transpose(0, 1),
+            particles=particles.permute(2, 0, 1, 3),
+            log_weights=record.log_weights.permute(2, 0, 1),
+            ess=record.ess.T,
+            log_evidence=record.log_evidence,
+        )
+
+    @torch.no_grad()
+    def sample(self, num_trials: int, num_steps: int, u: Any = None, *, seed: Optional[int] = None) -> LowRankSample:
+        """Generate ``num_trials`` trials of ``num_steps`` steps (given inputs ``u`` ``(num_trials, num_steps, Du)``)."""
+        num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps")
+        if u is not None:
+            u = as_inputs(u, torch.zeros(num_trials, num_steps, 1), y_name="(num_trials, num_steps)")
+        self._check_inputs(u)
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        with pyro.validation_enabled(False):
+            out = self.model(None, u, num_trials=num_trials, num_steps=num_steps)
+        return LowRankSample(out["z"], out["y"], self.readout_means(out["z"], u))
+
+    # ---------------------------------------------------------------------------------------------
+    # the fitted network
+    def latent_map(self) -> LatentMap:
+        """``(a, V (R, N), U (N, R), h (N,), activation)`` of ``z -> a z + V phi(U z, h)``, detached."""
+        return self.model.transition.latent_map()
+
+    def noise_covariance(self) -> Tensor:
+        """Sigma_z ``(R, R)``, detached."""
+        return self.model.noise.matrix().detach()
+
+    def orthogonal_basis(self) -> OrthogonalBasis:
+        """The parameters in the latent basis where U has orthonormal columns (for plots and comparisons)."""
+        _, V, U, _, _ = self.latent_map()
+        return orthogonal_basis(U, V, self.noise_covariance())
+
+    def unit_network(self) -> UnitNetwork:
+        """The equivalent N-unit RNN (connectivity ``J = U V``, noise ``U Sigma_z U^T``)."""
+        return unit_network(self.model.transition, self.noise_covariance())
+
+    @torch.no_grad()
+    def to_units(self, z: Any, u: Any = None) -> Tensor:
+        """The units' currents ``x = U z + W_u v`` ``(B, T, N)`` of latents ``z`` ``(B, T, R)`` (inputs ``u`` ``(B, T, Du)``)."""
+        z, v = self._latents_and_unit_inputs(z, u)
+        transition = self.model.transition
+        return latent_to_units(z, transition.U, transition.W_u, v)
+
+    @torch.no_grad()
+    def readout_means(self, z: Any, u: Any = None) -> Tensor:
+        """The readout's mean (Gaussian) or rate (Poisson) ``(B, T, D)`` for latents ``z`` ``(B, T, R)``."""
+        z, v = self._latents_and_unit_inputs(z, u)
+        return self.model.readout.mean(self.model.readout_source(z, v))
+
+    def _latents_and_unit_inputs(self, z: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
+        z = as_trials(z, "z", min_steps=1)
+        if z.shape[2] != self.config["rank"]:
+            raise ValueError(f"z must have rank = {self.config['rank']} latent dims, got shape {tuple(z.shape)}")
+        u = as_inputs(u, z, y_name="z")
+        self._check_inputs(u)
+        return z, None if u is None else self._unit_inputs(u)
+
+    def _unit_inputs(self, u: Tensor) -> Tensor:
+        """The inputs ``v_t`` the units see, ``(B, T, Du)``: filtered or raw ``u``."""
+        if not self.config["filter_inputs"]:
+            return u
+        transition = self.model.transition
+        v = torch.zeros_like(u[:, 0])
+        seen = [v]
+        for t in range(1, u.shape[1]):
+            v = transition.filter_input(v, u[:, t - 1])
+            seen.append(v)
+        return torch.stack(seen, 1)
+
+    # ---------------------------------------------------------------------------------------------
+    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
+        """Write config, parameters and loss history to ``path`` (refuses to overwrite unless asked)."""
+        state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        state.update({f"guide.{k}": v for k, v in self.guide.state_dict().items()})
+        save_checkpoint(path, "LowRankRNN", self.config, state, overwrite=overwrite, losses=list(self.losses), num_particles=self.num_particles)
+
+    @classmethod
+    def load(cls, path: PathLike) -> "LowRankRNN":
+        """Rebuild a :class:`LowRankRNN` written by :meth:`save`."""
+        payload = load_checkpoint(path, "LowRankRNN")
+        rnn = cls(**payload["config"])
+        state = payload["state_dict"]
+        rnn.model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
+        rnn.guide.load_state_dict({k[len("guide.") :]: v for k, v in state.items() if k.startswith("guide.")})
+        rnn.losses = list(payload.get("losses", []))
+        rnn.num_particles = int(payload.get("num_particles", 64))
+        return rnn
+
+    # ---------------------------------------------------------------------------------------------
+    def _validate_data(self, y: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
+        y = as_trials(y, "y", counts=self.config["observation"] == "poisson")
+        if y.shape[2] != self.config["obs_dim"]:
+            raise ValueError(f"y has {y.shape[2]} channels but the model was built with obs_dim={self.config['obs_dim']}")
+        u = as_inputs(u, y)
+        self._check_inputs(u)
+        return y, u
+
+    def _check_inputs(self, u: Optional[Tensor]) -> None:
+        input_dim = self.config["input_dim"]
+        if u is None and input_dim:
+            raise ValueError(f"the model was built with input_dim={input_dim}: pass the inputs u (trials, T, {input_dim})")
+        if u is not None and u.shape[2] != input_dim:
+            raise ValueError(f"u has {u.shape[2]} input channels but the model was built with input_dim={input_dim}")
+
+
+def _choice(value: Any, name: str, options: tuple) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+    return value
+
+
+def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:
+    """Set a Covariance to ``matrix``, or to its diagonal when the covariance is diagonal."""
+    covariance.set_(matrix if covariance.kind == "full" else torch.diag_embed(matrix.diagonal()))
+
+
+def _build_model(config: dict) -> LowRankRNNModel:
+    rank, num_units, obs_dim = config["rank"], config["num_units"], config["obs_dim"]
+    transition = LowRankTransition(rank, num_units, config["input_dim"], config["activation"], config["decay"])
+    gaussian = config["observation"] == "gaussian"
+    train = config["train_readout"]
+    if config["readout"] == "affine":
+        train = True if train is None else train
+        readout_map = AffineReadoutMap(rank, obs_dim, train_weight=train, train_bias=train)
+        source = "latent"
+    else:
+        train = (not gaussian) if train is None else train
+        readout_map = OneToOneReadoutMap(obs_dim, train_gain=train, train_bias=train)
+        source = "units"
+    if gaussian:
+        readout = LowRankGaussianReadout(readout_map, obs_dim, source, config["obs_noise_scale"])
+    else:
+        readout = LowRankPoissonReadout(readout_map, source)
+    noise = Covariance(rank, config["noise"], config["noise_scale"])
+    initial_noise = Covariance(rank, config["initial_noise"], config["initial_noise_scale"])
+    return LowRankRNNModel(transition, readout, noise, initial_noise, filter_inputs=config["filter_inputs"])
+
+
+def _build_guide(config: dict, model: LowRankRNNModel):
+    if config["proposal"] == "optimal":
+        return OptimalProposal(model)
+    if config["proposal"] == "bootstrap":
+        return BootstrapProposal()
+    return EncoderProposal(model, config["obs_dim"], kernel_sizes=config["encoder_kernel_sizes"], channels=config["encoder_channels"])

@@ -1,0 +1,213 @@
+"""Particle proposals (guides) for the low-rank RNN, in the ``init``/``step`` protocol of the model.
+
+Each proposal draws ``z_t`` given the particle's past (``state``) and the recordings; the VSMC weight
+``p(y_t, z_t | z_{t-1}) / q(z_t | ...)`` corrects for whatever it gets wrong. With the model's prior
+``N(m_t, Sigma)`` (``m_t`` from the transition, :meth:`LowRankRNNModel.latent_prior`):
+
+- :class:`BootstrapProposal`: ``q = N(m_t, Sigma)``, the model's own transition; weight ``p(y_t | z_t)``.
+- :class:`OptimalProposal`: ``q = p(z_t | z_{t-1}, y_t)`` in closed form for a linear-Gaussian readout
+  ``y_t = C z_t + d + N(0, diag r)`` (a Kalman update, any Sigma):
+
+      P = (Sigma^{-1} + C^T diag(1/r) C)^{-1},   mean = P (Sigma^{-1} m_t + C^T diag(1/r) (y_t - d)),
+
+  whose weight ``p(y_t | z_{t-1}) = N(y_t; C m_t + d, C Sigma C^T + diag r)`` does not depend on the draw.
+- :class:`EncoderProposal`: a causal 1-D CNN reads ``y_{<=t}`` and gives ``N(mu_t, diag s_t^2)``, combined
+  with the transition as a product of diagonal Gaussians (``Sigma``'s diagonal):
+
+      1/q_var = 1/diag(Sigma) + 1/s_t^2,   q_mean = q_var (m_t / diag(Sigma) + mu_t / s_t^2).
+
+The proposals read the model's parameters through a reference that is not a submodule, so those
+parameters stay registered once, under the model's name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule, pyro_method
+from torch import Tensor, nn
+
+from ..dynamics.lowrank import CovarianceFactors, SharedCovarianceNormal
+from ..dynamics.readouts import LinearForm
+from ..models.lowrank_rnn import PassCache, trial_plate
+from ..models.module_names import unique_module_name
+
+__all__ = ["BootstrapProposal", "CausalConvEncoder", "EncoderProposal", "KalmanUpdate", "OptimalProposal", "kalman_update"]
+
+
+class BootstrapProposal(PyroModule):
+    """Propose every latent from the model's transition (the bootstrap particle filter).
+
+    It samples nothing: the objective (like ``SMCFilter``) lets the model sample the latents a guide does
+    not propose, from its own prior, and such sites carry weight ``p / q = 1``, so ``w_t = p(y_t | z_t)``
+    exactly and the transition is computed once.
+    """
+
+    def __init__(self):
+        super().__init__(name=unique_module_name("bootstrap_proposal"))
+
+    @pyro_method
+    def init(self, state: dict, y: Tensor, *args, **kwargs) -> None:
+        pass
+
+    @pyro_method
+    def step(self, state: dict, t: int, y: Tensor, *args, **kwargs) -> None:
+        pass
+
+
+class _ModelProposal(PassCache, PyroModule):
+    """A proposal that reads the model's prior through a non-registered reference."""
+
+    def __init__(self, model: nn.Module, prefix: str):
+        super().__init__(name=unique_module_name(prefix))
+        object.__setattr__(self, "_model", model)  # not a submodule: its parameters belong to the model
+        self._clear_pass_caches()
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model
+
+    @pyro_method
+    def init(self, state: dict, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
+        self._propose(state, 0, y, u)
+
+    @pyro_method
+    def step(self, state: dict, t: int, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
+        self._propose(state, t, y, u)
+
+    def _propose(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> None:
+        with trial_plate(y.shape[0]):
+            pyro.sample("z", self.proposal(state, t, y, u))
+
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+
+class KalmanUpdate(NamedTuple):
+    """The conditional ``p(z | y)`` of ``z ~ N(loc, Sigma)``, ``y = C z + d + N(0, diag r)``, as fixed gains.
+
+    With ``Lambda = Sigma^{-1}``, ``G = C^T diag(1/r)`` and ``P = (Lambda + G C)^{-1}`` (none depends on
+    ``loc``, ``y`` or ``d``), the conditional is ``N(loc @ loc_gain + (y - d) @ data_gain, P)``:
+    ``loc_gain = Lambda P`` ``(R, R)``, ``data_gain = G^T P`` ``(D, R)``, ``posterior`` the factors of P.
+    """
+
+    loc_gain: Tensor
+    data_gain: Tensor
+    posterior: CovarianceFactors
+
+    def distribution(self, loc: Tensor, y: Tensor, bias: Tensor) -> SharedCovarianceNormal:
+        """``p(z | y)`` for prior means ``loc`` ``(..., R)``, data ``y`` and readout offsets ``bias`` ``(..., D)``."""
+        return SharedCovarianceNormal(loc @ self.loc_gain + (y - bias) @ self.data_gain, self.posterior)
+
+
+def kalman_update(prior: CovarianceFactors, form: LinearForm) -> KalmanUpdate:
+    """The :class:`KalmanUpdate` of a prior covariance (its factors) and a linear-Gaussian readout ``form``.
+
+    The R x R algebra runs in float64 (once per pass, so free) and factorizes the posterior precision
+    only: with ``Lambda + G C = L_p L_p^T``, ``S = L_p^{-T}`` is a square root of ``P`` (``S S^T = P``).
+    """
+    dtype = form.weight.dtype
+    inverse = (torch.diag_embed(prior.inverse) if prior.diagonal else prior.inverse).double()
+    weight = form.weight.double()
+    prior_precision = inverse.T @ inverse
+    weighted_weight_t = weight.T / form.variance.double()  # G = C^T diag(1/r), (R, D)
+    precision_tril = torch.linalg.cholesky(prior_precision + weighted_weight_t @ weight)
+    scale = torch.linalg.solve_triangular(precision_tril, torch.eye(weight.shape[1], dtype=weight.dtype), upper=False).T
+    covariance = scale @ scale.T
+    posterior = CovarianceFactors(scale.to(dtype), precision_tril.T.to(dtype), -precision_tril.diagonal().log().sum().to(dtype))
+    return KalmanUpdate((prior_precision @ covariance).to(dtype), (weighted_weight_t.T @ covariance).to(dtype), posterior)
+
+
+class OptimalProposal(_ModelProposal):
+    """``q(z_t) = p(z_t | z_{t-1}, y_t)`` for a model with a linear-Gaussian readout (see the module docstring).
+
+    The gains depend only on the parameters, so they are computed once per pass (per ``state``).
+    """
+
+    def __init__(self, model: nn.Module):
+        if model.readout_linear_form(None) is None:
+            raise ValueError("the optimal proposal needs a Gaussian readout (affine or one-to-one), not a Poisson one")
+        super().__init__(model, "optimal_proposal")
+
+    _pass_caches = {"_pass": (None, None)}  # (state, (form, initial KalmanUpdate, KalmanUpdate))
+
+    def _updates(self, state: dict) -> tuple:
+        if self._pass[0] is not state:
+            model = self.model
+            constants = model.pass_constants(state)
+            form = model.readout_linear_form(None)
+            self._pass = (state, (form, kalman_update(constants.initial_noise, form), kalman_update(constants.noise, form)))
+        return self._pass[1]
+
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+        model = self.model
+        form, initial_update, update = self._updates(state)
+        prior = model.latent_prior(state, t, u)
+        bias = form.bias if prior.v is None else model.readout_linear_form(prior.v).bias
+        return (initial_update if t == 0 else update).distribution(prior.loc, y[:, t], bias)
+
+
+class CausalConvEncoder(nn.Module):
+    """A causal 1-D CNN ``y`` ``(B, T, D)`` -> ``(mean, log_var)`` each ``(B, T, R)``; step t sees ``y_{<=t}``.
+
+    Hidden layers: one convolution per entry of ``kernel_sizes[:-1]`` (``channels`` each, GELU), then one
+    with ``kernel_sizes[-1]`` to ``2 R`` outputs; each layer is left-padded with zeros (causal). The
+    log-variance bias starts at ``2 log(init_scale)``.
+    """
+
+    def __init__(self, obs_dim: int, latent_dim: int, kernel_sizes: Sequence[int] = (21, 11, 1), channels: int = 64, init_scale: float = 0.1):
+        super().__init__()
+        if not kernel_sizes or any(int(k) < 1 for k in kernel_sizes):
+            raise ValueError(f"kernel_sizes must be positive integers, got {kernel_sizes!r}")
+        layers: list[nn.Module] = []
+        in_channels = obs_dim
+        for kernel in kernel_sizes[:-1]:
+            layers += [nn.ConstantPad1d((kernel - 1, 0), 0.0), nn.Conv1d(in_channels, channels, kernel), nn.GELU()]
+            in_channels = channels
+        layers += [nn.ConstantPad1d((kernel_sizes[-1] - 1, 0), 0.0), nn.Conv1d(in_channels, 2 * latent_dim, kernel_sizes[-1])]
+        self.net = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+        with torch.no_grad():
+            self.net[-1].bias[latent_dim:] = 2.0 * math.log(init_scale)
+
+    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(y.transpose(-1, -2)).transpose(-1, -2)
+        return out[..., : self.latent_dim], out[..., self.latent_dim :]
+
+
+class EncoderProposal(_ModelProposal):
+    """Diagonal Gaussian proposal: a causal CNN encoder of ``y`` times the transition (module docstring).
+
+    The encoder runs once per pass, in ``init``, over the whole ``y`` (each output only reads the past);
+    ``step`` reuses it for the same ``y`` object.
+    """
+
+    def __init__(self, model: nn.Module, obs_dim: int, *, kernel_sizes: Sequence[int] = (21, 11, 1), channels: int = 64, init_scale: float = 0.1):
+        super().__init__(model, "encoder_proposal")
+        self.encoder = CausalConvEncoder(obs_dim, model.transition.rank, kernel_sizes, channels, init_scale)
+
+    _pass_caches = {"_encoded": None}  # (y, mean, log_var) of the current pass
+
+    def _encode(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self._encoded is None or self._encoded[0] is not y:
+            mean, log_var = self.encoder(y)
+            self._encoded = (y, mean, log_var)
+        return self._encoded[1], self._encoded[2]
+
+    @pyro_method
+    def init(self, state: dict, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
+        self._encoded = None  # parameters may have changed since the last pass
+        self._propose(state, 0, y, u)
+
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+        mean, log_var = self._encode(y)
+        prior = self.model.latent_prior(state, t, u)
+        prior_precision = prior.noise.variance().reciprocal()
+        encoder_precision = torch.exp(-log_var[:, t])
+        variance = 1.0 / (prior_precision + encoder_precision)
+        loc = variance * (prior.loc * prior_precision + mean[:, t] * encoder_precision)
+        return dist.Normal(loc, variance.sqrt()).to_event(1)

@@ -1,0 +1,353 @@
+"""Variational sequential Monte Carlo (VSMC / FIVO / AESMC) as a ``pyro.infer.ELBO``.
+
+The objective works for any sequential model/guide pair written in the protocol of Pyro's
+:class:`~pyro.infer.SMCFilter`, so one model serves training here and filtering there::
+
+    class Model(PyroModule):                      # the guide likewise; decorate with @pyro_method
+        def init(self, state, y, *args, **kwargs):    # samples the t = 0 latents, may observe y[:, 0]
+        def step(self, state, t, y, *args, **kwargs): # samples the latents of step t, observes y[:, t]
+
+``y`` is the first argument, batch-first ``(trials, T, ...)``; the objective calls ``init`` and then
+``step`` for ``t = 1 .. T-1``, each traced on its own (site names repeat across steps). ``state`` is a
+dict of tensors ``(K, *plates, *event)`` whose leading dim is the particle dim: the model writes it,
+the guide only reads it. Particles are a vectorized plate at dim ``-(max_plate_nesting + 1)`` (as in
+``vectorize_particles``), so a trial plate at dim -1 gives tensors ``(K, trials, ...)``.
+
+Maths. With ``K`` particles per trial, step ``t`` proposes ``z_t^k ~ q(z_t | z_{t-1}^{a_k}, y)`` from the
+guide and weighs it by
+
+    log w_t^k = log p(z_t^k, y_t | z_{t-1}^{a_k}) - log q(z_t^k | z_{t-1}^{a_k}, y)
+
+(every model site of the step: the latents the guide proposed and the observations; latents that the
+model samples itself are proposed from the model, as in a bootstrap filter, and carry no weight). The
+bound, an estimate of ``log p(y)`` whose expectation is below it, is
+
+    L = sum_trials sum_t log sum_k W_{t-1}^k w_t^k,    W_t^k ∝ W_{t-1}^k w_t^k  (normalized),
+
+``W_{t-1} = 1/K`` after resampling, so with resampling at every step (the default) each term is
+``log mean_k w_t^k``. Resampling draws ancestors ``a`` from the *detached* normalized weights
+(systematic or multinomial; every step, or when the effective sample size falls below
+``ess_threshold * K``) and gathers every state tensor by ancestor; the score-function term of the
+resampling step is dropped (FIVO, Maddison et al. 2017; Naesseth et al. 2018; Le et al. 2018), so
+gradients flow only through reparameterized samples and weights. ``exp(L)`` is an unbiased estimate of
+``p(y)`` for every ``K``.
+
+Particle systems. Each index of the plate dims on which the step's latent sites vary is an independent
+particle system (one per trial); model sites with extra plate dims (e.g. an observation plate over
+channels) are summed over those dims. Sites outside the latents' plates (a global latent) would couple
+the systems and are rejected.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, NamedTuple, Optional, Union
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import ELBO
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+from ..data.validation import check_count
+from .resampling import RESAMPLING_SCHEMES, effective_sample_size, gather_particles
+
+__all__ = ["VSMC_ELBO", "ParticleFilterResult"]
+
+
+class ParticleFilterResult(NamedTuple):
+    """A particle filter's record of one pass over ``y`` (``T`` steps, ``K`` particles, systems ``*W``).
+
+    Attributes:
+        log_evidence: ``(*W)`` the estimate ``log p^(y) = sum_t log_normalizers[t]`` per particle system.
+        log_normalizers: ``(T, *W)`` ``log sum_k W_{t-1}^k w_t^k``, the estimate of ``log p(y_t | y_{<t})``.
+        states: ``{key: (T, K, *plates, *event)}`` the state after step ``t``'s model, before resampling,
+            i.e. the particles of the filtering distribution ``p(z_t | y_{<=t})`` (keys present at every
+            step with one shape).
+        log_weights: ``(T, K, *W)`` their normalized log weights ``log W_t^k``.
+        ess: ``(T, *W)`` effective sample size ``1 / sum_k (W_t^k)^2`` of those weights.
+        resampled: ``(T, *W)`` bool, whether the system was resampled after step ``t``.
+    """
+
+    log_evidence: Tensor
+    log_normalizers: Tensor
+    states: dict
+    log_weights: Tensor
+    ess: Tensor
+    resampled: Tensor
+
+
+def _protocol_methods(fn: Callable, role: str) -> tuple[Callable, Callable]:
+    """``(init, step)`` of a model or guide, seen through Pyro handlers wrapped around it.
+
+    ``poutine.scale(model, s)`` (as :func:`~pyro_neurodyn.infer.fit_svi` applies for minibatches) or
+    any other handler wrapping the object is applied to its ``init`` and ``step`` in the same order.
+    """
+    handlers: list[Messenger] = []
+    while not (hasattr(fn, "init") and hasattr(fn, "step")):
+        if isinstance(fn, functools.partial) and len(fn.args) == 2 and isinstance(fn.args[0], Messenger):
+            handlers.append(fn.args[0])
+            fn = fn.args[1]
+        else:
+            raise TypeError(
+                f"the {role} must be an object with init(state, y, ...) and step(state, t, y, ...) methods "
+                f"(the protocol of pyro.infer.SMCFilter), got {fn!r}"
+            )
+    init, step = fn.init, fn.step
+    for handler in handlers:  # innermost first, so the outermost handler ends up outermost
+        init, step = handler(init), handler(step)
+    return init, step
+
+
+def _site_log_prob(site: dict) -> Tensor:
+    log_prob = site["fn"].log_prob(site["value"])
+    mask = site["mask"]
+    if mask is not None and mask is not True:
+        log_prob = torch.where(mask, log_prob, log_prob.new_zeros(()))
+    return log_prob
+
+
+class VSMC_ELBO(ELBO):
+    """The variational SMC bound (see the module docstring), usable with ``pyro.infer.SVI``.
+
+    Args:
+        num_particles: particles ``K`` per trial.
+        resampling: ``"systematic"`` (default, lower variance) or ``"multinomial"``.
+        ess_threshold: ``None`` resamples after every step; a number in ``(0, 1]`` resamples a trial
+            only when its effective sample size is below ``ess_threshold * K``.
+        max_plate_nesting: how many plate dims the model uses (the particle plate goes left of them).
+
+    ``loss``/``differentiable_loss``/``loss_and_grads`` return ``-L`` summed over trials (scaled by
+    ``poutine.scale``, e.g. for minibatches); :meth:`log_evidence` returns the per-trial estimate of
+    ``log p(y)`` and :meth:`filter` the whole particle record, both without gradients.
+    """
+
+    def __init__(
+        self,
+        num_particles: int = 64,
+        resampling: str = "systematic",
+        ess_threshold: Optional[float] = None,
+        max_plate_nesting: int = 1,
+        retain_graph: Optional[bool] = None,
+    ):
+        num_particles = check_count(num_particles, "num_particles")
+        max_plate_nesting = check_count(max_plate_nesting, "max_plate_nesting", minimum=0)
+        if resampling not in RESAMPLING_SCHEMES:
+            raise ValueError(f"resampling must be one of {sorted(RESAMPLING_SCHEMES)}, got {resampling!r}")
+        if ess_threshold is not None and not (isinstance(ess_threshold, (int, float)) and 0 < ess_threshold <= 1):
+            raise ValueError(f"ess_threshold must be None or a number in (0, 1], got {ess_threshold!r}")
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, retain_graph=retain_graph)
+        self.resampling = resampling
+        self.ess_threshold = ess_threshold
+        self._ancestors = RESAMPLING_SCHEMES[resampling]
+
+    # ----------------------------------------------------------------------------------------------
+    # pyro.infer.ELBO interface
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+        """``-L`` (a scalar tensor to differentiate), ``L`` summed over trials and steps."""
+        return -self._run(model, guide, args, kwargs, record=False)[0]
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """``-L`` as a float, without gradients."""
+        with torch.no_grad():
+            return -self._run(model, guide, args, kwargs, record=False)[0].item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """``-L`` as a float; its gradient is accumulated into the parameters' ``.grad``."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return loss.item()
+
+    def _get_trace(self, model, guide, args, kwargs):
+        raise NotImplementedError("VSMC_ELBO traces every step on its own; there is no single model/guide trace")
+
+    # ----------------------------------------------------------------------------------------------
+    # filtering
+    def log_evidence(self, model, guide, *args, **kwargs) -> Tensor:
+        """The estimate ``log p^(y)`` per particle system (trial), shape ``(*W)``, without gradients."""
+        with torch.no_grad():
+            return self._run(model, guide, args, kwargs, record=False)[1]
+
+    def filter(self, model, guide, *args, **kwargs) -> ParticleFilterResult:
+        """Run the particle filter without gradients and return its record (:class:`ParticleFilterResult`)."""
+        with torch.no_grad():
+            return self._run(model, guide, args, kwargs, record=True)[2]
+
+    # ----------------------------------------------------------------------------------------------
+    def _run(self, model, guide, args: tuple, kwargs: dict, record: bool):
+        """One particle filter pass: ``(bound (scalar, scaled), log_evidence (*W), record or None)``."""
+        if not args or not isinstance(args[0], Tensor) or args[0].dim() < 2:
+            raise ValueError("the first argument of model and guide must be y, a tensor (trials, T, ...)")
+        num_steps = args[0].shape[1]
+        model_init, model_step = _protocol_methods(model, "model")
+        guide_init, guide_step = _protocol_methods(guide, "guide")
+        num_particles = self.num_particles
+        particle_plate = pyro.plate("vsmc_particles", num_particles, dim=-(self.max_plate_nesting + 1))
+        state: dict[str, Tensor] = {}
+        log_prev = torch.tensor(-math.log(num_particles))  # normalized log weights W_{t-1}
+        bound = torch.zeros(())
+        log_evidence = 0.0
+        history = {"log_normalizers": [], "states": [], "log_weights": [], "ess": [], "resampled": []}
+        for t in range(num_steps):
+            guide_fn, model_fn = (guide_init, model_init) if t == 0 else (guide_step, model_step)
+            call_args = (state,) + args if t == 0 else (state, t) + args
+            with poutine.block(hide_types=["sample"]), particle_plate:
+                guide_trace = poutine.trace(guide_fn).get_trace(*call_args, **kwargs)
+                model_trace = poutine.trace(poutine.replay(model_fn, trace=guide_trace)).get_trace(*call_args, **kwargs)
+            log_w, scale = self._step_log_weight(model_trace, guide_trace, t)
+            log_joint = log_prev + log_w
+            log_normalizer = torch.logsumexp(log_joint, dim=0)  # (*W)
+            bound = bound + scale * log_normalizer.sum()
+            log_evidence = log_evidence + log_normalizer.detach()
+            log_prev = log_joint - log_normalizer
+            resample = self._should_resample(log_prev) if t < num_steps - 1 or record else None
+            if record:
+                history["log_normalizers"].append(log_normalizer)
+                history["states"].append(dict(state))
+                history["log_weights"].append(log_prev)
+                history["ess"].append(effective_sample_size(log_prev))
+                history["resampled"].append(resample)
+            if t < num_steps - 1:
+                log_prev = self._resample(state, log_prev, resample)
+        result = self._record(history) if record else None
+        return bound, log_evidence, result
+
+    def _step_log_weight(self, model_trace, guide_trace, t: int) -> tuple[Tensor, float]:
+        """``log w_t`` ``(K, *W)`` of one step and the scale of its sites (see the module docstring)."""
+        sites = _weighted_sites(model_trace, guide_trace, t)
+        full_ndim = self.max_plate_nesting + 1
+        for name, shape in sites.latent_shapes + [(name, log_p.shape) for name, log_p in sites.observed]:
+            if len(shape) != full_ndim:
+                raise ValueError(
+                    f"site {name!r} at step {t} has batch shape {tuple(shape)}; with max_plate_nesting = "
+                    f"{self.max_plate_nesting} it must be (particles, {self.max_plate_nesting} plate dims): declare its "
+                    "batch dims with pyro.plate or move them into the event with .to_event()"
+                )
+        terms = sites.proposed + sites.observed
+        if not sites.latent_shapes:  # no latents: the observations' plates are the systems
+            return sum(log_p for _, log_p in terms), sites.scale
+        system_shape = _broadcast_shape([shape for _, shape in sites.latent_shapes])
+        for name, shape in sites.latent_shapes + [(name, log_p.shape) for name, log_p in terms]:
+            _check_inside_system_plates(shape, system_shape, name, t)
+        log_w = torch.zeros(system_shape)  # model-proposed latents alone weigh 1
+        for _, log_p in terms:
+            log_w = log_w + _sum_to_system_shape(log_p, system_shape)
+        return log_w, sites.scale
+
+    def _should_resample(self, log_weights: Tensor) -> Optional[Tensor]:
+        """``None`` for every system, else a bool mask ``(*W)`` of the systems whose ESS is too small."""
+        if self.ess_threshold is None:
+            return None
+        return effective_sample_size(log_weights) < self.ess_threshold * self.num_particles
+
+    def _resample(self, state: dict, log_weights: Tensor, which: Optional[Tensor]) -> Tensor:
+        """Resample ``state`` in place (all systems, or those in mask ``which``); return the new log weights."""
+        num_particles = log_weights.shape[0]
+        if which is not None and not bool(which.any()):
+            return log_weights
+        ancestors = self._ancestors(log_weights)
+        uniform = torch.full_like(log_weights, -math.log(num_particles))
+        if which is not None:
+            keep = torch.arange(num_particles).reshape((num_particles,) + (1,) * (log_weights.dim() - 1))
+            ancestors = torch.where(which, ancestors, keep)
+            uniform = torch.where(which, uniform, log_weights)
+        for key, value in state.items():
+            state[key] = gather_particles(value, ancestors)
+        return uniform
+
+    def _record(self, history: dict) -> ParticleFilterResult:
+        states = {}
+        for key, first in history["states"][0].items():
+            values = [s.get(key) for s in history["states"]]
+            if all(v is not None and v.shape == first.shape for v in values):
+                states[key] = torch.stack(values)
+        log_weights = [lw.expand_as(history["log_weights"][-1]) for lw in history["log_weights"]]
+        resampled = [
+            torch.ones(lw.shape[1:], dtype=torch.bool) if r is None else r for r, lw in zip(history["resampled"], log_weights)
+        ]
+        resampled[-1] = torch.zeros_like(resampled[-1])  # nothing follows the last step
+        log_normalizers = torch.stack(history["log_normalizers"])
+        return ParticleFilterResult(
+            log_evidence=log_normalizers.sum(0),
+            log_normalizers=log_normalizers,
+            states=states,
+            log_weights=torch.stack(log_weights),
+            ess=torch.stack(history["ess"]),
+            resampled=torch.stack(resampled),
+        )
+
+
+def _same_scale(a, b) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return bool(torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
+    return a == b
+
+
+class _StepSites(NamedTuple):
+    """One step's weighted sites: ``proposed`` ``[(name, log p - log q)]`` (latents the guide proposed),
+    ``observed`` ``[(name, log p)]``, ``latent_shapes`` of every latent ``[(name, batch shape)]``, ``scale``."""
+
+    proposed: list
+    observed: list
+    latent_shapes: list
+    scale: Union[float, Tensor]
+
+
+def _weighted_sites(model_trace, guide_trace, t: int) -> _StepSites:
+    """Sort one step's sample sites (see :class:`_StepSites`), checking what VSMC needs of them."""
+    want_grad = torch.is_grad_enabled()
+    proposed, observed, latent_shapes = [], [], []
+    scale = None
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if scale is None:
+            scale = site["scale"]
+        elif not _same_scale(scale, site["scale"]):
+            raise ValueError(f"all sites of one step must share one poutine.scale; site {name!r} at step {t} differs")
+        if site["is_observed"]:
+            observed.append((name, _site_log_prob(site)))
+            continue
+        if want_grad and not site["fn"].has_rsample:
+            raise ValueError(
+                f"VSMC_ELBO needs reparameterized latents for gradients, but site {name!r} ({type(site['fn']).__name__}) "
+                "has no rsample; use log_evidence/filter (no gradients) or a reparameterizable distribution"
+            )
+        if name in guide_trace.nodes:
+            log_p = _site_log_prob(site) - _site_log_prob(guide_trace.nodes[name])
+            latent_shapes.append((name, log_p.shape))
+            proposed.append((name, log_p))
+        else:  # proposed by the model itself: p / q = 1
+            latent_shapes.append((name, site["fn"].batch_shape))
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site) and name not in model_trace.nodes:
+            raise ValueError(f"the guide samples site {name!r} at step {t}, which the model does not have")
+    if not latent_shapes and not observed:
+        raise ValueError(f"step {t} of the model has no sample sites")
+    return _StepSites(proposed, observed, latent_shapes, 1.0 if scale is None else scale)
+
+
+def _broadcast_shape(shapes: list) -> torch.Size:
+    """``torch.broadcast_shapes`` for a few short shapes, without its overhead in the per-step loop."""
+    result = list(shapes[0])
+    for shape in shapes[1:]:
+        result = [max(a, b) for a, b in zip(result, shape)]
+    return torch.Size(result)
+
+
+def _check_inside_system_plates(shape: torch.Size, system_shape: torch.Size, name: str, t: int) -> None:
+    if any(size == 1 and system > 1 for size, system in zip(shape[1:], system_shape[1:])):
+        raise ValueError(
+            f"site {name!r} at step {t} (batch shape {tuple(shape)}) lies outside a plate in which the latents vary "
+            f"({tuple(system_shape)}): it would couple the independent particle systems"
+        )
+
+
+def _sum_to_system_shape(log_p: Tensor, system_shape: torch.Size) -> Tensor:
+    """Sum ``log_p`` over the plate dims on which the latents do not vary (e.g. an observation plate)."""
+    summed = [d for d in range(1, log_p.dim()) if system_shape[d] == 1 and log_p.shape[d] > 1]
+    return log_p.sum(dim=summed, keepdim=True) if summed else log_p

@@ -1,0 +1,242 @@
+"""The stochastic low-rank RNN as a Pyro program (Pals et al., NeurIPS 2024).
+
+Generative model for trials ``b`` with recordings ``y`` ``(B, T, D)`` and optional inputs ``u`` ``(B, T, Du)``:
+
+    v_0 = 0 (filtered inputs) or u_0 (raw inputs)
+    z_0 ~ N(mu_1 + U^+ W_u v_0, Sigma_1)
+    z_t ~ N(a z_{t-1} + V phi(U z_{t-1} + W_u v_{t-1}, h), Sigma_z)                  t = 1 .. T-1
+    v_t = a v_{t-1} + (1 - a) u_{t-1} (filtered) or u_t (raw)
+    y_t ~ readout(z_t or x_t = U z_t + W_u v_t)                                        t = 0 .. T-1
+
+(see :mod:`pyro_neurodyn.dynamics.lowrank` for phi and the N-unit network, and
+:mod:`pyro_neurodyn.dynamics.readouts` for the readouts).
+
+The program is written as ``init(state, y, u)`` / ``step(state, t, y, u)`` in the protocol of Pyro's
+``SMCFilter``, so the same model trains with :class:`~pyro_neurodyn.infer.VSMC_ELBO` and filters there.
+Each step samples site ``"z"`` and observes site ``"y"`` inside the plate ``"trials"`` (dim -1) and writes
+``state["z"]`` ``(..., B, R)`` (and ``state["v"]`` ``(..., B, Du)`` with inputs). ``y = None`` samples the
+recordings instead (generation; give ``num_trials`` to ``init`` when there are neither ``y`` nor ``u``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import pyro
+import torch
+from pyro.contrib.autoname import scope
+from pyro.nn import PyroModule, pyro_method
+from torch import Tensor, nn
+
+from ..dynamics.lowrank import Covariance, CovarianceFactors, LowRankTransition, SharedCovarianceNormal
+from ..dynamics.readouts import LinearForm
+from .module_names import unique_module_name
+
+__all__ = ["LatentPrior", "LowRankRNNModel", "PassCache", "PassConstants", "trial_plate"]
+
+
+class LatentPrior(NamedTuple):
+    """The model's distribution of ``z_t`` given the past, ``N(loc, Sigma)``, and the input ``v_t``.
+
+    ``loc`` ``(..., R)``; ``noise`` the :class:`~pyro_neurodyn.dynamics.lowrank.CovarianceFactors` of
+    Sigma (Sigma_1 at t = 0, Sigma_z after); ``v`` ``(..., Du)``, or None without inputs.
+    """
+
+    loc: Tensor
+    noise: CovarianceFactors
+    v: Optional[Tensor]
+
+
+class PassConstants(NamedTuple):
+    """What every step of one pass (one ``state`` dict) reads, fetched once at its start.
+
+    Fetching the parts inside the model's Pyro context registers their parameters with Pyro (what SVI
+    updates); the steps then read plain tensors and modules, with no Pyro statement per parameter.
+    ``transition``, ``readout``: the modules; ``initial_mean`` ``(R,)``; the factorized covariances
+    ``initial_noise`` (Sigma_1), ``noise`` (Sigma_z) and ``readout_noise`` (None for a Poisson readout).
+    """
+
+    transition: LowRankTransition
+    readout: nn.Module
+    initial_mean: Tensor
+    initial_noise: CovarianceFactors
+    noise: CovarianceFactors
+    readout_noise: Optional[CovarianceFactors]
+
+
+class PassCache:
+    """Mixin for modules that remember values of the current pass: the attributes named in
+    ``_pass_caches`` (with their empty values). They may hold autograd graphs, so copies and pickles
+    of the module start empty."""
+
+    _pass_caches: dict = {}
+
+    def _clear_pass_caches(self) -> None:
+        for name, empty in self._pass_caches.items():
+            setattr(self, name, empty)
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state.update(self._pass_caches)
+        return state
+
+
+class LowRankRNNModel(PassCache, PyroModule):
+    """The Pyro model of the module docstring, built from plain torch parts.
+
+    Args:
+        transition: :class:`~pyro_neurodyn.dynamics.lowrank.LowRankTransition` (a, U, V, h, W_u).
+        readout: a readout of :mod:`pyro_neurodyn.dynamics.readouts` (its ``source`` says whether it reads
+            the latent or the units' currents).
+        noise: Sigma_z, and ``initial_noise``: Sigma_1 (:class:`~pyro_neurodyn.dynamics.lowrank.Covariance`).
+        filter_inputs: low-pass filter the inputs through the units (True) or feed them raw.
+
+    Speed: a ``state`` dict is one pass (one particle filter run); the covariance factorizations are
+    computed once per pass, and the prior of ``z_t`` is computed once per step although both the guide
+    and the model ask for it (:meth:`latent_prior` remembers its last result for the same ``state["z"]``).
+    """
+
+    def __init__(
+        self,
+        transition: LowRankTransition,
+        readout: nn.Module,
+        noise: Covariance,
+        initial_noise: Covariance,
+        *,
+        filter_inputs: bool = True,
+    ):
+        super().__init__(name=unique_module_name("lowrank_rnn"))
+        self.transition = transition
+        self.readout = readout
+        self.noise = noise
+        self.initial_noise = initial_noise
+        self.initial_mean = nn.Parameter(torch.zeros(transition.rank))
+        self.filter_inputs = filter_inputs
+        self._clear_pass_caches()
+
+    # (state dict, its PassConstants) and (state["z"], t, the LatentPrior of step t)
+    _pass_caches = {"_pass": (None, None), "_last_prior": (None, None, None)}
+
+    # ---------------------------------------------------------------------------------------------
+    # the pieces, shared with the proposals (guides); pyro_methods so that the parameters they read
+    # are registered with Pyro whoever calls them first
+    @pyro_method
+    def pass_constants(self, state: dict) -> PassConstants:
+        """The :class:`PassConstants` of the pass that ``state`` belongs to (computed on first use)."""
+        if self._pass[0] is not state:
+            readout = self.readout
+            readout_noise = getattr(readout, "noise", None)
+            constants = PassConstants(
+                transition=self.transition,
+                readout=readout,
+                initial_mean=self.initial_mean,
+                initial_noise=self.initial_noise.factors(),
+                noise=self.noise.factors(),
+                readout_noise=None if readout_noise is None else readout_noise.factors(),
+            )
+            self._pass = (state, constants)
+        return self._pass[1]
+
+    @pyro_method
+    def latent_prior(self, state: dict, t: int, u: Optional[Tensor]) -> LatentPrior:
+        """The prior of ``z_t`` given ``state`` (``z_{t-1}``, ``v_{t-1}``) and the inputs ``u`` ``(B, T, Du)``."""
+        constants = self.pass_constants(state)
+        transition = constants.transition
+        if t == 0:
+            v = None
+            loc = constants.initial_mean
+            if u is not None:
+                v = torch.zeros_like(u[:, 0]) if self.filter_inputs else u[:, 0]
+                if not self.filter_inputs and transition.W_u is not None:
+                    loc = loc + v @ (torch.linalg.pinv(transition.U) @ transition.W_u).T
+            return LatentPrior(loc, constants.initial_noise, v)
+        z_prev = state["z"]
+        last_z, last_t, last_prior = self._last_prior
+        if last_z is z_prev and last_t == t:
+            return last_prior
+        v_prev = state.get("v")
+        v = None
+        if u is not None:
+            v = transition.filter_input(v_prev, u[:, t - 1]) if self.filter_inputs else u[:, t]
+        prior = LatentPrior(transition(z_prev, v_prev), constants.noise, v)
+        self._last_prior = (z_prev, t, prior)
+        return prior
+
+    def readout_source(self, z: Tensor, v: Optional[Tensor]) -> Tensor:
+        """What the readout reads: ``z`` itself or the units' currents ``U z + W_u v``."""
+        return _readout_source(self.transition, self.readout, z, v)
+
+    @pyro_method
+    def readout_linear_form(self, v: Optional[Tensor]) -> Optional[LinearForm]:
+        """``y_t = C z_t + d + noise`` of a Gaussian readout (None for a non-Gaussian one); d ``(..., D)``."""
+        readout = self.readout
+        if not readout.reads_units:
+            return readout.linear_form()
+        transition = self.transition
+        offset = None if v is None or transition.W_u is None else v @ transition.W_u.T
+        return readout.linear_form(transition.U, offset)
+
+    # ---------------------------------------------------------------------------------------------
+    # the Pyro program
+    @pyro_method
+    def init(self, state: dict, y: Optional[Tensor], u: Optional[Tensor] = None, *, num_trials: Optional[int] = None) -> Tensor:
+        """Sample ``z_0``, observe (or sample) ``y_0``; write ``state``; return ``y_0``."""
+        prior = self.latent_prior(state, 0, u)
+        return self._sample_step(state, prior, y, 0, _num_trials(y, u, num_trials))
+
+    @pyro_method
+    def step(self, state: dict, t: int, y: Optional[Tensor], u: Optional[Tensor] = None, **kwargs) -> Tensor:
+        """Sample ``z_t`` given ``state``, observe (or sample) ``y_t``; write ``state``; return ``y_t``."""
+        prior = self.latent_prior(state, t, u)
+        return self._sample_step(state, prior, y, t, state["z"].shape[-2])
+
+    def _sample_step(self, state: dict, prior: LatentPrior, y: Optional[Tensor], t: int, num_trials: int) -> Tensor:
+        constants = self.pass_constants(state)
+        with trial_plate(num_trials):
+            z = pyro.sample("z", SharedCovarianceNormal(prior.loc, prior.noise))
+            source = _readout_source(constants.transition, constants.readout, z, prior.v)
+            observation = constants.readout(source, constants.readout_noise)
+            y_t = pyro.sample("y", observation, obs=None if y is None else y[:, t])
+        state["z"] = z
+        if prior.v is not None:
+            state["v"] = prior.v.expand(z.shape[:-1] + prior.v.shape[-1:])
+        return y_t
+
+    def forward(self, y: Optional[Tensor] = None, u: Optional[Tensor] = None, *, num_trials: Optional[int] = None, num_steps: Optional[int] = None) -> dict:
+        """The whole sequence as one program (sites ``"t/z"``, ``"t/y"`` for t = 0..T-1).
+
+        Returns ``{"z": (B, T, R), "y": (B, T, D)}``, the latents and the (observed or sampled) recordings.
+        """
+        if num_steps is None:
+            if y is None and u is None:
+                raise ValueError("give y, u or num_steps to set the number of time steps")
+            num_steps = (y if y is not None else u).shape[1]
+        state: dict = {}
+        latents, observations = [], []
+        for t in range(num_steps):
+            with scope(prefix=str(t)):
+                y_t = self.init(state, y, u, num_trials=num_trials) if t == 0 else self.step(state, t, y, u)
+            latents.append(state["z"])
+            observations.append(y_t)
+        return {"z": torch.stack(latents, dim=-2), "y": torch.stack(observations, dim=-2)}
+
+
+@functools.lru_cache(maxsize=32)
+def trial_plate(num_trials: int) -> pyro.plate:
+    """``pyro.plate("trials", num_trials, dim=-1)``, built once per size (building one costs a Pyro message)."""
+    return pyro.plate("trials", num_trials, dim=-1)
+
+
+def _num_trials(y: Optional[Tensor], u: Optional[Tensor], num_trials: Optional[int]) -> int:
+    if y is not None:
+        return y.shape[0]
+    if u is not None:
+        return u.shape[0]
+    if num_trials is None:
+        raise ValueError("give y, u or num_trials to set the number of trials")
+    return num_trials
+
+
+def _readout_source(transition: LowRankTransition, readout: nn.Module, z: Tensor, v: Optional[Tensor]) -> Tensor:
+    return transition.currents(z, v) if readout.reads_units else z

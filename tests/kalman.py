@@ -1,0 +1,69 @@
+"""An independent Kalman filter in numpy (float64): the exact log-likelihood of a linear-Gaussian model.
+
+    z_0 ~ N(m0, P0),   z_t = A z_{t-1} + c + N(0, Q),   y_t = C z_t + d + N(0, R)
+
+Written from the textbook recursions (predict, then condition on y_t) with no code shared with the
+package, to serve as ground truth for the particle filters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def kalman_filter(y, m0, P0, A, c, Q, C, d, R) -> tuple[np.ndarray, np.ndarray]:
+    """``(log p(y_{0:T-1}) (B,), filtered means E[z_t | y_{0:t}] (B, T, R))`` for ``y`` ``(B, T, D)``."""
+    y = np.asarray(y, dtype=np.float64)
+    m0, P0, A, c, Q, C, d, R = (np.atleast_1d(np.asarray(x, dtype=np.float64)) for x in (m0, P0, A, c, Q, C, d, R))
+    P0, A, Q, C, R = (np.atleast_2d(x) for x in (P0, A, Q, C, R))
+    num_trials, num_steps, obs_dim = y.shape
+    log_likelihood = np.zeros(num_trials)
+    means = np.zeros((num_trials, num_steps, m0.shape[0]))
+    for b in range(num_trials):
+        mean, cov = m0, P0
+        for t in range(num_steps):
+            if t > 0:  # predict
+                mean = A @ mean + c
+                cov = A @ cov @ A.T + Q
+            innovation_cov = C @ cov @ C.T + R
+            innovation = y[b, t] - (C @ mean + d)
+            sign, logdet = np.linalg.slogdet(innovation_cov)
+            assert sign > 0
+            log_likelihood[b] += -0.5 * (obs_dim * np.log(2 * np.pi) + logdet + innovation @ np.linalg.solve(innovation_cov, innovation))
+            gain = cov @ C.T @ np.linalg.inv(innovation_cov)  # condition on y_t
+            mean = mean + gain @ innovation
+            cov = cov - gain @ C @ cov
+            cov = 0.5 * (cov + cov.T)
+            means[b, t] = mean
+    return log_likelihood, means
+
+
+def kalman_log_likelihood(y, m0, P0, A, c, Q, C, d, R) -> np.ndarray:
+    """``log p(y_{0:T-1})`` per trial for ``y`` ``(B, T, D)``."""
+    return kalman_filter(y, m0, P0, A, c, Q, C, d, R)[0]
+
+
+def lowrank_kalman_parameters(model) -> dict:
+    """The Kalman-filter matrices of a ``LowRankRNNModel`` with identity activation and a Gaussian readout.
+
+    With phi(x, h) = x - h the latent map is linear, ``z' = (a I + V U) z - V h``; the readout is
+    ``y = C z + d`` (``C = W`` affine, ``C = diag(g) U`` one-to-one). No inputs.
+    """
+    import torch
+
+    with torch.no_grad():
+        transition = model.transition
+        assert transition.activation == "identity"
+        a, V, U, h = transition.a, transition.V, transition.U, transition.h
+        form = model.readout_linear_form(None)
+        params = dict(
+            m0=model.initial_mean,
+            P0=model.initial_noise.matrix(),
+            A=a * torch.eye(U.shape[1]) + V @ U,
+            c=-(V @ h),
+            Q=model.noise.matrix(),
+            C=form.weight,
+            d=form.bias,
+            R=torch.diag_embed(form.variance),
+        )
+        return {k: v.double().numpy() for k, v in params.items()}

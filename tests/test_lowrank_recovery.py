@@ -1,0 +1,71 @@
+"""Teacher-student recovery: a LowRankRNN fit by VSMC to the Gaussian oscillator teacher's data.
+
+Why the comparisons below are valid despite the latent's non-identifiability: the model is unchanged by
+any invertible change of latent coordinates ``z -> Q z`` (``U -> U Q^-1``, ``V -> Q V``, ``Sigma_z -> Q
+Sigma_z Q^T``), so teacher and student latents are not comparable coordinate by coordinate. Both read
+the recording one-to-one, channel i = unit i's current ``x = U z``, so the units' currents are the same
+physical quantity for both; we compare only quantities defined in that space:
+
+- the latent noise seen by the units, ``U Sigma_z U^T`` (N x N, rank 2). Its nonzero eigenvalues are
+  invariant under ``z -> Q z``; they are the eigenvalues of Sigma_z in the orthonormal basis
+  (``LowRankRNN.orthogonal_basis``, ``U^T U = I``), the basis in which the teacher's Sigma_z = 0.04 I,
+  i.e. a noise scale of 0.2 per direction;
+- the autocorrelation of the currents, ``sum_i cov(x_i(t), x_i(t + lag)) / sum_i var(x_i(t))``, also
+  invariant (it is ``tr(U C_lag U^T) / tr(U C_0 U^T)`` for the latent covariances ``C``).
+"""
+
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+from pyro_neurodyn import LowRankRNN
+from pyro_neurodyn.data import gaussian_oscillator_data
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pyro.clear_param_store()
+    yield
+    pyro.clear_param_store()
+    torch.set_num_threads(threads)
+
+
+def current_autocorrelation(currents: torch.Tensor, lags: int) -> np.ndarray:
+    """Autocorrelation of unit currents ``(trials, T, N)`` pooled over units and time, lags 0..lags-1."""
+    x = currents - currents.mean((0, 1))
+    variance = x.square().sum(-1).mean()
+    return np.array([((x[:, : x.shape[1] - lag] * x[:, lag:]).sum(-1).mean() / variance).item() for lag in range(lags)])
+
+
+def test_student_recovers_the_teachers_noise_and_autocorrelation():
+    data = gaussian_oscillator_data(64, 75, seed=0)
+    student = LowRankRNN(20, 2, 20, readout="one_to_one", seed=0)  # as in the paper: full Sigma_z, fixed gain
+    student.fit(data.y, num_particles=16, num_steps=80, batch_size=64, lr=1e-2, optimizer="adam", seed=0, progress=False)
+
+    # noise: the eigenvalues of U Sigma_z U^T = of Sigma_z in the orthonormal basis (teacher: 0.2^2 each)
+    noise_std = torch.linalg.eigvalsh(student.orthogonal_basis().noise_cov).sqrt()
+    noise_scale = noise_std.square().mean().sqrt().item()  # sqrt(trace / R)
+    assert noise_scale == pytest.approx(0.2, rel=0.2)
+    # each direction, too (measured: 0.203 and 0.210; without the data-driven initialization the same
+    # budget stalls in local optima with 0.14-0.26)
+    assert torch.all((noise_std - 0.2).abs() < 0.2 * 0.2)
+    assert student.model.readout.noise.std().mean().item() == pytest.approx(0.1, rel=0.05)  # Sigma_y = 0.01 I
+
+    # generated data: 400 new trials of each, past the first 25 steps (the initial transient), two periods
+    def teacher_acf(seed):
+        teacher = gaussian_oscillator_data(400, 100, seed=seed)
+        return current_autocorrelation(teacher.latents[:, 25:] @ teacher.teacher.U.T, 50)
+
+    reference, other = teacher_acf(5), teacher_acf(6)
+    sample = student.sample(400, 100, seed=0)
+    student_acf = current_autocorrelation(student.to_units(sample.latents)[:, 25:], 50)
+    # two independent teacher sets of this size differ by up to 0.03 (sampling noise); the fitted student
+    # is within 0.08 at every lag (measured 0.055), whereas a student stuck in a local optimum of a fit
+    # without the data-driven initialization (noise 0.20/0.26, oscillation decaying too fast) was 0.2 off
+    assert np.abs(other - reference).max() < 0.04
+    assert np.abs(student_acf - reference).max() < 0.08
+    assert reference[25] > 0.7 and student_acf[25] > 0.7  # both still oscillate coherently a period later

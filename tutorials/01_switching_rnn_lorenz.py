@@ -65,7 +65,6 @@ from pyro_neurodyn.plots import plot_flow_field, plot_states
 FAST = os.environ.get("NEURODYN_TUTORIAL_FAST") == "1"
 FIGURES = Path(os.environ.get("NEURODYN_TUTORIAL_OUTPUT", "figures")) / "01_switching_rnn_lorenz"
 FIGURES.mkdir(parents=True, exist_ok=True)
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # %% [markdown]
 # ## Data

@@ -1,10 +1,7 @@
 """Data: validation of user arrays, simulators and loaders."""
 
-from .validation import as_inputs, as_state_labels, as_trials, check_count, check_positive
-
-__all__ = ["as_inputs", "as_state_labels", "as_trials", "check_count", "check_positive"]
-
-from .lowrank_teachers import (  # noqa: E402
+from .lorenz import LorenzData, switching_lorenz
+from .lowrank_teachers import (
     LowRankTeacher,
     TeacherData,
     gaussian_oscillator_data,
@@ -15,10 +12,17 @@ from .lowrank_teachers import (  # noqa: E402
     ring_teacher,
     simulate_teacher_latents,
 )
+from .validation import as_inputs, as_state_labels, as_trials, check_count, check_positive
 
-__all__ += [
+__all__ = [
+    "LorenzData",
     "LowRankTeacher",
     "TeacherData",
+    "as_inputs",
+    "as_state_labels",
+    "as_trials",
+    "check_count",
+    "check_positive",
     "gaussian_oscillator_data",
     "load_teacher_npz",
     "oscillator_teacher",
@@ -26,4 +30,5 @@ __all__ += [
     "ring_task_data",
     "ring_teacher",
     "simulate_teacher_latents",
+    "switching_lorenz",
 ]

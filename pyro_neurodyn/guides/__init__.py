@@ -1,10 +1,6 @@
-"""guides (see DESIGN.md section 2)."""
+"""Guides: amortized encoders q(h | y) and particle proposals for variational SMC."""
 
-from .proposals import (  # noqa: E402
-    BootstrapProposal,
-    CausalConvEncoder,
-    EncoderProposal,
-    KalmanUpdate,
-    OptimalProposal,
-    kalman_update,
-)
+from .encoders import RecurrentEncoder
+from .proposals import BootstrapProposal, CausalConvEncoder, EncoderProposal, KalmanUpdate, OptimalProposal, kalman_update
+
+__all__ = ["BootstrapProposal", "CausalConvEncoder", "EncoderProposal", "KalmanUpdate", "OptimalProposal", "RecurrentEncoder", "kalman_update"]

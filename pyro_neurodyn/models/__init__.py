@@ -1,3 +1,24 @@
-"""models (see DESIGN.md section 2)."""
+"""Pyro programs: the switching state-space model and its variants, the low-rank RNN."""
 
-from .lowrank_rnn import LatentPrior, LowRankRNNModel, PassConstants  # noqa: E402
+from .enumerated_reference import elbo_fast_and_enumerated, enumerated_program
+from .gaussian_hmm import GaussianHMM
+from .lowrank_rnn import LatentPrior, LowRankRNNModel, PassConstants
+from .module_names import unique_module_name
+from .slds import RSLDS, SLDS
+from .srnn import SRNNModel
+from .switching_ssm import SwitchingSample, SwitchingStateSpaceModel
+
+__all__ = [
+    "GaussianHMM",
+    "LatentPrior",
+    "LowRankRNNModel",
+    "PassConstants",
+    "RSLDS",
+    "SLDS",
+    "SRNNModel",
+    "SwitchingSample",
+    "SwitchingStateSpaceModel",
+    "elbo_fast_and_enumerated",
+    "enumerated_program",
+    "unique_module_name",
+]

@@ -1,6 +1,6 @@
 """Analysis of fitted dynamics: all fixed points of piecewise-linear low-rank maps, flow fields."""
 
-from .fixed_points import FixedPoints, FixedPointSet, fixed_points, latent_map
+from .fixed_points import FixedPoints, FixedPointSet, fixed_points, latent_map, latent_map_fixed_points
 from .flow_field import FlowField, Plane, flow_field, pca_plane
 from .hyperplane_arrangement import Arrangement
 
@@ -13,5 +13,6 @@ __all__ = [
     "fixed_points",
     "flow_field",
     "latent_map",
+    "latent_map_fixed_points",
     "pca_plane",
 ]

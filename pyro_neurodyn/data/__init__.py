@@ -27,3 +27,12 @@ __all__ += [
     "ring_teacher",
     "simulate_teacher_latents",
 ]
+
+from .switching_lowrank_teacher import (  # noqa: E402
+    SwitchingLowRankData,
+    SwitchingLowRankTeacher,
+    switching_lowrank_data,
+    switching_lowrank_teacher,
+)
+
+__all__ += ["SwitchingLowRankData", "SwitchingLowRankTeacher", "switching_lowrank_data", "switching_lowrank_teacher"]

@@ -6,5 +6,6 @@ from .proposals import (  # noqa: E402
     EncoderProposal,
     KalmanUpdate,
     OptimalProposal,
+    SwitchingKalmanProposal,
     kalman_update,
 )

@@ -169,12 +169,12 @@ class SwitchingLowRankRNN:
         return self
 
     @torch.no_grad()
-    def initialize_from_data(self, y: Any, num_rounds: int = 5) -> "SwitchingLowRankRNN":
+    def initialize_from_data(self, y: Any, num_rounds: int = 3) -> "SwitchingLowRankRNN":
         """Start near the data (Gaussian observations; no-op for Poisson): PCA, then hard EM of the maps.
 
         1. Readout: ``C`` = the top-R principal directions ``P`` ``(D, R)``, ``d = mean(y)``, sigma_y^2 the
            mean variance outside them; projected latents ``x^ = (y - d) P``.
-        2. Labels: a Gaussian HMM (EM) on ``(x^_t, x^_{t+1} - x^_t)``, position and velocity.
+        2. Labels: a Gaussian HMM (EM) on the speeds ``|x^_{t+1} - x^_t|`` (regimes differ in how fast they flow).
         3. ``num_rounds`` times: each state's map is fit to the one-step pairs ``(x^_t, x^_{t+1})`` of its
            labelled steps by least squares (L-BFGS on ``V_k``, ``U_k``, ``h_k`` and the shared ``a``), then the
            labels become the Viterbi path of the model's factors at ``x^``; sigma_x starts at the residual std.
@@ -192,8 +192,8 @@ class SwitchingLowRankRNN:
         module.emission.mapping.bias.copy_(mean)
         module.emission.log_scale.fill_(0.5 * float(residual.log()))
         latents = (y - mean) @ top  # (B, T, R)
-        features = torch.cat([latents[:, :-1], latents[:, 1:] - latents[:, :-1]], -1)
-        hmm = GaussianHMM(self.config["num_states"], 2 * rank)
+        features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
+        hmm = GaussianHMM(self.config["num_states"], 1)
         hmm.fit_em(features, seed=self.config["seed"])
         labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
         module.init_loc.copy_(latents[:, 0].mean(0).expand_as(module.init_loc))
@@ -210,7 +210,7 @@ class SwitchingLowRankRNN:
         owner = labels[:, 1:].reshape(-1)  # z_t generates x_t from x_{t-1}
         parameters = [bank.V, bank.U, bank.h, bank.decay_logit]
         with torch.enable_grad():
-            optimizer = torch.optim.LBFGS(parameters, max_iter=200, line_search_fn="strong_wolfe")
+            optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
 
             def prediction_error() -> Tensor:
                 optimizer.zero_grad()

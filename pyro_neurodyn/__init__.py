@@ -3,8 +3,7 @@
 __version__ = "0.1.0"
 
 from . import data, distributions, metrics  # noqa: E402
-from .estimators.srnn import SRNN  # noqa: E402
+from .estimators import SRNN, LowRankRNN, SwitchingLowRankRNN  # noqa: E402
 
-__all__ = ["LowRankRNN", "SRNN", "__version__", "data", "distributions", "metrics"]
+__all__ = ["LowRankRNN", "SRNN", "SwitchingLowRankRNN", "__version__", "data", "distributions", "metrics"]
 
-from .estimators.lowrank import LowRankRNN  # noqa: E402

@@ -80,7 +80,7 @@ from scipy.optimize import linprog
 from ..data.validation import _check_finite, _to_numeric_tensor, check_count, check_positive
 from .hyperplane_arrangement import Arrangement, cluster_labels
 
-__all__ = ["FixedPoints", "FixedPointSet", "fixed_points", "latent_map"]
+__all__ = ["FixedPoints", "FixedPointSet", "fixed_points", "latent_map", "latent_map_fixed_points"]
 
 ACTIVATIONS = ("relu", "clipped_relu")
 SINGULAR_RTOL = 1e-10
@@ -483,6 +483,31 @@ def fixed_points(
     return _classified(points, continua, net, tol, merge_tol)._replace(
         num_regions=int(num_regions), num_solves=int(accumulator.num_solves)
     )
+
+
+def latent_map_fixed_points(latent: Any, **options: Any) -> FixedPoints:
+    """All fixed points of a low-rank RNN's latent map ``latent`` = ``(a, V, U, h, activation)``
+    (:class:`~pyro_neurodyn.dynamics.lowrank.LatentMap`, the parameterization of the models); ``options``
+    go to :func:`fixed_points` (``tol``, ``merge_tol``, ``chunk_size``).
+
+    The models' ReLU ``relu(U z - h)`` is :func:`fixed_points`' ReLU. Their clipped ReLU
+    ``relu(U_i z + h_i) - relu(U_i z)`` is ``min(max(U_i z + h_i, 0), h_i)`` for ``h_i > 0`` (threshold
+    ``-h_i``, clip ``h_i``), ``-min(max(U_i z, 0), -h_i)`` for ``h_i < 0`` (threshold 0, clip ``-h_i``,
+    column i of V negated) and zero for ``h_i = 0`` (column i of V zeroed). ``identity`` and ``tanh``
+    activations have no piecewise-linear arrangement and raise ``ValueError``.
+    """
+    a, V, U, h, activation = latent
+    if activation == "relu":
+        return fixed_points(a, V, U, h, "relu", **options)
+    if activation != "clipped_relu":
+        raise ValueError(f"fixed points are exact for activation 'relu' or 'clipped_relu' only, got {activation!r}")
+    h = _as_array(h, "h")
+    V = _as_array(V, "V").copy()
+    V[:, h < 0] *= -1.0
+    V[:, h == 0] = 0.0
+    threshold = np.where(h > 0, -h, 0.0)
+    clip = np.where(h != 0, np.abs(h), 1.0)
+    return fixed_points(a, V, U, threshold, "clipped_relu", clip=clip, **options)
 
 
 def _classified(points: np.ndarray, continua: list, net: _Network, tol: float, merge_tol: float) -> FixedPoints:

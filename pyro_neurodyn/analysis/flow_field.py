@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["FlowField", "Plane", "flow_field", "pca_plane"]
+__all__ = ["FlowField", "Plane", "coordinate_plane", "flow_field", "map_in_basis", "pca_plane"]
 
 LatentMap = Callable[[Tensor], Tensor]
 
@@ -56,6 +56,23 @@ def pca_plane(latents: Tensor) -> Plane:
     _, singular, vh = torch.linalg.svd(points - center, full_matrices=False)
     explained = float(singular[:2].pow(2).sum() / singular.pow(2).sum())
     return Plane(center.to(latents.dtype), vh[:2].T.to(latents.dtype), explained)
+
+
+def coordinate_plane(dim: int = 2, dtype: torch.dtype = torch.get_default_dtype()) -> Plane:
+    """The plane of the first two coordinates of R^dim through the origin (``explained`` NaN)."""
+    if dim < 2:
+        raise ValueError(f"a flow field needs a latent dimension >= 2, got {dim}")
+    return Plane(torch.zeros(dim, dtype=dtype), torch.eye(dim, 2, dtype=dtype), float("nan"))
+
+
+def map_in_basis(latent_map: LatentMap, transform: Tensor) -> LatentMap:
+    """The map in the coordinates ``z' = T z``: ``z' -> T f(T^{-1} z')``, with ``transform`` T ``(P, P)``.
+
+    E.g. a low-rank RNN's map in its orthogonalized basis (``orthogonal_basis().transform``), whose first
+    two coordinates (:func:`coordinate_plane`) are the plane in which its units' currents live.
+    """
+    inverse = torch.linalg.inv(transform)
+    return lambda z: latent_map(z @ inverse.T) @ transform.T
 
 
 @torch.no_grad()

@@ -32,3 +32,12 @@ __all__ = [
     "simulate_teacher_latents",
     "switching_lorenz",
 ]
+
+from .switching_lowrank_teacher import (  # noqa: E402
+    SwitchingLowRankData,
+    SwitchingLowRankTeacher,
+    switching_lowrank_data,
+    switching_lowrank_teacher,
+)
+
+__all__ += ["SwitchingLowRankData", "SwitchingLowRankTeacher", "switching_lowrank_data", "switching_lowrank_teacher"]

@@ -23,6 +23,7 @@ from .readouts import (
     LowRankPoissonReadout,
     OneToOneReadoutMap,
 )
+from .lowrank_bank import LowRankBank
 from .rnn_bank import RNNBank
 from .transitions import InputTransitions, RecurrentTransitions, StationaryTransitions, make_transitions
 
@@ -35,6 +36,7 @@ __all__ = [
     "InputTransitions",
     "LatentMap",
     "LinearForm",
+    "LowRankBank",
     "LowRankGaussianReadout",
     "LowRankPoissonReadout",
     "LowRankTransition",

@@ -2,5 +2,6 @@
 
 from .lowrank import LowRankFilterResult, LowRankRNN, LowRankSample
 from .srnn import SRNN
+from .switching_lowrank import SwitchingLowRankRNN
 
-__all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample", "SRNN"]
+__all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample", "SRNN", "SwitchingLowRankRNN"]

@@ -7,6 +7,7 @@
     >>> rnn.filter(y).means                        # (trials, T, 2) filtered latent means
     >>> rnn.sample(50, 200).y                      # new trials from the fitted network
     >>> a, V, U, h, activation = rnn.latent_map()  # z -> a z + V phi(U z, h), e.g. for fixed points
+    >>> rnn.fixed_points().points                  # (n, R) all fixed points (ReLU / clipped ReLU)
 
 The model is :class:`~pyro_neurodyn.models.LowRankRNNModel` (``.model``), the proposal a guide of
 :mod:`pyro_neurodyn.guides.proposals` (``.guide``), and the objective
@@ -27,6 +28,7 @@ from pyro import poutine
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
 from ..data.validation import as_inputs, as_trials, check_count, check_positive
 from ..dynamics.lowrank import (
     ACTIVATIONS,
@@ -345,6 +347,12 @@ class LowRankRNN:
     def latent_map(self) -> LatentMap:
         """``(a, V (R, N), U (N, R), h (N,), activation)`` of ``z -> a z + V phi(U z, h)``, detached."""
         return self.model.transition.latent_map()
+
+    def fixed_points(self, **options: Any) -> FixedPoints:
+        """All fixed points of the latent map (ReLU or clipped ReLU), exactly: one call into
+        :func:`~pyro_neurodyn.analysis.fixed_points` with :meth:`latent_map` (see
+        :func:`~pyro_neurodyn.analysis.latent_map_fixed_points`; ``options``: ``tol``, ``merge_tol``, ...)."""
+        return latent_map_fixed_points(self.latent_map(), **options)
 
     def noise_covariance(self) -> Tensor:
         """Sigma_z ``(R, R)``, detached."""

@@ -11,6 +11,11 @@ Each proposal draws ``z_t`` given the particle's past (``state``) and the record
       P = (Sigma^{-1} + C^T diag(1/r) C)^{-1},   mean = P (Sigma^{-1} m_t + C^T diag(1/r) (y_t - d)),
 
   whose weight ``p(y_t | z_{t-1}) = N(y_t; C m_t + d, C Sigma C^T + diag r)`` does not depend on the draw.
+- :class:`SwitchingKalmanProposal` (switching low-rank RNN, site ``"x"``): the optimal proposal of the
+  moment-matched prediction: the prior mixture ``sum_k alpha_pred(k) N(m_k, Sigma)`` is replaced by
+  ``N(sum_k alpha_pred(k) m_k, Sigma)`` and updated with ``y_t`` as above (Gaussian readouts; for
+  Poisson ones it is that Gaussian itself). Reparameterized, so the VSMC gradient needs no score term;
+  with K = 1 it is exactly :class:`OptimalProposal`.
 - :class:`EncoderProposal`: a causal 1-D CNN reads ``y_{<=t}`` and gives ``N(mu_t, diag s_t^2)``, combined
   with the transition as a product of diagonal Gaussians (``Sigma``'s diagonal):
 
@@ -36,7 +41,15 @@ from ..dynamics.readouts import LinearForm
 from ..models.lowrank_rnn import PassCache, trial_plate
 from ..models.module_names import unique_module_name
 
-__all__ = ["BootstrapProposal", "CausalConvEncoder", "EncoderProposal", "KalmanUpdate", "OptimalProposal", "kalman_update"]
+__all__ = [
+    "BootstrapProposal",
+    "CausalConvEncoder",
+    "EncoderProposal",
+    "KalmanUpdate",
+    "OptimalProposal",
+    "SwitchingKalmanProposal",
+    "kalman_update",
+]
 
 
 class BootstrapProposal(PyroModule):
@@ -79,9 +92,11 @@ class _ModelProposal(PassCache, PyroModule):
     def step(self, state: dict, t: int, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
         self._propose(state, t, y, u)
 
+    site = "z"  # the model's latent site that the proposal draws
+
     def _propose(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> None:
         with trial_plate(y.shape[0]):
-            pyro.sample("z", self.proposal(state, t, y, u))
+            pyro.sample(self.site, self.proposal(state, t, y, u))
 
     def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -211,3 +226,33 @@ class EncoderProposal(_ModelProposal):
         variance = 1.0 / (prior_precision + encoder_precision)
         loc = variance * (prior.loc * prior_precision + mean[:, t] * encoder_precision)
         return dist.Normal(loc, variance.sqrt()).to_event(1)
+
+
+class SwitchingKalmanProposal(_ModelProposal):
+    """``q(x_t) = N(mbar_t, Sigma)`` updated with ``y_t`` (module docstring) for a
+    :class:`~pyro_neurodyn.models.SwitchingLowRankModel`: ``mbar_t = sum_k alpha_pred(k) m_k`` of its
+    :meth:`~pyro_neurodyn.models.SwitchingLowRankModel.predict`. The Kalman gains depend only on the
+    parameters and are computed once per pass."""
+
+    site = "x"
+    _pass_caches = {"_pass": (None, None)}  # (state, (form, initial KalmanUpdate, KalmanUpdate))
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model, "switching_kalman_proposal")
+
+    def _updates(self, state: dict, initial_scale: Tensor, scale: Tensor) -> tuple:
+        if self._pass[0] is not state:
+            form = self.model.emission_linear_form()
+            updates = (None, None) if form is None else tuple(kalman_update(CovarianceFactors.from_std(s), form) for s in (initial_scale, scale))
+            self._pass = (state, (form,) + updates)
+        return self._pass[1]
+
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+        model = self.model
+        prediction = model.predict(state, t, u)
+        loc = (prediction.log_probs.exp().unsqueeze(-1) * prediction.means).sum(-2)
+        scale = model.latent_log_scale.exp().expand(model.latent_dim)
+        form, initial_update, update = self._updates(state, model.init_log_scale.exp(), scale)
+        if form is None:
+            return SharedCovarianceNormal(loc, CovarianceFactors.from_std(prediction.scale))
+        return (initial_update if t == 0 else update).distribution(loc, y[:, t], form.bias)

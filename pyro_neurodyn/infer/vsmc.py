@@ -312,9 +312,12 @@ def _weighted_sites(model_trace, guide_trace, t: int) -> _StepSites:
         if site["is_observed"]:
             observed.append((name, _site_log_prob(site)))
             continue
-        if want_grad and not site["fn"].has_rsample:
+        # the draw must be reparameterized: the guide's when it proposes the site (the model's law then
+        # only needs a differentiable log_prob, e.g. a mixture), else the model's own
+        sampler = guide_trace.nodes[name]["fn"] if name in guide_trace.nodes else site["fn"]
+        if want_grad and not sampler.has_rsample:
             raise ValueError(
-                f"VSMC_ELBO needs reparameterized latents for gradients, but site {name!r} ({type(site['fn']).__name__}) "
+                f"VSMC_ELBO needs reparameterized latents for gradients, but site {name!r} ({type(sampler).__name__}) "
                 "has no rsample; use log_evidence/filter (no gradients) or a reparameterizable distribution"
             )
         if name in guide_trace.nodes:

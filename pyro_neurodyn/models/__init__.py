@@ -6,6 +6,7 @@ from .lowrank_rnn import LatentPrior, LowRankRNNModel, PassConstants
 from .module_names import unique_module_name
 from .slds import RSLDS, SLDS
 from .srnn import SRNNModel
+from .switching_lowrank import StatePrediction, SwitchingLowRankModel
 from .switching_ssm import SwitchingSample, SwitchingStateSpaceModel
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "RSLDS",
     "SLDS",
     "SRNNModel",
+    "StatePrediction",
+    "SwitchingLowRankModel",
     "SwitchingSample",
     "SwitchingStateSpaceModel",
     "elbo_fast_and_enumerated",

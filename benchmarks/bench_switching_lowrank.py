@@ -1,0 +1,62 @@
+"""Switching low-rank RNN on the two-regime teacher: state accuracy and fixed-point recovery, both objectives.
+
+    python benchmarks/bench_switching_lowrank.py [--collapsed-steps 400] [--vsmc-steps 30] [--particles 16]
+
+Prints, per objective: fit time (wall), Hungarian state accuracy, and each teacher state's fixed points
+next to the student's, aligned to the teacher's latent by least squares of the student's posterior latent
+means on the true latents (the student's latent is identified only up to an affine map); only student
+points inside the box of the data (widened by 0.5) are listed.
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from pyro_neurodyn import SwitchingLowRankRNN
+from pyro_neurodyn.analysis import fixed_points
+from pyro_neurodyn.data import switching_lowrank_data
+from pyro_neurodyn.metrics import match_states, state_accuracy
+
+
+def aligned_fixed_points(model, data):
+    latents = model.posterior_latents(data.y).reshape(-1, 2)
+    design = torch.cat([latents, torch.ones(len(latents), 1)], 1).double()
+    A = torch.linalg.lstsq(design, data.x.reshape(-1, 2).double()).solution.numpy()
+    flat = data.x.reshape(-1, 2).numpy()
+    low, high = flat.min(0) - 0.5, flat.max(0) + 0.5
+    mapping = match_states(data.z, model.most_likely_states(data.y))
+    out = {}
+    for k, result in enumerate(model.fixed_points()):
+        points = np.concatenate([result.points, np.ones((len(result.points), 1))], 1) @ A
+        inside = ((points >= low) & (points <= high)).all(1)
+        out[mapping[k]] = (points[inside], result.stable[inside])
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--collapsed-steps", type=int, default=400)
+    parser.add_argument("--vsmc-steps", type=int, default=30)
+    parser.add_argument("--particles", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    data = switching_lowrank_data(num_trials=20, num_steps=150, seed=0)
+    for method, steps in (("collapsed", args.collapsed_steps), ("vsmc", args.vsmc_steps)):
+        start, cpu = time.perf_counter(), time.process_time()
+        model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(data.y, method, num_steps=steps, num_particles=args.particles, seed=0)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        accuracy = state_accuracy(data.z, model.most_likely_states(data.y))
+        print(f"{method}: {steps} steps, fit {wall:.1f} s wall ({cpu:.1f} s CPU), state accuracy {accuracy:.3f}")
+        for k, (points, stable) in sorted(aligned_fixed_points(model, data).items()):
+            truth = fixed_points(*data.teacher.latent_map(k))
+            order = np.lexsort(points.T[::-1])
+            print(f"  teacher state {k}: {np.round(truth.points, 3).tolist()} stable {truth.stable.tolist()}")
+            print(f"  student        : {np.round(points[order], 3).tolist()} stable {stable[order].tolist()}")
+            if len(points) == len(truth.points):
+                print(f"  distance       : {np.round(np.linalg.norm(points[order] - truth.points, axis=1), 3).tolist()}")
+
+
+if __name__ == "__main__":
+    main()

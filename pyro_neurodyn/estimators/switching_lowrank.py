@@ -1,0 +1,307 @@
+"""``SwitchingLowRankRNN``: fit a switching low-rank RNN by the collapsed objective or by VSMC, decode the
+states, find every state's fixed points, sample, save and load.
+
+    >>> from pyro_neurodyn import SwitchingLowRankRNN
+    >>> m = SwitchingLowRankRNN(obs_dim=20, num_states=2, rank=2, num_units=20)
+    >>> m.fit(y, method="collapsed")          # or method="vsmc" (Rao-Blackwellized particle filter)
+    >>> m.most_likely_states(y)               # (trials, T)
+    >>> m.fixed_points()                      # [FixedPoints of state 0, of state 1, ...]
+
+The Pyro program is :class:`~pyro_neurodyn.models.SwitchingLowRankModel` (``.model``, ``.guide``: the
+collapsed pair; ``.module`` and ``.proposal``: the VSMC pair); this class adds validation, the
+initialization from data and the decoding helpers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Union
+
+import pyro
+import pyro.optim
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from torch import Tensor
+
+from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
+from ..data.validation import as_trials, check_count, check_positive
+from ..distributions import switching_posterior, switching_viterbi
+from ..dynamics.lowrank import ACTIVATIONS, OrthogonalBasis, orthogonal_basis
+from ..guides.proposals import SwitchingKalmanProposal
+from ..infer import VSMC_ELBO, fit_svi, load_checkpoint, save_checkpoint
+from ..models.gaussian_hmm import GaussianHMM
+from ..models.switching_lowrank import SwitchingLowRankModel
+from ..models.switching_ssm import SwitchingSample
+from .lowrank import _choice
+
+__all__ = ["SwitchingLowRankRNN"]
+
+PathLike = Union[str, os.PathLike]
+METHODS = ("collapsed", "vsmc")
+
+
+class SwitchingLowRankRNN:
+    """K low-rank RNNs ``x_{t+1} = a x_t + V_k phi(U_k x_t - h_k) + N(0, sigma_x^2 I)`` over one latent,
+    switched by a Markov chain (see :mod:`pyro_neurodyn.models.switching_lowrank`).
+
+    Args:
+        obs_dim: D. num_states: K. rank: R. num_units: N per state.
+        activation: ``"relu"`` (default), ``"clipped_relu"``, ``"tanh"`` or ``"identity"``.
+        observation: ``"gaussian"`` (affine readout) or ``"poisson"`` (softplus rates).
+        transitions: ``"sticky"`` (default), ``"stationary"`` or ``"recurrent"``. stickiness: initial
+            diagonal bias of the transition logits (3 for sticky).
+        latent_scale: fixed sigma_x or None to learn it. decay: initial shared a.
+        encoder_hidden: LSTM width of the collapsed objective's encoder. seed: seed of the initialization.
+    """
+
+    kind = "SwitchingLowRankRNN"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        num_states: int,
+        rank: int,
+        num_units: int,
+        *,
+        activation: str = "relu",
+        observation: str = "gaussian",
+        transitions: str = "sticky",
+        stickiness: float = 3.0,
+        latent_scale: Optional[float] = None,
+        decay: float = 0.9,
+        encoder_hidden: int = 32,
+        seed: Optional[int] = 0,
+    ):
+        self.config = dict(
+            obs_dim=check_count(obs_dim, "obs_dim"),
+            num_states=check_count(num_states, "num_states"),
+            rank=check_count(rank, "rank"),
+            num_units=check_count(num_units, "num_units"),
+            activation=_choice(activation, "activation", tuple(ACTIVATIONS)),
+            observation=_choice(observation, "observation", ("gaussian", "poisson")),
+            transitions=_choice(transitions, "transitions", ("sticky", "stationary", "recurrent")),
+            stickiness=float(stickiness),
+            latent_scale=None if latent_scale is None else check_positive(latent_scale, "latent_scale"),
+            decay=float(decay),
+            encoder_hidden=check_count(encoder_hidden, "encoder_hidden"),
+            seed=seed,
+        )
+        if not 0.0 < self.config["decay"] < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        c = self.config
+        with torch.random.fork_rng():
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.module = SwitchingLowRankModel(
+                c["num_states"], c["rank"], c["num_units"], c["obs_dim"], activation=c["activation"],
+                transitions=c["transitions"], observation=c["observation"], stickiness=c["stickiness"],
+                latent_scale=c["latent_scale"], decay=c["decay"], encoder_hidden=c["encoder_hidden"],
+            )  # fmt: skip
+        self.proposal = SwitchingKalmanProposal(self.module)
+        self.losses: list[float] = []
+        self.method: Optional[str] = None
+        self.num_particles = 16
+
+    @property
+    def model(self):
+        """The collapsed Pyro model ``model(y)`` (states summed out exactly; use with ``pyro.infer.SVI``)."""
+        return self.module.model
+
+    @property
+    def guide(self):
+        """The encoder guide ``guide(y)`` of :attr:`model`."""
+        return self.module.guide
+
+    # ----- fitting -----------------------------------------------------------------------------------
+    def fit(
+        self,
+        y: Any,
+        method: str = "collapsed",
+        *,
+        num_steps: int = 500,
+        lr: float = 1e-2,
+        num_particles: int = 16,
+        batch_size: Optional[int] = None,
+        init_from_data: bool = True,
+        clip_norm: Optional[float] = 100.0,
+        seed: Optional[int] = 0,
+        progress: bool = False,
+        num_threads: Optional[int] = None,
+    ) -> "SwitchingLowRankRNN":
+        """Fit by SVI (Adam, lr decayed 10x over the fit); return ``self`` (losses in ``.losses``).
+
+        Args:
+            y: recordings ``(trials, T, obs_dim)`` (counts for Poisson).
+            method: ``"collapsed"`` (encoder guide, states summed out by the forward algorithm; the
+                SRNN's objective) or ``"vsmc"`` (the Rao-Blackwellized particle filter bound with
+                ``num_particles`` particles per trial and the proposal ``.proposal``).
+            num_steps: SVI steps. lr: Adam learning rate. batch_size: trials per step (default all).
+            init_from_data: before the first fit, :meth:`initialize_from_data` (Gaussian observations).
+            clip_norm: global gradient-norm clip. seed: seeds Pyro/torch. num_threads: torch threads.
+        """
+        y = self._data(y)
+        method = _choice(method, "method", METHODS)
+        num_steps = check_count(num_steps, "num_steps")
+        lr = check_positive(lr, "lr")
+        num_particles = check_count(num_particles, "num_particles")
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        module = self.module
+        module.encoder.set_input_statistics(y)
+        if init_from_data and not self.losses:
+            self.initialize_from_data(y)
+        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / num_steps), "clip_norm": 1e6})
+        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})")
+        with pyro.validation_enabled(False):
+            if method == "collapsed":
+                elbo = Trace_ELBO(max_plate_nesting=1)
+                losses = fit_svi(module.model, module.guide, elbo, optim, [y], num_steps=num_steps, **common)
+            else:
+                # the bound per trial and time step, as LowRankRNN.fit (fit_svi scales minibatches up to all trials)
+                normalizer = 1.0 / (y.shape[0] * y.shape[1])
+                elbo = VSMC_ELBO(num_particles)
+                model, guide = poutine.scale(module, normalizer), poutine.scale(self.proposal, normalizer)
+                losses = fit_svi(model, guide, elbo, optim, [y], num_steps=num_steps, **common)
+                self.num_particles = num_particles
+        self.losses.extend(losses)
+        self.method = method
+        return self
+
+    @torch.no_grad()
+    def initialize_from_data(self, y: Any, num_rounds: int = 3) -> "SwitchingLowRankRNN":
+        """Start near the data (Gaussian observations; no-op for Poisson): PCA, then hard EM of the maps.
+
+        1. Readout: ``C`` = the top-R principal directions ``P`` ``(D, R)``, ``d = mean(y)``, sigma_y^2 the
+           mean variance outside them; projected latents ``x^ = (y - d) P``.
+        2. Labels: a Gaussian HMM (EM) on the speeds ``|x^_{t+1} - x^_t|`` (regimes differ in how fast they flow).
+        3. ``num_rounds`` times: each state's map is fit to the one-step pairs ``(x^_t, x^_{t+1})`` of its
+           labelled steps by least squares (L-BFGS on ``V_k``, ``U_k``, ``h_k`` and the shared ``a``), then the
+           labels become the Viterbi path of the model's factors at ``x^``; sigma_x starts at the residual std.
+        """
+        y = self._data(y)
+        if self.config["observation"] != "gaussian":
+            return self
+        module, rank = self.module, self.config["rank"]
+        flat = y.reshape(-1, y.shape[-1])
+        mean = flat.mean(0)
+        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T))
+        top = eigenvectors[:, -rank:].flip(-1)
+        residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if y.shape[-1] > rank else eigenvalues.min().clamp(min=1e-8)
+        module.emission.mapping.weight.copy_(top)
+        module.emission.mapping.bias.copy_(mean)
+        module.emission.log_scale.fill_(0.5 * float(residual.log()))
+        latents = (y - mean) @ top  # (B, T, R)
+        features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
+        hmm = GaussianHMM(self.config["num_states"], 1)
+        hmm.fit_em(features, seed=self.config["seed"])
+        labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
+        module.init_loc.copy_(latents[:, 0].mean(0).expand_as(module.init_loc))
+        module.init_log_scale.copy_(latents[:, 0].std(0).clamp_min(1e-3).log())
+        for _ in range(check_count(num_rounds, "num_rounds")):
+            self._fit_maps(latents, labels)
+            labels = switching_viterbi(*module.latent_factors(latents)).states
+        return self
+
+    def _fit_maps(self, latents: Tensor, labels: Tensor) -> None:
+        """Least-squares one-step fit of every state's map to its labelled pairs; sigma_x from the residuals."""
+        bank = self.module.dynamics
+        current, following = latents[:, :-1].reshape(-1, latents.shape[-1]), latents[:, 1:].reshape(-1, latents.shape[-1])
+        owner = labels[:, 1:].reshape(-1)  # z_t generates x_t from x_{t-1}
+        parameters = [bank.V, bank.U, bank.h, bank.decay_logit]
+        with torch.enable_grad():
+            optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
+
+            def prediction_error() -> Tensor:
+                optimizer.zero_grad()
+                predicted = bank(current).gather(-2, owner[:, None, None].expand(-1, 1, current.shape[-1])).squeeze(-2)
+                error = (following - predicted).square().sum(-1).mean()
+                error.backward()
+                return error
+
+            optimizer.step(prediction_error)
+            optimizer.zero_grad(set_to_none=True)
+            error = prediction_error().detach()
+            optimizer.zero_grad(set_to_none=True)
+        if self.config["latent_scale"] is None:
+            self.module.latent_log_scale.fill_(0.5 * float((error / latents.shape[-1]).clamp_min(1e-6).log()))
+
+    # ----- decoding ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def posterior_latents(self, y: Any) -> Tensor:
+        """Latent path ``(trials, T, R)``: the encoder's mean after a collapsed fit, the particle filter's
+        weighted mean ``E[x_t | y_{<=t}]`` after a VSMC fit."""
+        y = self._data(y)
+        self._check_fitted()
+        if self.method == "collapsed":
+            return self.module.encoder(y).mean
+        with pyro.validation_enabled(False):
+            record = VSMC_ELBO(self.num_particles).filter(self.module, self.proposal, y)
+        weights = record.log_weights.exp().unsqueeze(-1)  # (T, P, B, 1)
+        return (weights * record.states["x"]).sum(1).transpose(0, 1)
+
+    @torch.no_grad()
+    def state_marginals(self, y: Any) -> Tensor:
+        """Smoothed ``p(z_t = k | x)`` at :meth:`posterior_latents`, ``(trials, T, K)`` (forward-backward)."""
+        return switching_posterior(*self.module.latent_factors(self.posterior_latents(y))).marginals
+
+    @torch.no_grad()
+    def most_likely_states(self, y: Any) -> Tensor:
+        """Viterbi path at :meth:`posterior_latents`, ``(trials, T)`` int64."""
+        return switching_viterbi(*self.module.latent_factors(self.posterior_latents(y))).states
+
+    @torch.no_grad()
+    def log_evidence(self, y: Any, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
+        """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` (``exp`` is unbiased)."""
+        y = self._data(y)
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        elbo = VSMC_ELBO(self.num_particles if num_particles is None else check_count(num_particles, "num_particles"))
+        with pyro.validation_enabled(False):
+            return elbo.log_evidence(self.module, self.proposal, y)
+
+    @torch.no_grad()
+    def sample(self, num_trials: int, num_steps: int) -> SwitchingSample:
+        """Generate ``(y, h, z)`` (``h`` the latents x) for ``num_trials`` new trials of ``num_steps`` steps."""
+        num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)
+        return self.module.sample(num_trials, num_steps)
+
+    # ----- the fitted networks -----------------------------------------------------------------------
+    def fixed_points(self, state: Optional[int] = None, **options: Any) -> Union[FixedPoints, list]:
+        """All fixed points of state ``state``'s map (ReLU or clipped ReLU), or a list over the states."""
+        if state is None:
+            return [self.fixed_points(k, **options) for k in range(self.config["num_states"])]
+        return latent_map_fixed_points(self.module.dynamics.latent_map(state), **options)
+
+    def orthogonal_basis(self, state: int) -> OrthogonalBasis:
+        """State ``state``'s parameters in the latent basis where its ``U_k`` has orthonormal columns."""
+        _, V, U, _, _ = self.module.dynamics.latent_map(state)
+        noise = self.module.latent_log_scale.detach().exp().square() * torch.eye(self.config["rank"])
+        return orthogonal_basis(U, V, noise)
+
+    # ----- persistence -------------------------------------------------------------------------------
+    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
+        """Write config, parameters, loss history and fit method to ``path`` (refuses to overwrite unless asked)."""
+        self._check_fitted()
+        save_checkpoint(path, self.kind, dict(self.config), self.module.state_dict(), overwrite=overwrite,
+                        losses=list(self.losses), method=self.method, num_particles=self.num_particles)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: PathLike) -> "SwitchingLowRankRNN":
+        """Rebuild a :class:`SwitchingLowRankRNN` written by :meth:`save`."""
+        payload = load_checkpoint(path, cls.kind)
+        rnn = cls(**payload["config"])
+        rnn.module.load_state_dict(payload["state_dict"])
+        rnn.losses, rnn.method, rnn.num_particles = list(payload["losses"]), payload["method"], int(payload["num_particles"])
+        return rnn
+
+    # ----- validation --------------------------------------------------------------------------------
+    def _data(self, y: Any) -> Tensor:
+        y = as_trials(y, "y", counts=self.config["observation"] == "poisson", min_steps=2)
+        if y.shape[-1] != self.config["obs_dim"]:
+            raise ValueError(f"y has {y.shape[-1]} channels but the model was built with obs_dim={self.config['obs_dim']}")
+        return y
+
+    def _check_fitted(self) -> None:
+        if self.method is None:
+            raise RuntimeError("this SwitchingLowRankRNN has not been fit yet: call fit(y) (or load(path))")

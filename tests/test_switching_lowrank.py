@@ -1,0 +1,224 @@
+"""The switching low-rank RNN: its parts against independent references, and fits on a known teacher.
+
+References: per-state LowRankTransition modules (the bank), Pyro's generic enumeration (the collapsed
+objective), the plain LowRankRNN's particle filter (the VSMC weight at K = 1), the fixed-point finder on
+the teacher's own parameters, and the two-regime teacher of ``pyro_neurodyn.data`` (fits).
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from matplotlib import pyplot as plt
+
+from pyro_neurodyn import LowRankRNN, SwitchingLowRankRNN
+from pyro_neurodyn.analysis import fixed_points, latent_map_fixed_points
+from pyro_neurodyn.data import oscillator_teacher, switching_lowrank_data
+from pyro_neurodyn.dynamics import LowRankBank, LowRankTransition
+from pyro_neurodyn.guides import SwitchingKalmanProposal
+from pyro_neurodyn.infer import VSMC_ELBO
+from pyro_neurodyn.metrics import match_states, state_accuracy
+from pyro_neurodyn.models import SwitchingLowRankModel
+from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated
+from pyro_neurodyn.plots import plot_lowrank_flow_field
+
+torch.set_num_threads(1)
+
+
+# ----- fixed points of LowRankRNN ------------------------------------------------------------------
+def _set_transition(transition, a, U, V, h):
+    with torch.no_grad():
+        transition.decay_logit.copy_(torch.logit(torch.as_tensor(a, dtype=torch.float32)))
+        transition.U.copy_(U)
+        transition.V.copy_(V)
+        transition.h.copy_(h)
+
+
+def test_lowrank_fixed_points_are_the_teachers():
+    teacher = oscillator_teacher(20, seed=0)
+    rnn = LowRankRNN(obs_dim=20, rank=2, num_units=20, readout="one_to_one", seed=0)
+    _set_transition(rnn.model.transition, teacher.a, teacher.U, teacher.V, teacher.h)
+    ours = rnn.fixed_points()
+    reference = fixed_points(teacher.a, teacher.V, teacher.U, teacher.h, "relu")
+    assert len(ours.points) == len(reference.points) == 1  # the unstable spiral inside the limit cycle
+    np.testing.assert_allclose(ours.points, reference.points, atol=1e-6)  # float32 a = sigmoid(logit(0.9))
+    np.testing.assert_array_equal(ours.stable, reference.stable)
+    direct = fixed_points(*rnn.latent_map()[:4], "relu")
+    np.testing.assert_array_equal(ours.points, direct.points)
+
+
+def test_clipped_relu_fixed_points_are_fixed_points_of_the_model_map():
+    torch.manual_seed(3)
+    transition = LowRankTransition(2, 12, activation="clipped_relu")
+    with torch.no_grad():
+        transition.h.copy_(torch.randn(12))  # thresholds of both signs, one unit switched off below
+        transition.h[0] = 0.0
+        transition.V.mul_(8.0)
+    result = latent_map_fixed_points(transition.latent_map())
+    assert len(result.points) >= 1
+    z = torch.as_tensor(result.points, dtype=torch.float64)
+    model_map = transition.double()(z)  # the model's own phi(x, h) = relu(x + h) - relu(x)
+    # a = sigmoid(decay_logit) was float32 in latent_map(), float64 here: they differ by ~1e-8 relative
+    torch.testing.assert_close(model_map, z, atol=1e-6, rtol=0)
+    # and nothing is missed: a dense grid's local minima of |F(z) - z| all lie near a reported point
+    grid = torch.stack(torch.meshgrid(torch.linspace(-6, 6, 401, dtype=torch.float64), torch.linspace(-6, 6, 401, dtype=torch.float64), indexing="ij"), -1)
+    residual = (transition(grid) - grid).norm(dim=-1)
+    near_zero = grid[residual < 0.01].reshape(-1, 2)
+    distance = torch.cdist(near_zero, z).min(1).values
+    assert bool((distance < 0.2).all())
+
+
+# ----- the bank and the two objectives --------------------------------------------------------------
+def test_bank_equals_per_state_low_rank_transitions():
+    torch.manual_seed(0)
+    bank = LowRankBank(3, 2, 7, activation="relu")
+    x = torch.randn(5, 4, 2)
+    out = bank(x)
+    assert out.shape == (5, 4, 3, 2)
+    for k in range(3):
+        single = LowRankTransition(2, 7)
+        _set_transition(single, bank.a.detach(), bank.U[k].detach(), bank.V[k].detach(), bank.h[k].detach())
+        torch.testing.assert_close(out[..., k, :], single(x), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(bank.state_map(k)(x), single(x), atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="state"):
+        bank.latent_map(3)
+
+
+@pytest.mark.parametrize("options", [{"transitions": "sticky"}, {"transitions": "recurrent"}, {"transitions": "stationary", "observation": "poisson"}])
+def test_collapsed_objective_equals_generic_enumeration(options):
+    torch.manual_seed(0)
+    pyro.clear_param_store()
+    module = SwitchingLowRankModel(3, 2, 6, 4, **options).double()
+    y = torch.randn(3, 8, 4, dtype=torch.float64)
+    if options.get("observation") == "poisson":
+        y = torch.poisson(torch.full((3, 8, 4), 2.0, dtype=torch.float64))
+    fast, generic = elbo_fast_and_enumerated(module, y)
+    torch.testing.assert_close(fast, generic, rtol=1e-10, atol=1e-8)  # float64: equal up to round-off
+    params = [p for _, p in module.named_parameters()]
+    for a, b in zip(torch.autograd.grad(fast, params, retain_graph=True, allow_unused=True), torch.autograd.grad(generic, params, allow_unused=True)):
+        if a is not None or b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+
+
+def test_vsmc_with_one_state_equals_the_plain_low_rank_rnn():
+    """K = 1: the mixture is one Gaussian, the proposal the optimal one: the same particle filter."""
+    torch.manual_seed(1)
+    T, D, N = 12, 5, 6
+    switching = SwitchingLowRankModel(1, 2, N, D, transitions="stationary")
+    proposal = SwitchingKalmanProposal(switching)
+    rnn = LowRankRNN(obs_dim=D, rank=2, num_units=N, noise="scalar", initial_noise="diag", proposal="optimal")
+    bank = switching.dynamics
+    _set_transition(rnn.model.transition, bank.a.detach(), bank.U[0].detach(), bank.V[0].detach(), bank.h[0].detach())
+    with torch.no_grad():
+        rnn.model.noise.set_(switching.latent_log_scale.exp().square() * torch.eye(2))
+        rnn.model.initial_noise.set_(torch.diag(switching.init_log_scale.exp().square()))
+        rnn.model.initial_mean.copy_(switching.init_loc[0])
+        rnn.model.readout.map.weight.copy_(switching.emission.mapping.weight)
+        rnn.model.readout.map.bias.copy_(switching.emission.mapping.bias)
+        rnn.model.readout.noise.set_(torch.diag((2 * switching.emission.log_scale).exp()))
+    y = torch.randn(4, T, D)
+    plain = rnn.log_evidence(y, num_particles=8, seed=5)
+    pyro.set_rng_seed(5)
+    with pyro.validation_enabled(False):
+        ours = VSMC_ELBO(8).log_evidence(switching, proposal, y)
+    torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-4)  # float32 round-off over 12 steps
+
+
+# ----- fits on the two-regime teacher ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def teacher_data():
+    return switching_lowrank_data(num_trials=20, num_steps=150, seed=0)
+
+
+def _aligned_fixed_points(model, data):
+    """Each student state's fixed points in the teacher's latent coordinates, keyed by the teacher's state.
+
+    The student's latent is identified only up to an invertible affine map, so it is aligned by least
+    squares of its posterior latent means on the true latents, ``x_true ≈ [x_student, 1] A``. Only points
+    inside the region the data visit (the box of the true latents, widened by 0.5) are compared: beyond
+    it no data constrain the student's ReLU arrangement."""
+    latents = model.posterior_latents(data.y).reshape(-1, 2)
+    design = torch.cat([latents, torch.ones(len(latents), 1)], 1).double()
+    A = torch.linalg.lstsq(design, data.x.reshape(-1, 2).double()).solution.numpy()
+    low, high = data.x.reshape(-1, 2).min(0).values.numpy() - 0.5, data.x.reshape(-1, 2).max(0).values.numpy() + 0.5
+    mapping = match_states(data.z, model.most_likely_states(data.y))
+    aligned = {}
+    for k, result in enumerate(model.fixed_points()):
+        points = np.concatenate([result.points, np.ones((len(result.points), 1))], 1) @ A
+        inside = ((points >= low) & (points <= high)).all(1)
+        aligned[mapping[k]] = (points[inside], result.stable[inside])
+    return aligned
+
+
+def _check_against_teacher(model, data):
+    accuracy = state_accuracy(data.z, model.most_likely_states(data.y))
+    assert accuracy >= 0.9, accuracy
+    aligned = _aligned_fixed_points(model, data)
+    for k in range(2):
+        truth = fixed_points(*data.teacher.latent_map(k))
+        points, stable = aligned[k]
+        assert len(points) == len(truth.points), (k, points, truth.points)
+        order = np.lexsort(points.T[::-1])
+        points, stable = points[order], stable[order]
+        np.testing.assert_array_equal(stable, truth.stable)
+        error = np.linalg.norm(points - truth.points, axis=1)
+        # stable points, where the data dwell: within 0.1 (the task's bar). Unstable ones (the saddle
+        # between the wells, the spiral inside the cycle) are crossed fast or never visited, so a short
+        # fit places them by extrapolation: 0.35 (measured 0.0-0.3 over the fits of this suite)
+        assert (error[truth.stable] <= 0.1).all(), (k, points, truth.points)
+        assert (error[~truth.stable] <= 0.35).all(), (k, points, truth.points)
+    return accuracy
+
+
+def test_collapsed_fit_recovers_states_and_fixed_points(teacher_data):
+    model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "collapsed", num_steps=150, seed=0)
+    _check_against_teacher(model, teacher_data)
+
+
+def test_vsmc_fit_recovers_states_and_fixed_points(teacher_data):
+    model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "vsmc", num_steps=5, num_particles=8, seed=0)
+    assert model.method == "vsmc" and len(model.losses) == 5
+    _check_against_teacher(model, teacher_data)
+
+
+# ----- API ---------------------------------------------------------------------------------------------
+def test_api_save_load_sample_and_validation(tmp_path, teacher_data):
+    model = SwitchingLowRankRNN(20, 2, 2, 8, seed=1).fit(teacher_data.y[:4, :30], "collapsed", num_steps=3, init_from_data=False)
+    path = tmp_path / "switching.pt"
+    model.save(path)
+    with pytest.raises(FileExistsError):
+        model.save(path)
+    loaded = SwitchingLowRankRNN.load(path)
+    torch.testing.assert_close(loaded.state_marginals(teacher_data.y[:2, :30]), model.state_marginals(teacher_data.y[:2, :30]))
+    sample = loaded.sample(3, 10)
+    assert sample.y.shape == (3, 10, 20) and sample.z.shape == (3, 10) and sample.h.shape == (3, 10, 2)
+    assert len(loaded.fixed_points()) == 2 and loaded.orthogonal_basis(1).U.shape == (8, 2)
+    with pytest.raises(ValueError, match="method"):
+        model.fit(teacher_data.y, "em")
+    with pytest.raises(ValueError, match="obs_dim"):
+        model.fit(teacher_data.y[..., :3])
+    with pytest.raises(ValueError, match="num_units"):
+        SwitchingLowRankRNN(20, 2, 2, 0)
+    with pytest.raises(RuntimeError, match="fit"):
+        SwitchingLowRankRNN(20, 2, 2, 8).most_likely_states(teacher_data.y)
+
+
+def test_flow_field_figure_is_written_and_plots_the_map_displacement(tmp_path, teacher_data):
+    model = SwitchingLowRankRNN(20, 2, 2, 8, seed=2)
+    model.method = "collapsed"  # an unfit model still has a map to draw
+    transform = model.orthogonal_basis(0).transform
+    fig, ax = plt.subplots()
+    field = plot_lowrank_flow_field(ax, model.module.dynamics.state_map(0), transform, model.fixed_points(0), trajectories=[teacher_data.x[0]], title="state 0")
+    fig.savefig(tmp_path / "flow.png")
+    plt.close(fig)
+    assert (tmp_path / "flow.png").stat().st_size > 1000
+    # the plotted field is f(z) - z on the grid, in the orthogonalized coordinates z' = T z
+    grid = torch.stack(torch.meshgrid(field.a, field.b, indexing="xy"), -1)
+    z = grid @ torch.linalg.inv(transform).T
+    expected = (model.module.dynamics.state_map(0)(z) - z) @ transform.T
+    torch.testing.assert_close(field.velocity, expected.detach(), atol=1e-5, rtol=1e-5)
+    assert ax.get_xlabel() == "orthogonalized latent 1"

@@ -25,22 +25,26 @@ def kalman_parameters(model: SLDS) -> dict:
 
 
 def test_importance_weighted_log_evidence_converges_to_the_exact_likelihood():
-    """With the encoder fit to the model's posterior (model parameters fixed), the IWAE estimate with 10^4
-    samples is within 0.1 nats of the Kalman log-likelihood of each trial (measured: 0.05, 0.001, 0.02 after
-    these 200 steps, 0.02 at most after 300; with a 2-dim latent over 6 steps the importance weights have
-    small variance), and one sample is worse on average (the bound tightens with K). Fixed seeds."""
+    """A one-state SLDS with a 1-dim latent: its posterior p(h | y) is a Gauss-Markov chain, which the
+    encoder's family (h_t = a_t h_{t-1} + m_t + s_t eps) contains, so once the encoder is fit (model fixed)
+    the importance weights are nearly constant and the IWAE estimate with 10^5 samples must match the
+    Kalman log-likelihood. Measured after 150 encoder steps: within 0.003 nats per trial (0.002 after 450);
+    bound 0.02. Before the fit the estimate with 100 samples lies below the exact value (a stochastic lower
+    bound; measured 1.4-62 nats below). With a 2-dim latent the diagonal family misses the posterior's
+    cross-correlations and the estimate stays ~0.35 nats low even at 10^5 samples (measured), which is why
+    this check uses P = 1. Fixed seeds."""
     torch.manual_seed(0)
-    model = SLDS(1, 2, 2, latent_scale=0.5)
+    model = SLDS(1, 1, 2, latent_scale=0.5)
     y = model.sample(3, 6).y
-    pyro.set_rng_seed(0)
-    pyro.clear_param_store()
-    svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1))
-    with only_trainable(model, model.encoder):
-        for _ in range(200):
-            svi.step(y)
     exact = kalman_log_likelihood(y.double().numpy(), **kalman_parameters(model))
     torch.manual_seed(1)
-    many = model.log_evidence(y, None, 10_000).double().numpy()
-    np.testing.assert_allclose(many, exact, atol=0.1)
-    single = np.stack([model.log_evidence(y, None, 1).double().numpy() for _ in range(200)])
-    assert single.mean() < exact.mean() - 0.05
+    untrained = model.log_evidence(y, None, 100).double().numpy()
+    assert (untrained < exact).all()
+    pyro.set_rng_seed(0)
+    svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1))
+    with only_trainable(model, model.encoder):  # the model's parameters stay those of the Kalman filter
+        for _ in range(150):
+            svi.step(y)
+    np.testing.assert_allclose(kalman_log_likelihood(y.double().numpy(), **kalman_parameters(model)), exact)
+    torch.manual_seed(1)
+    np.testing.assert_allclose(model.log_evidence(y, None, 100_000).double().numpy(), exact, atol=0.02)

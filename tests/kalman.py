@@ -67,3 +67,34 @@ def lowrank_kalman_parameters(model) -> dict:
             R=torch.diag_embed(form.variance),
         )
         return {k: v.double().numpy() for k, v in params.items()}
+
+
+def kalman_smoother(y, m0, P0, A, c, Q, C, d, R) -> tuple[np.ndarray, np.ndarray]:
+    """Rauch-Tung-Striebel smoother: ``(E[z_t | y_{0:T-1}] (B, T, R), Cov[z_t | y_{0:T-1}] (B, T, R, R))``.
+
+    Forward pass as :func:`kalman_filter`; backward ``J = P_t|t A^T P_t+1|t^{-1}``,
+    ``m_t|T = m_t|t + J (m_t+1|T - m_t+1|t)``, ``P_t|T = P_t|t + J (P_t+1|T - P_t+1|t) J^T``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    m0, P0, A, c, Q, C, d, R = (np.atleast_1d(np.asarray(x, dtype=np.float64)) for x in (m0, P0, A, c, Q, C, d, R))
+    P0, A, Q, C, R = (np.atleast_2d(x) for x in (P0, A, Q, C, R))
+    num_trials, num_steps, _ = y.shape
+    means = np.zeros((num_trials, num_steps, m0.shape[0]))
+    covs = np.zeros((num_trials, num_steps, m0.shape[0], m0.shape[0]))
+    for b in range(num_trials):
+        filtered, predicted = [], []
+        mean, cov = m0, P0
+        for t in range(num_steps):
+            if t > 0:
+                mean, cov = A @ mean + c, A @ cov @ A.T + Q
+            predicted.append((mean, cov))
+            gain = cov @ C.T @ np.linalg.inv(C @ cov @ C.T + R)
+            mean, cov = mean + gain @ (y[b, t] - C @ mean - d), cov - gain @ C @ cov
+            filtered.append((mean, cov))
+        means[b, -1], covs[b, -1] = filtered[-1]
+        for t in range(num_steps - 2, -1, -1):
+            (mean_f, cov_f), (mean_p, cov_p) = filtered[t], predicted[t + 1]
+            gain = cov_f @ A.T @ np.linalg.inv(cov_p)
+            means[b, t] = mean_f + gain @ (means[b, t + 1] - mean_p)
+            covs[b, t] = cov_f + gain @ (covs[b, t + 1] - cov_p) @ gain.T
+    return means, covs

@@ -1,4 +1,4 @@
-"""Exact inference in a discrete switching chain: log marginal, posterior, Viterbi.
+"""Exact inference in a discrete switching chain: log marginal, posterior, Viterbi, posterior samples.
 
 The chain has K states z_1..z_T and is described by three log-space tensors (batch-first; their
 leading batch dims broadcast against each other):
@@ -32,11 +32,14 @@ from .semiring_scan import (
 
 __all__ = [
     "SwitchingFactors",
+    "SwitchingBackwardKernel",
     "SwitchingPosterior",
     "ViterbiPath",
+    "switching_backward_kernel",
     "switching_log_marginal",
     "switching_filter",
     "switching_posterior",
+    "switching_sample",
     "switching_viterbi",
 ]
 
@@ -261,13 +264,8 @@ def switching_posterior(init_logits: Tensor, trans_logits: Tensor, emission_logp
     return _batch_first(marginals, pairwise, batch_shape)
 
 
-def switching_filter(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> Tensor:
-    """Filtered marginals ``(..., T, K)``: ``out[..., t, k] = p(z_t = k | obs_{1:t})``.
-
-    The forward messages alpha_t normalized over k, from the up-sweep and the prefix down-sweep of
-    the same tree as :func:`switching_posterior` (O(log T) depth). Differentiable. Used to start
-    forecasts from the state belief at the end of a prefix.
-    """
+def _log_filtered(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> tuple[Tensor, _StateMajorChain, torch.Size]:
+    """Log filtered marginals, state-major ``(K, *B, T)``, with the normalized chain and the batch shape."""
     batch_shape = _chain_batch_shape(init_logits, trans_logits, emission_logp)
     chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
     alpha_1, mats = _potentials(chain)
@@ -277,8 +275,72 @@ def switching_filter(init_logits: Tensor, trans_logits: Tensor, emission_logp: T
         alpha = torch.cat([prefix, last.unsqueeze(-1)], dim=-1)
     else:
         alpha = alpha_1.unsqueeze(-1)
-    filtered = (alpha - alpha.logsumexp(0, keepdim=True)).exp()
+    return alpha - alpha.logsumexp(0, keepdim=True), chain, batch_shape
+
+
+def switching_filter(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> Tensor:
+    """Filtered marginals ``(..., T, K)``: ``out[..., t, k] = p(z_t = k | obs_{1:t})``.
+
+    The forward messages alpha_t normalized over k, from the up-sweep and the prefix down-sweep of
+    the same tree as :func:`switching_posterior` (O(log T) depth). Differentiable. Used to start
+    forecasts from the state belief at the end of a prefix.
+    """
+    log_filtered, _, batch_shape = _log_filtered(init_logits, trans_logits, emission_logp)
+    filtered = log_filtered.exp()
     return filtered.movedim(0, -1).expand(batch_shape + filtered.shape[-1:] + filtered.shape[:1])
+
+
+class SwitchingBackwardKernel(NamedTuple):
+    """The posterior of the chain as a backward Markov chain (forward filtering, backward sampling).
+
+    ``p(z | obs) = p(z_T | obs) prod_{t<T} p(z_t | z_{t+1}, obs_{1:t})``, with
+    ``p(z_t = i | z_{t+1} = j, obs_{1:t}) ∝ p(z_t = i | obs_{1:t}) p(z_{t+1} = j | z_t = i)``.
+
+    Attributes:
+        last_log_probs: ``(..., K)``, ``log p(z_T = k | obs_{1:T})``.
+        log_kernel: ``(..., T-1, K, K)``, ``log_kernel[..., t, j, i] = log p(z_t = i | z_{t+1} = j, obs_{1:t})``
+            (0-based t; each row j normalized over i).
+    """
+
+    last_log_probs: Tensor
+    log_kernel: Tensor
+
+
+def switching_backward_kernel(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> SwitchingBackwardKernel:
+    """The :class:`SwitchingBackwardKernel` of a chain: log filtered marginals (parallel scan) combined
+    with the normalized transitions, all steps at once. O(T K^3) work, O(log T) depth."""
+    log_filtered, chain, batch_shape = _log_filtered(init_logits, trans_logits, emission_logp)
+    # joint[i, j, *B, t] = log p(z_t = i | obs_{1:t}) + log p(z_{t+1} = j | z_t = i)
+    joint = log_filtered[..., :-1].unsqueeze(1) + chain.log_trans
+    log_kernel = (joint - joint.logsumexp(0, keepdim=True)).movedim((1, 0), (-2, -1))  # (*B, T-1, j, i)
+    num_states = log_filtered.shape[0]
+    num_steps = log_filtered.shape[-1]
+    return SwitchingBackwardKernel(
+        log_filtered[..., -1].movedim(0, -1).expand(batch_shape + (num_states,)),
+        log_kernel.expand(batch_shape + (num_steps - 1, num_states, num_states)),
+    )
+
+
+def switching_sample(
+    init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor, sample_shape: torch.Size = torch.Size()
+) -> Tensor:
+    """Exact posterior samples of the state path, ``(*sample_shape, ..., T)`` int64, ``z ~ p(z | obs)``.
+
+    Forward filtering, backward sampling: ``z_T ~ p(z_T | obs)``, then ``z_t ~ p(z_t | z_{t+1}, obs_{1:t})``
+    for t = T-1 .. 1 (:func:`switching_backward_kernel`). The kernels of all steps come from one
+    vectorized computation; the Python loop only draws (each z_t depends on the drawn z_{t+1}), every
+    draw vectorized over samples and batch by the Gumbel-max trick with noise drawn up front.
+    """
+    last_log_probs, log_kernel = switching_backward_kernel(init_logits.detach(), trans_logits.detach(), emission_logp.detach())
+    shape = torch.Size(sample_shape) + last_log_probs.shape[:-1]
+    num_steps, num_states = log_kernel.shape[-3] + 1, last_log_probs.shape[-1]
+    gumbel = -torch.empty(shape + (num_steps, num_states), dtype=last_log_probs.dtype).exponential_().log()
+    states = [(last_log_probs + gumbel[..., -1, :]).argmax(-1)]
+    log_kernel = log_kernel.expand(shape + log_kernel.shape[-3:])
+    for t in range(num_steps - 2, -1, -1):
+        rows = log_kernel[..., t, :, :].gather(-2, states[-1][..., None, None].expand(shape + (1, num_states))).squeeze(-2)
+        states.append((rows + gumbel[..., t, :]).argmax(-1))
+    return torch.stack(states[::-1], -1)
 
 
 def switching_viterbi(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> ViterbiPath:

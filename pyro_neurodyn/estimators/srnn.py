@@ -300,6 +300,17 @@ class SRNN:
         return module.emission.mean(module.encoder(y, u).mean)
 
     @torch.no_grad()
+    def log_evidence(self, y: Any, u: Any = None, *, num_particles: int = 100, seed: Optional[int] = None) -> Tensor:
+        """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``: states summed out
+        exactly, h sampled from the encoder (see :meth:`~pyro_neurodyn.models.switching_ssm.SwitchingStateSpaceModel.log_evidence`)."""
+        y, u = self._data(y, u)
+        num_particles = check_count(num_particles, "num_particles")
+        module = self._fitted_module()
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        return module.log_evidence(y, u, num_particles)
+
+    @torch.no_grad()
     def forecast(self, y_prefix: Any, steps: int, num_samples: int = 100, u: Any = None) -> Tensor:
         """Sample ``steps`` future observations after each trial's prefix: ``(num_samples, trials, steps, channels)``.
 

@@ -36,19 +36,24 @@ def _check_smoothing(smoothing: Any) -> float:
     return 0.0 if isinstance(smoothing, (int, float)) and smoothing == 0 else check_positive(smoothing, "smoothing")
 
 
+def normalised_power(y: np.ndarray, smoothing: float, name: str = "y") -> np.ndarray:
+    """Normalised, smoothed power ``(..., F, channels)`` of float64 ``y`` ``(..., trials, T, channels)``,
+    averaged over trials (leading dims, e.g. posterior draws, are kept; see :func:`smoothed_power_spectrum`)."""
+    std = y.std(axis=-2, keepdims=True)
+    if (std == 0).any():
+        index = np.argwhere(std == 0)[0]
+        raise ValueError(
+            f"{name} is constant in trial {index[-3]}, channel {index[-1]}: its z-scored power spectrum is undefined"
+        )
+    power = np.abs(np.fft.rfft((y - y.mean(axis=-2, keepdims=True)) / std, axis=-2)) ** 2
+    if smoothing > 0:
+        power = gaussian_filter1d(power, smoothing, axis=-2)  # mode "reflect", kernel radius 4 sigma
+    return (power / power.sum(axis=-2, keepdims=True)).mean(axis=-3)
+
+
 def _spectrum_of(y: np.ndarray, smoothing: float, name: str) -> PowerSpectrum:
     """Spectrum of a validated float64 array ``(trials, T, channels)``."""
-    std = y.std(axis=1, keepdims=True)
-    if (std == 0).any():
-        trial, _, channel = np.argwhere(std == 0)[0]
-        raise ValueError(
-            f"{name} is constant in trial {trial}, channel {channel}: its z-scored power spectrum is undefined"
-        )
-    power = np.abs(np.fft.rfft((y - y.mean(axis=1, keepdims=True)) / std, axis=1)) ** 2
-    if smoothing > 0:
-        power = gaussian_filter1d(power, smoothing, axis=1)  # mode "reflect", kernel radius 4 sigma
-    density = (power / power.sum(axis=1, keepdims=True)).mean(axis=0)
-    return PowerSpectrum(np.fft.rfftfreq(y.shape[1]), density)
+    return PowerSpectrum(np.fft.rfftfreq(y.shape[1]), normalised_power(y, smoothing, name))
 
 
 def smoothed_power_spectrum(y: Any, smoothing: float = 20.0) -> PowerSpectrum:

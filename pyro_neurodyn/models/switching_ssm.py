@@ -25,6 +25,7 @@ import math
 from typing import NamedTuple, Optional
 
 import pyro
+import pyro.distributions as dist
 import torch
 import torch.distributions as td
 from pyro.nn import PyroModule, pyro_method
@@ -129,7 +130,8 @@ class SwitchingStateSpaceModel(PyroModule):
                 log_marginals = switching_posterior(*self.latent_factors(h, u), log_space=True).marginals
                 log_match = log_marginals.gather(-1, labels.expand(log_marginals.shape[:-1]).unsqueeze(-1)).squeeze(-1)
                 pyro.factor("labels", label_weight * log_match.sum(-1))
-            pyro.sample("y", td.Independent(self.emission(h), 2), obs=y)
+            # a Pyro distribution (callable), so the site can also be sampled (y unobserved, e.g. by Predictive)
+            pyro.sample("y", dist.Independent(self.emission(h), 2), obs=y)
 
     @pyro_method
     def guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
@@ -143,6 +145,24 @@ class SwitchingStateSpaceModel(PyroModule):
             raise ValueError("this model was built without a filter_encoder")
         with pyro.plate("trials", y.shape[0], dim=-1):
             pyro.sample("h", self.filter_encoder(y, u))
+
+    @torch.no_grad()
+    def log_evidence(self, y: Tensor, u: Optional[Tensor] = None, num_particles: int = 100) -> Tensor:
+        """Importance-weighted estimate of ``log p(y | u)`` per trial ``(trials,)``, the states summed exactly:
+
+            log p^(y) = log (1/K) sum_k p(y | h^k) sum_z p(z, h^k) / q(h^k | y),   h^k ~ q(h | y) (the encoder).
+
+        ``exp`` of it is unbiased for p(y); its expectation is a lower bound of log p(y) that tightens
+        as K = ``num_particles`` grows (the IWAE bound, Burda et al. 2016). Only h is sampled.
+        """
+        proposal = self.encoder(y, u)
+        h = proposal.sample((num_particles,))  # (K, trials, T, P)
+        log_weights = (
+            self.latent_prior(y.shape[0], y.shape[1], u).log_prob(h)
+            + self.emission(h).log_prob(y).sum((-2, -1))
+            - proposal.log_prob(h)
+        )  # (K, trials)
+        return log_weights.logsumexp(0) - math.log(num_particles)
 
     # ----- ancestral simulation -------------------------------------------------------------------------
     @torch.no_grad()

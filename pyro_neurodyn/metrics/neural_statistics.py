@@ -1,0 +1,98 @@
+"""Summary statistics of neural recordings, for posterior predictive checks (data vs replicated data).
+
+Every function takes recordings ``(..., trials, T, channels)`` (numpy or torch; leading dims such as
+posterior draws are kept, a 2-D array is one trial) and returns one value per channel, averaged over
+trials: shape ``(..., channels)``. Rates are per time bin unless ``bin_size`` (seconds per bin) is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..data.validation import check_count, check_positive
+from .spectral import normalised_power
+
+__all__ = ["band_power", "fano_factor", "interspike_intervals", "lag_autocorrelation", "mean_rate", "trial_rates"]
+
+
+def _recordings(y: Any, name: str = "y", min_steps: int = 2) -> np.ndarray:
+    """float64 numpy ``(..., trials, T, channels)``; ValueError on bad shape or non-finite values."""
+    array = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y, dtype=np.float64)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim < 3:
+        raise ValueError(f"{name} must be (..., trials, time, channels) or (time, channels), got shape {array.shape}")
+    if array.shape[-2] < min_steps or 0 in array.shape:
+        raise ValueError(f"{name} needs at least {min_steps} time steps and non-empty dims, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def trial_rates(y: Any, bin_size: float = 1.0) -> np.ndarray:
+    """Mean rate of each trial and channel, ``mean_t y / bin_size``, shape ``(..., trials, channels)``."""
+    return _recordings(y, min_steps=1).mean(axis=-2) / check_positive(bin_size, "bin_size")
+
+
+def mean_rate(y: Any, bin_size: float = 1.0) -> np.ndarray:
+    """Mean rate ``mean_{trials, t} y / bin_size`` (counts per second with ``bin_size`` in seconds), ``(..., channels)``."""
+    return trial_rates(y, bin_size).mean(axis=-2)
+
+
+def fano_factor(y: Any) -> np.ndarray:
+    """Fano factor of the counts in time bins, ``var_t y / mean_t y`` per trial, averaged over trials.
+
+    1 for a homogeneous Poisson process, < 1 for regular firing, > 1 for bursty or rate-modulated firing.
+    Channels silent in a trial (mean 0) are left out of the average (NaN if silent in every trial).
+    """
+    array = _recordings(y)
+    mean = array.mean(axis=-2)
+    ratio = np.divide(array.var(axis=-2), mean, out=np.full_like(mean, np.nan), where=mean > 0)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(ratio, axis=-2) if np.isfinite(ratio).any() else ratio.mean(axis=-2)
+
+
+def lag_autocorrelation(y: Any, lag: int = 1) -> np.ndarray:
+    """Autocorrelation at ``lag`` steps, ``sum_t (y_t - m)(y_{t+lag} - m) / sum_t (y_t - m)^2`` per trial
+    (m the trial's mean; the standard biased estimator), averaged over trials. Constant channels give NaN."""
+    array = _recordings(y)
+    lag = check_count(lag, "lag")
+    if lag >= array.shape[-2]:
+        raise ValueError(f"lag must be below the number of time steps {array.shape[-2]}, got {lag}")
+    centred = array - array.mean(axis=-2, keepdims=True)
+    numerator = (centred[..., lag:, :] * centred[..., :-lag, :]).sum(axis=-2)
+    denominator = np.square(centred).sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (numerator / denominator).mean(axis=-2)
+
+
+def band_power(y: Any, band: Sequence[float], sampling_rate: float = 1.0) -> np.ndarray:
+    """Fraction of a channel's power in ``band = (low, high)`` (Hz with ``sampling_rate`` in Hz; else cycles
+    per step), ``low <= f < high``, from the z-scored periodogram of each trial (the unsmoothed spectrum of
+    :func:`~pyro_neurodyn.metrics.smoothed_power_spectrum`), averaged over trials. In [0, 1]."""
+    array = _recordings(y)
+    low, high = (float(f) for f in band)
+    if not 0 <= low < high:
+        raise ValueError(f"band must be (low, high) with 0 <= low < high, got {tuple(band)}")
+    sampling_rate = check_positive(sampling_rate, "sampling_rate")
+    frequency = np.fft.rfftfreq(array.shape[-2], d=1.0 / sampling_rate)
+    inside = (frequency >= low) & (frequency < high)
+    return normalised_power(array, 0.0)[..., inside, :].sum(axis=-2)
+
+
+def interspike_intervals(spikes: Any) -> np.ndarray:
+    """Intervals (in bins) between successive non-empty bins of each trial and channel, pooled: ``(n,)``.
+
+    With counts in bins, a bin holding c > 1 spikes contributes c - 1 intervals of 0 bins.
+    """
+    array = _recordings(spikes, "spikes", min_steps=1)
+    if (array < 0).any() or (array != np.round(array)).any():
+        raise ValueError("spikes must be non-negative integer counts")
+    num_steps = array.shape[-2]
+    counts = np.moveaxis(array, -1, -2).reshape(-1).astype(np.int64)  # series (trial, channel) after series
+    positions = np.repeat(np.arange(counts.size), counts)  # one entry per spike, in time order per series
+    same_series = positions[1:] // num_steps == positions[:-1] // num_steps
+    return np.diff(positions % num_steps)[same_series]

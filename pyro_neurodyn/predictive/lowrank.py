@@ -1,0 +1,90 @@
+"""Posterior predictive draws of a stochastic low-rank RNN from its particle filter.
+
+The filter of the fit (variational SMC with the fitted proposal, :class:`~pyro_neurodyn.infer.VSMC_ELBO`)
+gives weighted particles ``{z_t^k, W_t^k}`` of every filtering distribution p(z_t | y_{<=t}). Smoothed
+paths are drawn from them by backward simulation (FFBSi; Godsill, Doucet & West 2004):
+
+    z_T ~ sum_k W_T^k delta(z_T^k),
+    z_t | z_{t+1} ~ sum_k W_t^k p(z_{t+1} | z_t^k) delta(z_t^k) / normalizer,   t = T-1 .. 1,
+
+with the model's transition density ``p(z_{t+1} | z_t) = N(a z_t + V phi(U z_t + W_u v_t, h), Sigma_z)``.
+Each draw is a path of the particle approximation of p(z_{1:T} | y); as the number of particles grows
+the draws converge to the exact smoothing posterior. Then ``y_rep ~ p(y | z)`` through
+``pyro.infer.Predictive`` on the model with its latents fixed to the drawn paths, and the log-likelihood
+``log p(y_b | z_b^s)`` from a trace of the same model with y observed.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pyro
+import torch
+from torch import Tensor
+
+from ..dynamics.lowrank import SharedCovarianceNormal
+from ..estimators.lowrank import LowRankRNN
+from ..infer import VSMC_ELBO, ParticleFilterResult
+from .protocol import PosteriorDraws, observed_log_likelihood, register_predictive, replicated_observations
+
+__all__ = ["LowRankPredictive", "backward_simulation"]
+
+
+def backward_simulation(record: ParticleFilterResult, transition_log_density, num_samples: int) -> Tensor:
+    """Smoothed paths ``(S, B, T, R)`` from a particle filter's record (see the module docstring).
+
+    Args:
+        record: the filter's particles ``states["z"]`` ``(T, K, B, R)`` and normalized ``log_weights`` ``(T, K, B)``.
+        transition_log_density: ``(t, z_next (S, 1, B, R)) -> (S, K, B)`` ``log p(z_{t+1} = z_next | z_t^k)``.
+        num_samples: S.
+
+    The per-step draws are vectorized over samples, particles and trials; the loop runs over time
+    because z_t is drawn given the drawn z_{t+1}.
+    """
+    particles, log_weights = record.states["z"], record.log_weights
+    num_steps, _, num_trials, _ = particles.shape
+    trials = torch.arange(num_trials)
+    index = torch.distributions.Categorical(logits=log_weights[-1].T).sample((num_samples,))  # (S, B)
+    path = [particles[-1][index, trials]]  # (S, B, R)
+    for t in range(num_steps - 2, -1, -1):
+        logits = log_weights[t] + transition_log_density(t, path[-1].unsqueeze(1))  # (S, K, B)
+        index = torch.distributions.Categorical(logits=logits.transpose(1, 2)).sample()  # (S, B)
+        path.append(particles[t][index, trials])
+    return torch.stack(path[::-1], dim=2)
+
+
+class LowRankPredictive:
+    """:class:`~pyro_neurodyn.predictive.protocol.PredictiveModel` of a fitted :class:`LowRankRNN`."""
+
+    num_states = None
+
+    def __init__(self, fitted: LowRankRNN):
+        self.fitted = fitted
+        self.validate = fitted._validate_data
+
+    @torch.no_grad()
+    def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int) -> PosteriorDraws:
+        model = self.fitted.model
+        with pyro.validation_enabled(False):
+            record = VSMC_ELBO(num_particles).filter(model, self.fitted.guide, y, u)
+            latents = backward_simulation(record, self._transition_log_density(record), num_samples)
+            sites = {f"{t}/z": latents[:, :, t] for t in range(y.shape[1])}
+            draws = replicated_observations(model, sites, num_samples, y, u)
+            y_rep = torch.stack([draws[f"{t}/y"] for t in range(y.shape[1])], dim=2)
+            log_likelihood = observed_log_likelihood(model, sites, num_samples, 1, y, u)
+        return PosteriorDraws(latents, None, y_rep, log_likelihood)
+
+    def _transition_log_density(self, record: ParticleFilterResult):
+        """``(t, z_next) -> log N(z_next; a z_t^k + V phi(U z_t^k + W_u v_t, h), Sigma_z)`` ``(S, K, B)``."""
+        model = self.fitted.model
+        particles, inputs = record.states["z"], record.states.get("v")
+        means = model.transition(particles[:-1], None if inputs is None else inputs[:-1])  # (T-1, K, B, R)
+        noise = model.noise.factors()
+        return lambda t, z_next: SharedCovarianceNormal(means[t], noise).log_prob(z_next)
+
+    def log_evidence(self, y: Tensor, u: Optional[Tensor], num_particles: int) -> Tensor:
+        """The particle filter's estimate of ``log p(y_b | u_b)`` (``exp`` unbiased)."""
+        return self.fitted.log_evidence(y, u, num_particles=num_particles)
+
+
+register_predictive(LowRankRNN, LowRankPredictive)

@@ -1,0 +1,72 @@
+"""``posterior_predictive``: joint posterior draws of latents, states and replicated recordings.
+
+    result = posterior_predictive(fitted, y, num_samples=200)   # an SRNN, LowRankRNN, ... fit to y
+    result.latents      # (S, trials, T, P)    h or z drawn from the (approximate) posterior given y
+    result.states       # (S, trials, T)       discrete states, for switching models (else None)
+    result.y_rep        # (S, trials, T, D)    replicated recordings y_rep ~ p(y | latents, states)
+    result.log_likelihood  # (S, trials)       log p(y_trial | latents of the draw)
+
+What the log-likelihood is. Every model of the suite has trial-local latents, so the pointwise
+log-likelihood is the *conditional* ``log p(y_b | latents_b^s, theta)`` at the fitted parameters theta.
+Pareto-smoothed importance sampling LOO over trials with these values (``arviz_stats.loo``) re-weights the
+draws of trial b by ``1 / p(y_b | latents_b^s)``: since the latents of trial b have only trial b's data,
+that moves them back to their prior, i.e. PSIS-LOO computes a harmonic-mean estimate of p(y_b), whose
+Pareto k is typically large for long trials (the diagnostic says so). It is the right input for LOO-PIT
+and checks, not for choosing between models: for that, use held-out log evidence
+(:func:`~pyro_neurodyn.predictive.comparison.compare_models`), where each model's own marginal estimate
+(particle filter, importance weighting) is what it gives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import pyro
+import torch
+from torch import Tensor
+
+from ..data.validation import check_count
+from .protocol import predictive_model
+
+__all__ = ["PosteriorPredictive", "posterior_predictive"]
+
+
+class PosteriorPredictive(NamedTuple):
+    """Posterior predictive draws (see the module docstring): ``latents`` ``(S, B, T, P)``, ``states``
+    ``(S, B, T)`` int64 or None, ``y_rep`` ``(S, B, T, D)``, ``log_likelihood`` ``(S, B)`` (conditional,
+    ``log p(y_b | latents_b^s)``), ``num_states`` K (None without discrete states)."""
+
+    latents: Tensor
+    states: Optional[Tensor]
+    y_rep: Tensor
+    log_likelihood: Tensor
+    num_states: Optional[int]
+
+
+@torch.no_grad()
+def posterior_predictive(
+    fitted: Any, y: Any, num_samples: int = 100, inputs: Any = None, *, num_particles: int = 256, seed: Optional[int] = 0
+) -> PosteriorPredictive:
+    """Draw ``num_samples`` joint samples of the posterior given ``y`` and replicate the recordings.
+
+    Args:
+        fitted: a fitted model of a registered type (``SRNN``, ``LowRankRNN``; see
+            :func:`~pyro_neurodyn.predictive.protocol.register_predictive` to add one).
+        y: recordings ``(trials, T, D)`` (or ``(T, D)``), validated by the model.
+        num_samples: S. inputs: the model's inputs ``u`` ``(trials, T, M)`` if it has any.
+        num_particles: particles of the filter for models smoothed by particles (LowRankRNN; the draws
+            converge to the exact smoothing posterior as it grows); unused by the SRNN.
+        seed: seeds Pyro's RNGs first (None: leave them as they are).
+
+    Per model: SRNN: h ~ q(h | y) (encoder), z ~ p(z | h) exactly (forward filtering, backward
+    sampling), y_rep ~ p(y | h). LowRankRNN: z by backward simulation from the particle filter,
+    y_rep ~ p(y | z). Both replicate through ``pyro.infer.Predictive``.
+    """
+    adapter = predictive_model(fitted)
+    num_samples = check_count(num_samples, "num_samples")
+    num_particles = check_count(num_particles, "num_particles")
+    y, u = adapter.validate(y, inputs)
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    draws = adapter.posterior_draws(y, u, num_samples, num_particles)
+    return PosteriorPredictive(draws.latents, draws.states, draws.y_rep, draws.log_likelihood, adapter.num_states)

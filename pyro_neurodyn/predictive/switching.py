@@ -1,0 +1,54 @@
+"""Posterior predictive draws of a switching state-space model (SRNN, SLDS, rSLDS, ...).
+
+Given recordings y, a draw is
+
+    h^s ~ q_phi(h | y)                   (the amortized encoder, the guide)
+    z^s ~ p(z | h^s, y) = p(z | h^s)     (exact, forward filtering backward sampling: switching_sample)
+    y_rep^s ~ p(y | h^s)                 (the model with y unobserved, through pyro.infer.Predictive)
+
+and its log-likelihood is ``log p(y_b | h_b^s)``. h and y_rep come from one ``Predictive`` call (guide,
+then the unconditioned model); z is drawn afterwards from the chain factors of the same h, which is
+exactly p(z | h, y) because y depends on z only through h.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from torch import Tensor
+
+from ..distributions import switching_sample
+from ..estimators.srnn import SRNN
+from ..models.switching_ssm import SwitchingStateSpaceModel
+from .protocol import PosteriorDraws, observed_log_likelihood, register_predictive, replicated_observations
+
+__all__ = ["SwitchingPredictive"]
+
+
+class SwitchingPredictive:
+    """:class:`~pyro_neurodyn.predictive.protocol.PredictiveModel` of a :class:`SwitchingStateSpaceModel`.
+
+    Args:
+        module: the fitted Pyro module (``model``/``guide``/``latent_factors``).
+        validate: ``(y, u) -> (y, u)`` tensors, raising ValueError on bad input (an estimator's own check).
+    """
+
+    def __init__(self, module: SwitchingStateSpaceModel, validate: Callable[[Any, Any], tuple[Tensor, Optional[Tensor]]]):
+        self.module = module
+        self.num_states = module.num_states
+        self.validate = validate
+
+    def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int = 1) -> PosteriorDraws:
+        module = self.module
+        draws = replicated_observations(module.model, {}, num_samples, y, u, guide=module.guide)
+        h, y_rep = draws["h"], draws["y"]  # (S, B, T, P), (S, B, T, D)
+        states = switching_sample(*module.latent_factors(h, u))  # (S, B, T)
+        log_likelihood = observed_log_likelihood(module.model, {"h": h}, num_samples, 1, y, u)
+        return PosteriorDraws(h, states, y_rep, log_likelihood)
+
+    def log_evidence(self, y: Tensor, u: Optional[Tensor], num_particles: int) -> Tensor:
+        """The importance-weighted estimate of :meth:`SwitchingStateSpaceModel.log_evidence`."""
+        return self.module.log_evidence(y, u, num_particles)
+
+
+register_predictive(SRNN, lambda fitted: SwitchingPredictive(fitted._fitted_module(), fitted._data))

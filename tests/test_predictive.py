@@ -246,3 +246,27 @@ def test_compare_ranks_the_true_number_of_states_first():
     table = comparison.table
     assert list(table.index) == ["K=2", "K=1"]
     assert table.loc["K=1", "elpd_diff"] > 3 * table.loc["K=1", "dse"]
+
+
+@pytest.mark.parametrize("method", ["collapsed", "vsmc"])
+def test_switching_lowrank_posterior_predictive(method):
+    from pyro_neurodyn import SwitchingLowRankRNN
+    from pyro_neurodyn.data import switching_lowrank_data
+
+    data = switching_lowrank_data(4, 20, seed=0)
+    model = SwitchingLowRankRNN(obs_dim=data.y.shape[-1], num_states=2, rank=2, num_units=20)
+    model.fit(data.y, method=method, num_steps=2, num_particles=8, seed=0)
+    result = posterior_predictive(model, data.y, num_samples=7, num_particles=16, seed=0)
+    assert result.latents.shape == (7, 4, 20, 2) and result.states.shape == (7, 4, 20)
+    assert result.y_rep.shape == (7, 4, 20, data.y.shape[-1]) and result.log_likelihood.shape == (7, 4)
+    assert set(result.states.unique().tolist()) <= {0, 1}
+    # the log-likelihood is log p(y_b | x_b^s) of the model's readout at the drawn latents
+    expected = model.module.emission(result.latents).log_prob(data.y).sum((-2, -1))
+    torch.testing.assert_close(result.log_likelihood, expected)
+    if method == "vsmc":
+        # backward simulation picks among the filter's particles: the drawn paths stay near the filtering
+        # means (a coarse check; the latents' scale is ~2, a path from the wrong trial would be ~2 away)
+        filtered = model.posterior_latents(data.y)  # filtering means (trials, T, R)
+        assert (result.latents.mean(0) - filtered).abs().mean() < 1.0
+    with pytest.raises(ValueError, match="inputs"):
+        posterior_predictive(model, data.y, num_samples=2, inputs=torch.zeros(4, 20, 1))

@@ -22,7 +22,7 @@ class SRNNModel(SwitchingStateSpaceModel):
         emission: ``"linear"`` or ``"mlp"``. observation: ``"gaussian"`` or ``"poisson"`` (``link``:
             ``"softplus"`` or ``"exp"``).
         latent_scale: fixed sigma_h, or None to learn it.
-        encoder_hidden: GRU width of the amortized encoder (per direction).
+        encoder_hidden: width of the amortized (LSTM) encoder, per direction.
         stickiness: initial bias of the self-transition logits.
     """
 
@@ -38,7 +38,7 @@ class SRNNModel(SwitchingStateSpaceModel):
         observation: str = "gaussian",
         link: str = "softplus",
         latent_scale: Optional[float] = None,
-        encoder_hidden: int = 64,
+        encoder_hidden: int = 32,
         stickiness: float = 0.0,
     ):
         super().__init__(

@@ -10,6 +10,7 @@ from .protocol import PosteriorDraws, PredictiveModel, predictive_model, registe
 from .posterior_predictive import PosteriorPredictive, posterior_predictive
 from .switching import SwitchingPredictive  # registers SRNN
 from .lowrank import LowRankPredictive, backward_simulation  # registers LowRankRNN
+from .switching_lowrank import SwitchingLowRankPredictive  # registers SwitchingLowRankRNN
 from .arviz_conversion import to_arviz
 from .comparison import ModelComparison, compare_models, heldout_elpd
 
@@ -19,6 +20,7 @@ __all__ = [
     "PosteriorDraws",
     "PosteriorPredictive",
     "PredictiveModel",
+    "SwitchingLowRankPredictive",
     "SwitchingPredictive",
     "backward_simulation",
     "compare_models",

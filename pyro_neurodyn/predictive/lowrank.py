@@ -30,18 +30,18 @@ from .protocol import PosteriorDraws, observed_log_likelihood, register_predicti
 __all__ = ["LowRankPredictive", "backward_simulation"]
 
 
-def backward_simulation(record: ParticleFilterResult, transition_log_density, num_samples: int) -> Tensor:
+def backward_simulation(particles: Tensor, log_weights: Tensor, transition_log_density, num_samples: int) -> Tensor:
     """Smoothed paths ``(S, B, T, R)`` from a particle filter's record (see the module docstring).
 
     Args:
-        record: the filter's particles ``states["z"]`` ``(T, K, B, R)`` and normalized ``log_weights`` ``(T, K, B)``.
+        particles: a filter's particles ``(T, K, B, R)`` (e.g. ``ParticleFilterResult.states["z"]``).
+        log_weights: their normalized log weights ``(T, K, B)``.
         transition_log_density: ``(t, z_next (S, 1, B, R)) -> (S, K, B)`` ``log p(z_{t+1} = z_next | z_t^k)``.
         num_samples: S.
 
     The per-step draws are vectorized over samples, particles and trials; the loop runs over time
     because z_t is drawn given the drawn z_{t+1}.
     """
-    particles, log_weights = record.states["z"], record.log_weights
     num_steps, _, num_trials, _ = particles.shape
     trials = torch.arange(num_trials)
     index = torch.distributions.Categorical(logits=log_weights[-1].T).sample((num_samples,))  # (S, B)
@@ -67,7 +67,7 @@ class LowRankPredictive:
         model = self.fitted.model
         with pyro.validation_enabled(False):
             record = VSMC_ELBO(num_particles).filter(model, self.fitted.guide, y, u)
-            latents = backward_simulation(record, self._transition_log_density(record), num_samples)
+            latents = backward_simulation(record.states["z"], record.log_weights, self._transition_log_density(record), num_samples)
             sites = {f"{t}/z": latents[:, :, t] for t in range(y.shape[1])}
             draws = replicated_observations(model, sites, num_samples, y, u)
             y_rep = torch.stack([draws[f"{t}/y"] for t in range(y.shape[1])], dim=2)

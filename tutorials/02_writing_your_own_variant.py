@@ -182,10 +182,13 @@ fig.savefig(FIGURES / "fit_and_states.png", dpi=110)
 # %% [markdown]
 # ## Headline numbers
 #
-# The fast and generic ELBOs agree to float64 round-off (relative gap ~1e-15); the generic form costs
-# seconds where the fast one costs milliseconds. The fit recovers the teacher's cue-driven states.
+# The fast and generic ELBOs and their gradients agree to float64 round-off (relative gaps ~1e-15 and
+# ~1e-14); the generic form costs several times more already at this size (T = 150, K = 2; the gap grows
+# with T and K, see `benchmarks/bench_srnn.py`). The fit recovers the teacher's cue-driven states (full
+# run: accuracy 1.00; fast run: 0.99).
 
 # %%
 assert relative_gap < 1e-10 and gradient_gap < 1e-8, (relative_gap, gradient_gap)
 assert losses[-1] < losses[0]
+assert accuracy >= 0.9, accuracy
 print("ok")

@@ -134,55 +134,93 @@ def teacher_data():
     return switching_lowrank_data(num_trials=20, num_steps=150, seed=0)
 
 
-def _aligned_fixed_points(model, data):
-    """Each student state's fixed points in the teacher's latent coordinates, keyed by the teacher's state.
+def test_teacher_fixed_points_are_known_and_visited_by_their_own_regime(teacher_data):
+    """The finder on the teacher returns exactly the constructed points (float32 round-off), and each
+    regime's data visit each of that regime's points: the comparisons below are about fitted maps, not
+    extrapolation."""
+    teacher, x, z = teacher_data.teacher, teacher_data.x, teacher_data.z
+    previous, regime = x[:, :-1], z[:, 1:]  # z_t generates x_t from x_{t-1}
+    for k in range(2):
+        found = fixed_points(*teacher.latent_map(k))
+        points, stable = teacher.known_fixed_points(k)
+        np.testing.assert_allclose(found.points, points.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(found.stable, stable.numpy())
+        for point in points:
+            visits = ((previous - point).norm(dim=-1) < 0.2) & (regime == k)
+            # measured within 0.2: 222, 180, 85 steps at (-2, 0), the saddle, (2, 0); 1221 at the focus
+            assert int(visits.sum()) >= 50, (k, point, int(visits.sum()))
 
-    The student's latent is identified only up to an invertible affine map, so it is aligned by least
-    squares of its posterior latent means on the true latents, ``x_true ≈ [x_student, 1] A``. Only points
-    inside the region the data visit (the box of the true latents, widened by 0.5) are compared: beyond
-    it no data constrain the student's ReLU arrangement."""
-    latents = model.posterior_latents(data.y).reshape(-1, 2)
-    design = torch.cat([latents, torch.ones(len(latents), 1)], 1).double()
-    A = torch.linalg.lstsq(design, data.x.reshape(-1, 2).double()).solution.numpy()
-    low, high = data.x.reshape(-1, 2).min(0).values.numpy() - 0.5, data.x.reshape(-1, 2).max(0).values.numpy() + 0.5
+
+def _aligned_fixed_points(model, data):
+    """Every fixed point of every student state (no restriction on where), in the teacher's latent
+    coordinates, keyed by the teacher's state (Hungarian matching of the Viterbi paths).
+
+    The student's latent is identified only up to an invertible affine map. Its posterior latent means are
+    a noisy affine image of the true latents, ``x_student = [x_true, 1] B + e``, so B is estimated by least
+    squares in that direction (the noise is in the regressand: no attenuation) and student points ``p``
+    map back as ``(p - B_1) B_x^{-1}``. (Regressing the other way shrinks every point towards the data mean
+    by var(x) / (var(x) + var(e)), a bias of several hundredths at (±2, 0).)"""
+    latents = model.posterior_latents(data.y).reshape(-1, 2).double()
+    truth = data.x.reshape(-1, 2).double()
+    B = torch.linalg.lstsq(torch.cat([truth, torch.ones(len(truth), 1, dtype=truth.dtype)], 1), latents).solution.numpy()
     mapping = match_states(data.z, model.most_likely_states(data.y))
     aligned = {}
     for k, result in enumerate(model.fixed_points()):
-        points = np.concatenate([result.points, np.ones((len(result.points), 1))], 1) @ A
-        inside = ((points >= low) & (points <= high)).all(1)
-        aligned[mapping[k]] = (points[inside], result.stable[inside])
+        points = np.linalg.solve(B[:2].T, (result.points - B[2]).T).T
+        order = np.lexsort(points.T[::-1])
+        aligned[mapping[k]] = (points[order], result.stable[order])
     return aligned
 
 
-def _check_against_teacher(model, data):
+def _fixed_point_errors(model, data):
+    """State accuracy, and per teacher state the distances of the student's points to the teacher's
+    after checking the SAME count (no spurious point anywhere in the plane) and the same stabilities."""
     accuracy = state_accuracy(data.z, model.most_likely_states(data.y))
     assert accuracy >= 0.9, accuracy
-    aligned = _aligned_fixed_points(model, data)
-    for k in range(2):
-        truth = fixed_points(*data.teacher.latent_map(k))
-        points, stable = aligned[k]
-        assert len(points) == len(truth.points), (k, points, truth.points)
-        order = np.lexsort(points.T[::-1])
-        points, stable = points[order], stable[order]
-        np.testing.assert_array_equal(stable, truth.stable)
-        error = np.linalg.norm(points - truth.points, axis=1)
-        # stable points, where the data dwell: within 0.1 (the task's bar). Unstable ones (the saddle
-        # between the wells, the spiral inside the cycle) are crossed fast or never visited, so a short
-        # fit places them by extrapolation: 0.35 (measured 0.0-0.3 over the fits of this suite)
-        assert (error[truth.stable] <= 0.1).all(), (k, points, truth.points)
-        assert (error[~truth.stable] <= 0.35).all(), (k, points, truth.points)
-    return accuracy
+    errors = {}
+    for k, (points, stable) in _aligned_fixed_points(model, data).items():
+        truth, truth_stable = (t.numpy() for t in data.teacher.known_fixed_points(k))
+        assert len(points) == len(truth), (k, points, truth)
+        np.testing.assert_array_equal(stable, truth_stable)
+        errors[k] = np.linalg.norm(points - truth, axis=1)
+    return accuracy, errors
 
 
-def test_collapsed_fit_recovers_states_and_fixed_points(teacher_data):
+def test_collapsed_fit_recovers_states_and_every_fixed_point_within_0_1(teacher_data):
+    """Accuracy >= 0.9 (measured 0.962); the count of fixed points per state equal to the teacher's
+    (3 and 1, none spurious anywhere); every point within 0.1 of the teacher's (measured after 150 steps:
+    0.018, 0.097, 0.093 for (-2, 0), the saddle, (2, 0); 0.018 for the focus; 400 steps: <= 0.078)."""
     model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "collapsed", num_steps=150, seed=0)
-    _check_against_teacher(model, teacher_data)
+    _, errors = _fixed_point_errors(model, teacher_data)
+    for k, error in errors.items():
+        assert (error <= 0.1).all(), (k, error)
 
 
-def test_vsmc_fit_recovers_states_and_fixed_points(teacher_data):
+@pytest.fixture(scope="module")
+def vsmc_fit_errors(teacher_data):
+    """VSMC, 5 steps x 8 particles from the data initialization (CI-sized): ``(model, accuracy, errors)``."""
     model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "vsmc", num_steps=5, num_particles=8, seed=0)
+    return (model, *_fixed_point_errors(model, teacher_data))
+
+
+def test_vsmc_fit_recovers_states_and_fixed_points(teacher_data, vsmc_fit_errors):
+    """Accuracy >= 0.9 (measured 0.960), the same counts (none spurious anywhere) and stabilities, and the
+    stable points within 0.1 (measured 0.087, 0.038; focus 0.006). The saddle is the point this CI-sized
+    fit does not place within 0.1: see the strict xfail below and the benchmark."""
+    model, _, errors = vsmc_fit_errors
     assert model.method == "vsmc" and len(model.losses) == 5
-    _check_against_teacher(model, teacher_data)
+    for k, error in errors.items():
+        stable = teacher_data.teacher.known_fixed_points(k)[1].numpy()
+        assert (error[stable] <= 0.1).all(), (k, error)
+
+
+@pytest.mark.xfail(strict=True, reason="CI-sized VSMC fit: saddle measured 0.157 from the teacher's (bar 0.1)")
+def test_vsmc_fit_places_the_saddle_within_0_1(teacher_data, vsmc_fit_errors):
+    """Known miss, kept at the bar: the saddle after 5 VSMC steps is 0.157 away (10 steps: 0.13, 15: 0.103,
+    30 x 16 particles: 0.09, where (2, 0) then misses by 0.11). Strict: a fit that meets 0.1 fails this."""
+    _, _, errors = vsmc_fit_errors
+    saddle = ~teacher_data.teacher.known_fixed_points(0)[1].numpy()
+    assert (errors[0][saddle] <= 0.1).all(), errors[0]
 
 
 # ----- API ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ..guides.proposals import SwitchingKalmanProposal
 from ..infer import VSMC_ELBO, fit_svi, load_checkpoint, save_checkpoint
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
-from ..models.switching_ssm import SwitchingSample
+from ..models.switching_ssm import SwitchingSample, gaussian_log_density
 from .lowrank import _choice
 
 __all__ = ["SwitchingLowRankRNN"]
@@ -174,7 +174,9 @@ class SwitchingLowRankRNN:
 
         1. Readout: ``C`` = the top-R principal directions ``P`` ``(D, R)``, ``d = mean(y)``, sigma_y^2 the
            mean variance outside them; projected latents ``x^ = (y - d) P``.
-        2. Labels: a Gaussian HMM (EM) on the speeds ``|x^_{t+1} - x^_t|`` (regimes differ in how fast they flow).
+        2. Labels: a Gaussian HMM (EM) on the speeds ``|x^_{t+1} - x^_t|``, refined by hard EM of an
+           autoregressive HMM (:meth:`_affine_labels`): regimes whose flows differ at the same point (a
+           rotation against a saddle, say) are told apart even where they move equally fast.
         3. ``num_rounds`` times: each state's map is fit to the one-step pairs ``(x^_t, x^_{t+1})`` of its
            labelled steps by least squares (L-BFGS on ``V_k``, ``U_k``, ``h_k`` and the shared ``a``), then the
            labels become the Viterbi path of the model's factors at ``x^``; sigma_x starts at the residual std.
@@ -196,12 +198,41 @@ class SwitchingLowRankRNN:
         hmm = GaussianHMM(self.config["num_states"], 1)
         hmm.fit_em(features, seed=self.config["seed"])
         labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
+        labels = self._affine_labels(latents, labels)
         module.init_loc.copy_(latents[:, 0].mean(0).expand_as(module.init_loc))
         module.init_log_scale.copy_(latents[:, 0].std(0).clamp_min(1e-3).log())
         for _ in range(check_count(num_rounds, "num_rounds")):
             self._fit_maps(latents, labels)
             labels = switching_viterbi(*module.latent_factors(latents)).states
         return self
+
+    def _affine_labels(self, latents: Tensor, labels: Tensor, max_iters: int = 20) -> Tensor:
+        """Hard EM of K affine maps ``x_{t+1} = [x_t, 1] W_k + N(0, s^2 I)`` (an autoregressive HMM).
+
+        Alternates (i) least squares of every state's ``W_k`` ``(R + 1, R)`` on its labelled one-step pairs,
+        all states in one batched solve of the normal equations ``(X^T D_k X) W_k = X^T D_k Y`` with
+        ``D_k = diag(labels == k)`` (a small ridge keeps an empty state solvable), ``s^2`` from the
+        residuals, and (ii) the Viterbi path of these Gaussian factors under the model's transition
+        logits; stops when the labels stop changing. Returns labels ``(B, T)``.
+        """
+        module = self.module
+        inputs = torch.cat([latents[:, :-1], torch.ones_like(latents[:, :-1, :1])], -1)  # (B, T-1, R+1)
+        targets = latents[:, 1:]
+        trans_logits = module.transitions(latents[:, :-1]).expand(latents.shape[:-2] + (latents.shape[-2] - 1,) + (module.num_states,) * 2)
+        eye = torch.eye(inputs.shape[-1])
+        for _ in range(max_iters):
+            weights = torch.nn.functional.one_hot(labels[:, 1:], module.num_states).to(inputs)  # (B, T-1, K)
+            gram = torch.einsum("btk,bti,btj->kij", weights, inputs, inputs) + 1e-6 * eye
+            W = torch.linalg.solve(gram, torch.einsum("btk,bti,btr->kir", weights, inputs, targets))  # (K, R+1, R)
+            residuals = targets.unsqueeze(-2) - torch.einsum("bti,kir->btkr", inputs, W)  # (B, T-1, K, R)
+            scale = ((weights.unsqueeze(-1) * residuals.square()).sum() / (weights.sum() * latents.shape[-1])).sqrt()
+            step_logp = gaussian_log_density(residuals, torch.zeros(()), scale)
+            emission_logp = torch.cat([torch.zeros_like(step_logp[:, :1]), step_logp], 1)
+            updated = switching_viterbi(module.init_logits, trans_logits, emission_logp).states
+            if torch.equal(updated, labels):
+                break
+            labels = updated
+        return labels
 
     def _fit_maps(self, latents: Tensor, labels: Tensor) -> None:
         """Least-squares one-step fit of every state's map to its labelled pairs; sigma_x from the residuals."""

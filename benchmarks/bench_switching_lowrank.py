@@ -16,21 +16,13 @@ import numpy as np
 import torch
 
 from pyro_neurodyn import SwitchingLowRankRNN
+from pyro_neurodyn.analysis import fixed_points_in_reference
 from pyro_neurodyn.data import switching_lowrank_data
-from pyro_neurodyn.metrics import match_states, state_accuracy
+from pyro_neurodyn.metrics import state_accuracy
 
 
 def aligned_fixed_points(model, data):
-    latents = model.posterior_latents(data.y).reshape(-1, 2).double()
-    truth = data.x.reshape(-1, 2).double()
-    B = torch.linalg.lstsq(torch.cat([truth, torch.ones(len(truth), 1, dtype=truth.dtype)], 1), latents).solution.numpy()
-    mapping = match_states(data.z, model.most_likely_states(data.y))
-    out = {}
-    for k, result in enumerate(model.fixed_points()):
-        points = np.linalg.solve(B[:2].T, (result.points - B[2]).T).T
-        order = np.lexsort(points.T[::-1])
-        out[mapping[k]] = (points[order], result.stable[order])
-    return out
+    return fixed_points_in_reference(model, data.y, data.x, data.z)
 
 
 def main():

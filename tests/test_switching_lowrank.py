@@ -16,12 +16,12 @@ import torch
 from matplotlib import pyplot as plt
 
 from pyro_neurodyn import LowRankRNN, SwitchingLowRankRNN
-from pyro_neurodyn.analysis import fixed_points, latent_map_fixed_points
+from pyro_neurodyn.analysis import affine_alignment, fixed_points, fixed_points_in_reference, latent_map_fixed_points
 from pyro_neurodyn.data import oscillator_teacher, switching_lowrank_data
 from pyro_neurodyn.dynamics import LowRankBank, LowRankTransition
 from pyro_neurodyn.guides import SwitchingKalmanProposal
 from pyro_neurodyn.infer import VSMC_ELBO
-from pyro_neurodyn.metrics import match_states, state_accuracy
+from pyro_neurodyn.metrics import state_accuracy
 from pyro_neurodyn.models import SwitchingLowRankModel
 from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated
 from pyro_neurodyn.plots import plot_lowrank_flow_field
@@ -160,16 +160,7 @@ def _aligned_fixed_points(model, data):
     squares in that direction (the noise is in the regressand: no attenuation) and student points ``p``
     map back as ``(p - B_1) B_x^{-1}``. (Regressing the other way shrinks every point towards the data mean
     by var(x) / (var(x) + var(e)), a bias of several hundredths at (±2, 0).)"""
-    latents = model.posterior_latents(data.y).reshape(-1, 2).double()
-    truth = data.x.reshape(-1, 2).double()
-    B = torch.linalg.lstsq(torch.cat([truth, torch.ones(len(truth), 1, dtype=truth.dtype)], 1), latents).solution.numpy()
-    mapping = match_states(data.z, model.most_likely_states(data.y))
-    aligned = {}
-    for k, result in enumerate(model.fixed_points()):
-        points = np.linalg.solve(B[:2].T, (result.points - B[2]).T).T
-        order = np.lexsort(points.T[::-1])
-        aligned[mapping[k]] = (points[order], result.stable[order])
-    return aligned
+    return fixed_points_in_reference(model, data.y, data.x, data.z)
 
 
 def _fixed_point_errors(model, data):
@@ -260,3 +251,20 @@ def test_flow_field_figure_is_written_and_plots_the_map_displacement(tmp_path, t
     expected = (model.module.dynamics.state_map(0)(z) - z) @ transform.T
     torch.testing.assert_close(field.velocity, expected.detach(), atol=1e-5, rtol=1e-5)
     assert ax.get_xlabel() == "orthogonalized latent 1"
+
+
+def test_affine_alignment_inverts_a_known_affine_map():
+    """Student latents that are an exact affine image of the reference, plus regressand noise: the
+    alignment recovers the map (least squares, unbiased with noise in the regressand) and maps points back."""
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.randn(2000, 2, generator=generator, dtype=torch.float64)
+    weight, offset = torch.tensor([[1.5, 0.3], [-0.4, 0.8]], dtype=torch.float64), torch.tensor([0.5, -1.0], dtype=torch.float64)
+    student = truth @ weight + offset + 0.01 * torch.randn(2000, 2, generator=generator, dtype=torch.float64)
+    alignment = affine_alignment(student, truth)
+    # standard error of each coefficient ~ 0.01 / sqrt(2000) ~ 2e-4: 5e-3 is > 20 standard errors
+    np.testing.assert_allclose(alignment.weight, weight.numpy(), atol=5e-3)
+    np.testing.assert_allclose(alignment.offset, offset.numpy(), atol=5e-3)
+    points = np.array([[2.0, 0.0], [0.0, 0.3]])
+    np.testing.assert_allclose(alignment.to_reference(points @ weight.numpy() + offset.numpy()), points, atol=2e-2)
+    with pytest.raises(ValueError, match="dimension"):
+        affine_alignment(student, truth[:, :1])

@@ -64,3 +64,16 @@ def test_interspike_intervals_of_counts():
     np.testing.assert_array_equal(interspike_intervals(spikes), [3, 5, 0, 3])
     with pytest.raises(ValueError, match="spikes"):
         interspike_intervals(spikes - 0.5)
+
+
+def test_constant_trials_are_left_out_and_all_constant_channels_give_nan():
+    """A silent neuron in one trial must not make band power or autocorrelation undefined for the others
+    (replicated spike counts often have such trials); a channel constant in every trial gives NaN."""
+    t = np.arange(64)
+    wave = np.sin(2 * np.pi * 8 * t / 64)  # all power at 8 cycles per 64 steps, i.e. 0.125 cycles/step
+    y = np.zeros((2, 64, 2))
+    y[0, :, 0] = wave  # channel 0: oscillating in trial 0, constant in trial 1; channel 1: constant
+    power = band_power(y, (0.1, 0.2))
+    assert power[0] == pytest.approx(1.0) and np.isnan(power[1])
+    autocorrelation = lag_autocorrelation(y, 1)
+    assert autocorrelation[0] == pytest.approx(lag_autocorrelation(y[:1], 1)[0]) and np.isnan(autocorrelation[1])

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from ..data.validation import check_count, check_positive
-from .spectral import normalised_power
 
 __all__ = ["band_power", "fano_factor", "interspike_intervals", "lag_autocorrelation", "mean_rate", "trial_rates"]
 
@@ -51,13 +50,13 @@ def fano_factor(y: Any) -> np.ndarray:
     array = _recordings(y)
     mean = array.mean(axis=-2)
     ratio = np.divide(array.var(axis=-2), mean, out=np.full_like(mean, np.nan), where=mean > 0)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(ratio, axis=-2) if np.isfinite(ratio).any() else ratio.mean(axis=-2)
+    return _mean_over_trials(ratio)
 
 
 def lag_autocorrelation(y: Any, lag: int = 1) -> np.ndarray:
     """Autocorrelation at ``lag`` steps, ``sum_t (y_t - m)(y_{t+lag} - m) / sum_t (y_t - m)^2`` per trial
-    (m the trial's mean; the standard biased estimator), averaged over trials. Constant channels give NaN."""
+    (m the trial's mean; the standard biased estimator), averaged over the trials in which the channel is
+    not constant (NaN if it is constant in all)."""
     array = _recordings(y)
     lag = check_count(lag, "lag")
     if lag >= array.shape[-2]:
@@ -66,13 +65,15 @@ def lag_autocorrelation(y: Any, lag: int = 1) -> np.ndarray:
     numerator = (centred[..., lag:, :] * centred[..., :-lag, :]).sum(axis=-2)
     denominator = np.square(centred).sum(axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (numerator / denominator).mean(axis=-2)
+        return _mean_over_trials(numerator / denominator)
 
 
 def band_power(y: Any, band: Sequence[float], sampling_rate: float = 1.0) -> np.ndarray:
     """Fraction of a channel's power in ``band = (low, high)`` (Hz with ``sampling_rate`` in Hz; else cycles
-    per step), ``low <= f < high``, from the z-scored periodogram of each trial (the unsmoothed spectrum of
-    :func:`~pyro_neurodyn.metrics.smoothed_power_spectrum`), averaged over trials. In [0, 1]."""
+    per step), ``low <= f < high``: per trial, the periodogram of the mean-removed series (the unsmoothed
+    spectrum of :func:`~pyro_neurodyn.metrics.smoothed_power_spectrum`), summed inside the band over its
+    total; averaged over the trials in which the channel is not constant (NaN if it is constant in all,
+    e.g. a silent neuron). In [0, 1]."""
     array = _recordings(y)
     low, high = (float(f) for f in band)
     if not 0 <= low < high:
@@ -80,7 +81,17 @@ def band_power(y: Any, band: Sequence[float], sampling_rate: float = 1.0) -> np.
     sampling_rate = check_positive(sampling_rate, "sampling_rate")
     frequency = np.fft.rfftfreq(array.shape[-2], d=1.0 / sampling_rate)
     inside = (frequency >= low) & (frequency < high)
-    return normalised_power(array, 0.0)[..., inside, :].sum(axis=-2)
+    power = np.abs(np.fft.rfft(array - array.mean(axis=-2, keepdims=True), axis=-2)) ** 2  # (..., trials, F, channels)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = power[..., inside, :].sum(axis=-2) / power.sum(axis=-2)  # (..., trials, channels), NaN if constant
+    return _mean_over_trials(fraction)
+
+
+def _mean_over_trials(values: np.ndarray) -> np.ndarray:
+    """Mean over axis -2 (trials) ignoring NaN; NaN (without a warning) where every trial is NaN."""
+    counts = np.isfinite(values).sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, np.nansum(values, axis=-2) / counts, np.nan)
 
 
 def interspike_intervals(spikes: Any) -> np.ndarray:

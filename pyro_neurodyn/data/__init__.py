@@ -27,3 +27,7 @@ __all__ += [
     "ring_teacher",
     "simulate_teacher_latents",
 ]
+
+from .eeg import EEG_FILE, EEG_SAMPLING_RATE, load_eeg, random_windows, split_heldout  # noqa: E402
+
+__all__ += ["EEG_FILE", "EEG_SAMPLING_RATE", "load_eeg", "random_windows", "split_heldout"]

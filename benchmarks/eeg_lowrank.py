@@ -7,8 +7,11 @@ The recipe of Pals et al. (NeurIPS 2024) for the PhysioNet EEG (``pyro_neurodyn.
 2. Model: ``LowRankRNN(64, rank=3, num_units=512, activation="clipped_relu")``, affine Gaussian readout,
    full Sigma_z and Sigma_1, diagonal observation noise, optimal (closed-form) proposal.
 3. Fit: 500 windows of T = 50 points drawn from the training part, minibatches of 10 windows, 10
-   particles, VSMC bound with systematic resampling, RAdam with lr 1e-3 decaying exponentially to
-   ``--lr-end`` over the epochs; started from the data (PCA readout, one-step regression).
+   particles, VSMC bound with systematic resampling, RAdam with a learning rate decaying exponentially
+   from ``--lr`` to ``--lr-end`` over the epochs; started from the data (PCA readout, one-step
+   regression). The paper runs 1500 epochs from lr 1e-3 to 1e-6; to fit in an hour on two shared cores
+   the defaults here are 220 epochs from 3e-3 to 1e-4 (in short trials 3e-3 raised the bound faster
+   than 1e-3: after 6 epochs -18.2 against -20.9 nats per step).
 4. Generation: the particle filter runs over the last ``--filter-steps`` training points; particles
    drawn by their final weights (``z`` at the last training point) start ``--trajectories`` free runs
    of ``--chunks`` x 1928 steps each (by default 4 runs of 9640 steps, the recording's length), which
@@ -26,7 +29,7 @@ The recipe of Pals et al. (NeurIPS 2024) for the PhysioNet EEG (``pyro_neurodyn.
 
 Writes ``metrics.json``, ``model.pt``, ``traces.png``, ``spectra.png`` and ``loss.png`` to ``--output``.
 
-    python benchmarks/eeg_lowrank.py --epochs 250 --output eeg_run --seed 0 --threads 1
+    python benchmarks/eeg_lowrank.py --epochs 220 --lr 3e-3 --lr-end 1e-4 --output eeg_output --seed 0 --threads 1
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class Evaluation(NamedTuple):
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=250, help="passes over the training windows")
+    parser.add_argument("--epochs", type=int, default=220, help="passes over the training windows")
     parser.add_argument("--output", type=Path, required=True, help="folder for metrics.json, model and figures")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output")
     parser.add_argument("--seed", type=int, default=0)
@@ -81,8 +84,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--windows", type=int, default=500, help="training windows per epoch")
     parser.add_argument("--window-length", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lr-end", type=float, default=1e-5)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr-end", type=float, default=1e-4)
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
     parser.add_argument("--filter-steps", type=int, default=200, help="training points filtered before generating")
     parser.add_argument("--trajectories", type=int, default=4, help="generated free runs")

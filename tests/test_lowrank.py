@@ -215,6 +215,23 @@ def test_generation_shapes_and_inputs():
         rnn.sample(3, 15)
 
 
+def test_generation_from_given_initial_latents_steps_the_latent_map():
+    rnn = LowRankRNN(4, 2, 8, noise="diag", seed=2)
+    z0 = torch.tensor([1.5, -0.7])
+    num_trials = 4000
+    sample = rnn.sample(num_trials, 3, initial_latents=z0.expand(num_trials, 2), seed=0)
+    torch.testing.assert_close(sample.latents[:, 0], z0.expand(num_trials, 2), rtol=0, atol=0)
+    # z_1 ~ N(a z_0 + V relu(U z_0 - h), Sigma_z): closed form for the mean, written out here
+    a, V, U, h, activation = rnn.latent_map()
+    assert activation == "relu"
+    expected = a * z0 + V @ torch.clamp(U @ z0 - h, min=0)
+    std = rnn.noise_covariance().diagonal().sqrt()
+    # the sample mean of 4000 draws has standard error std / sqrt(4000); 5 standard errors: false alarm < 1e-6
+    assert bool(((sample.latents[:, 1].mean(0) - expected).abs() < 5 * std / math.sqrt(num_trials)).all())
+    with pytest.raises(ValueError, match="initial_latents"):
+        rnn.sample(3, 5, initial_latents=torch.zeros(2, 2))
+
+
 def test_raw_inputs_enter_the_initial_state_and_every_step():
     rnn = LowRankRNN(5, 2, 5, input_dim=1, readout="one_to_one", filter_inputs=False, seed=1)
     u = torch.randn(2, 4, 1)

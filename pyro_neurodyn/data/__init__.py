@@ -41,3 +41,7 @@ from .switching_lowrank_teacher import (  # noqa: E402
 )
 
 __all__ += ["SwitchingLowRankData", "SwitchingLowRankTeacher", "switching_lowrank_data", "switching_lowrank_teacher"]
+
+from .eeg import EEG_FILE, EEG_SAMPLING_RATE, load_eeg, random_windows, split_heldout  # noqa: E402
+
+__all__ += ["EEG_FILE", "EEG_SAMPLING_RATE", "load_eeg", "random_windows", "split_heldout"]

@@ -330,16 +330,30 @@ class LowRankRNN:
         )
 
     @torch.no_grad()
-    def sample(self, num_trials: int, num_steps: int, u: Any = None, *, seed: Optional[int] = None) -> LowRankSample:
-        """Generate ``num_trials`` trials of ``num_steps`` steps (given inputs ``u`` ``(num_trials, num_steps, Du)``)."""
+    def sample(
+        self, num_trials: int, num_steps: int, u: Any = None, *, initial_latents: Any = None, seed: Optional[int] = None
+    ) -> LowRankSample:
+        """Generate ``num_trials`` trials of ``num_steps`` steps (given inputs ``u`` ``(num_trials, num_steps, Du)``).
+
+        ``initial_latents`` ``(num_trials, R)`` fixes ``z_0`` (e.g. particles of :meth:`filter` at the end
+        of a recording, to run the network on from there) instead of drawing it from ``N(mu_1, Sigma_1)``;
+        ``y_0`` is still drawn from the readout given ``z_0``.
+        """
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps")
         if u is not None:
             u = as_inputs(u, torch.zeros(num_trials, num_steps, 1), y_name="(num_trials, num_steps)")
         self._check_inputs(u)
+        model = self.model
+        if initial_latents is not None:
+            z0 = as_trials(initial_latents, "initial_latents", min_steps=1)
+            rank = self.config["rank"]
+            if z0.shape != (1, num_trials, rank):
+                raise ValueError(f"initial_latents must have shape (num_trials, R) = ({num_trials}, {rank}), got {tuple(z0.shape[1:])}")
+            model = poutine.condition(model, data={"0/z": z0[0]})
         if seed is not None:
             pyro.set_rng_seed(seed)
         with pyro.validation_enabled(False):
-            out = self.model(None, u, num_trials=num_trials, num_steps=num_steps)
+            out = model(None, u, num_trials=num_trials, num_steps=num_steps)
         return LowRankSample(out["z"], out["y"], self.readout_means(out["z"], u))
 
     # ---------------------------------------------------------------------------------------------

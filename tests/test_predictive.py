@@ -270,3 +270,39 @@ def test_switching_lowrank_posterior_predictive(method):
         assert (result.latents.mean(0) - filtered).abs().mean() < 1.0
     with pytest.raises(ValueError, match="inputs"):
         posterior_predictive(model, data.y, num_samples=2, inputs=torch.zeros(4, 20, 1))
+
+
+def test_gaussian_hmm_states_follow_the_exact_posterior_marginals():
+    """For a fixed two-state HMM, the fraction of draws in state k at each time point estimates the exact
+    smoothed marginal p(z_t = k | y) (forward-backward): with S = 4000 draws its standard error is at most
+    0.5 / sqrt(4000) = 0.008, and 0.04 is 5 standard errors. y_rep given the drawn states is Gaussian with
+    the state's mean: its average over draws matches sum_k p(z_t = k | y) mu_k within the same margin."""
+    from pyro_neurodyn.distributions import switching_log_marginal, switching_posterior
+    from pyro_neurodyn.models import GaussianHMM
+
+    torch.manual_seed(0)
+    hmm = GaussianHMM(num_states=2, obs_dim=1, stickiness=2.0)
+    with torch.no_grad():
+        hmm.loc.copy_(torch.tensor([[-1.0], [1.0]]))
+        hmm.log_scale.fill_(0.0)  # sigma 1: overlapping states, so the marginals are far from 0 and 1
+    y = torch.randn(3, 25, 1)
+    result = posterior_predictive(hmm, y, num_samples=4000, seed=0)
+    marginals = switching_posterior(*hmm.factors(y)).marginals  # (3, 25, 2)
+    frequency = (result.states == 1).double().mean(0)
+    assert (frequency - marginals[..., 1]).abs().max() < 0.04
+    expected_mean = (marginals * hmm.loc[:, 0].detach()).sum(-1)
+    # y_rep sd 1 + state spread: its mean over 4000 draws has sd < 1.5 / sqrt(4000) = 0.024; 0.12 is 5 sd
+    assert (result.y_rep.mean(0)[..., 0] - expected_mean).abs().max() < 0.12
+    torch.testing.assert_close(predictive_model(hmm).log_evidence(y, None, 1), switching_log_marginal(*hmm.factors(y)))
+    assert to_arviz(result, y)["posterior"]["states"].shape == (1, 4000, 3, 25)
+
+
+def test_bare_switching_modules_are_supported():
+    from pyro_neurodyn.models import SLDS
+
+    slds = SLDS(num_states=2, latent_dim=2, obs_dim=3)
+    y = torch.randn(2, 10, 3)
+    result = posterior_predictive(slds, y, num_samples=5, seed=0)
+    assert result.latents.shape == (5, 2, 10, 2) and result.states.shape == (5, 2, 10)
+    with pytest.raises(ValueError, match="y"):
+        posterior_predictive(slds, torch.full((2, 10, 3), float("nan")), num_samples=5)

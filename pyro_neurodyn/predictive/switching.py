@@ -17,7 +17,9 @@ from typing import Any, Callable, Optional
 
 from torch import Tensor
 
+from ..data import as_inputs, as_trials
 from ..distributions import switching_sample
+from ..dynamics import PoissonEmission
 from ..estimators.srnn import SRNN
 from ..models.switching_ssm import SwitchingStateSpaceModel
 from .protocol import PosteriorDraws, observed_log_likelihood, register_predictive, replicated_observations
@@ -51,4 +53,15 @@ class SwitchingPredictive:
         return self.module.log_evidence(y, u, num_particles)
 
 
+def _validate_for(module: SwitchingStateSpaceModel) -> Callable[[Any, Any], tuple[Tensor, Optional[Tensor]]]:
+    """Input checks for a bare module (an SLDS, rSLDS or SRNNModel used without an estimator)."""
+
+    def validate(y: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
+        y = as_trials(y, "y", counts=isinstance(module.emission, PoissonEmission))
+        return y, (None if u is None else as_inputs(u, y, "inputs"))
+
+    return validate
+
+
 register_predictive(SRNN, lambda fitted: SwitchingPredictive(fitted._fitted_module(), fitted._data))
+register_predictive(SwitchingStateSpaceModel, lambda module: SwitchingPredictive(module, _validate_for(module)))

@@ -153,6 +153,7 @@ class LowRankRNN:
             self.guide = _build_guide(config, self.model)
         self.losses: list[float] = []
         self.num_particles = 64
+        self._optimizer_state: Optional[tuple[str, dict]] = None  # (optimizer, its per-parameter state) after a fit
 
     # ---------------------------------------------------------------------------------------------
     def fit(
@@ -179,7 +180,10 @@ class LowRankRNN:
 
         The objective is the bound per trial and time step (as in the paper); ``.losses`` holds its
         negative at every step (nats per trial and step), and ``callback(step, loss)`` receives it.
-        Each call starts a new optimizer and learning-rate schedule from the current parameters.
+        Each call starts a new learning-rate schedule from the current parameters; a later call with the
+        same optimizer keeps the moment estimates of the previous one (a fresh Adam's first step moves every
+        parameter by about ``lr`` regardless of its gradient, which after a fit's decayed schedule threw a
+        trained Poisson model far off, to a NaN loss).
 
         Args:
             y: recordings ``(trials, T, obs_dim)`` (counts for Poisson). u: inputs ``(trials, T, input_dim)``.
@@ -206,9 +210,10 @@ class LowRankRNN:
         optimizers = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
         optimizer = _choice(optimizer, "optimizer", tuple(optimizers))
         num_epochs = math.ceil(num_steps / steps_per_epoch)
-        scheduler = pyro.optim.ExponentialLR(
-            {"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": (lr_end / lr) ** (1.0 / num_epochs)}
-        )
+        gamma = (lr_end / lr) ** (1.0 / num_epochs)
+        scheduler = pyro.optim.ExponentialLR({"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": gamma})
+        if self._optimizer_state is not None and self._optimizer_state[0] == optimizer:
+            scheduler.set_state(_continued_optimizer_state(self._optimizer_state[1], optimizers[optimizer], lr, gamma))
         elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold)  # checks its arguments
         if init_from_data and not self.losses:
             self.initialize_from_data(y, u)
@@ -235,6 +240,7 @@ class LowRankRNN:
                 )
         self.losses.extend(losses)
         self.num_particles = num_particles
+        self._optimizer_state = (optimizer, scheduler.get_state())
         return self
 
     def initialize_from_data(self, y: Any, u: Any = None, *, smoothing: float = 2.0) -> "LowRankRNN":
@@ -478,6 +484,18 @@ def _choice(value: Any, name: str, options: tuple) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
+
+
+def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: float) -> dict:
+    """``PyroOptim.get_state()`` of a previous fit with its moment estimates kept and the learning-rate
+    schedule replaced by a fresh one (``lr``, decaying by ``gamma`` per epoch)."""
+    fresh = torch.optim.lr_scheduler.ExponentialLR(optimizer([torch.zeros(1, requires_grad=True)], lr=lr), gamma).state_dict()
+    continued = {}
+    for name, per_parameter in state.items():
+        optimizer_state = {**per_parameter["optimizer"]}
+        optimizer_state["param_groups"] = [{**group, "lr": lr, "initial_lr": lr} for group in optimizer_state["param_groups"]]
+        continued[name] = {"scheduler": dict(fresh), "optimizer": optimizer_state}
+    return continued
 
 
 def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:

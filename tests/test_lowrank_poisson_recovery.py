@@ -78,9 +78,13 @@ def test_poisson_student_recovers_the_teachers_overdispersion_and_rhythm():
 
 
 def test_a_second_fit_call_continues_without_nan():
+    # a fresh Adam's first step moves every parameter by about lr whatever its gradient; from a fitted
+    # Poisson model (20 steps) that threw the loss from 13.9 to 3395 (to NaN in longer fits). With the
+    # moments kept, the second call continues at the first one's level (measured: 13.8-14.5 over 10 steps;
+    # after only 10 first steps the moments are too young to help: 23).
     student = fit_student(20)
     end_of_first = np.mean(student.losses[-5:])
-    student.fit(poisson_oscillator_data(64, 100, seed=0).y, num_particles=16, num_steps=10, batch_size=32, lr=1e-2, optimizer="adam", seed=1, progress=False)
-    second = student.losses[-10:]
-    assert len(student.losses) == 30 and all(math.isfinite(loss) for loss in second)
+    student.fit(poisson_oscillator_data(64, 100, seed=0).y, num_particles=16, num_steps=4, batch_size=32, lr=1e-2, optimizer="adam", seed=1, progress=False)
+    second = student.losses[-4:]
+    assert len(student.losses) == 24 and all(math.isfinite(loss) for loss in second)
     assert max(second) < end_of_first + 2.0

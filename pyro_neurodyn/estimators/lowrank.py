@@ -25,7 +25,8 @@ import pyro
 import pyro.optim
 import torch
 from pyro import poutine
-from torch import Tensor
+from scipy.ndimage import gaussian_filter1d
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
@@ -49,6 +50,7 @@ from ..models.lowrank_rnn import LowRankRNNModel
 __all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample"]
 
 PathLike = Union[str, os.PathLike]
+SMOOTHED_RATE_FLOOR = 0.01  # counts per step; where smoothed Poisson counts are lower, initialization clamps them
 
 
 class LowRankFilterResult(NamedTuple):
@@ -151,6 +153,7 @@ class LowRankRNN:
             self.guide = _build_guide(config, self.model)
         self.losses: list[float] = []
         self.num_particles = 64
+        self._optimizer_state: Optional[tuple[str, dict]] = None  # (optimizer, its per-parameter state) after a fit
 
     # ---------------------------------------------------------------------------------------------
     def fit(
@@ -177,7 +180,10 @@ class LowRankRNN:
 
         The objective is the bound per trial and time step (as in the paper); ``.losses`` holds its
         negative at every step (nats per trial and step), and ``callback(step, loss)`` receives it.
-        Each call starts a new optimizer and learning-rate schedule from the current parameters.
+        Each call starts a new learning-rate schedule from the current parameters; a later call with the
+        same optimizer keeps the moment estimates of the previous one (a fresh Adam's first step moves every
+        parameter by about ``lr`` regardless of its gradient, which after a fit's decayed schedule threw a
+        trained Poisson model far off, to a NaN loss).
 
         Args:
             y: recordings ``(trials, T, obs_dim)`` (counts for Poisson). u: inputs ``(trials, T, input_dim)``.
@@ -187,8 +193,9 @@ class LowRankRNN:
                 the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.
             resampling, ess_threshold: see :class:`~pyro_neurodyn.infer.VSMC_ELBO`.
             clip_norm: clip the global gradient norm.
-            init_from_data: before the first fit, start the readout at the data's principal subspace and
-                the dynamics at a one-step regression (:meth:`initialize_from_data`; Gaussian observations).
+            init_from_data: before the first fit, start the readout at the data's principal subspace (of
+                the smoothed rates' link for counts) and the dynamics at a one-step regression
+                (:meth:`initialize_from_data`).
             seed: seeds Pyro/torch first. progress: show a progress bar.
         """
         y, u = self._validate_data(y, u)
@@ -203,9 +210,10 @@ class LowRankRNN:
         optimizers = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
         optimizer = _choice(optimizer, "optimizer", tuple(optimizers))
         num_epochs = math.ceil(num_steps / steps_per_epoch)
-        scheduler = pyro.optim.ExponentialLR(
-            {"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": (lr_end / lr) ** (1.0 / num_epochs)}
-        )
+        gamma = (lr_end / lr) ** (1.0 / num_epochs)
+        scheduler = pyro.optim.ExponentialLR({"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": gamma})
+        if self._optimizer_state is not None and self._optimizer_state[0] == optimizer:
+            scheduler.set_state(_continued_optimizer_state(self._optimizer_state[1], optimizers[optimizer], lr, gamma))
         elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold)  # checks its arguments
         if init_from_data and not self.losses:
             self.initialize_from_data(y, u)
@@ -232,50 +240,72 @@ class LowRankRNN:
                 )
         self.losses.extend(losses)
         self.num_particles = num_particles
+        self._optimizer_state = (optimizer, scheduler.get_state())
         return self
 
-    def initialize_from_data(self, y: Any, u: Any = None) -> "LowRankRNN":
-        """Start a Gaussian model near the data (PCA, then a one-step regression); return ``self``.
+    def initialize_from_data(self, y: Any, u: Any = None, *, smoothing: float = 2.0) -> "LowRankRNN":
+        """Start the model near the data (PCA, then a one-step regression); return ``self``.
 
-        1. Readout: with the top-R eigenvectors ``P`` ``(D, R)`` of the covariance of ``y``, the readout
-           weights (``U`` for a one-to-one readout, ``W`` and ``b = mean(y)`` for an affine one) become
-           ``P``, the observation noise the mean variance outside that subspace, and ``mu_1`` / ``Sigma_1``
-           the mean and covariance of the projected first step ``z^_0 = P^T (y_0 - b)``.
+        0. The readout's mean scale ``m``: the recordings themselves (Gaussian), or for Poisson counts
+           the link of their smoothed rates, ``m = softplus^-1(max(G_smoothing * y, 0.01))``, where
+           ``G`` is a Gaussian filter along time (std ``smoothing`` steps, ``scipy.ndimage``); the floor
+           keeps silent stretches finite (at link -4.6, rate 0.01 per step).
+        1. Readout: with the top-R eigenvectors ``P`` ``(D, R)`` of the covariance of ``m``, the readout
+           weights (``U`` for a one-to-one readout, ``W`` and ``b = mean(m)`` for an affine one) become
+           ``P`` (a trained one-to-one offset becomes ``mean(m)``), the Gaussian observation noise the mean
+           variance outside that subspace, and ``mu_1`` / ``Sigma_1`` the mean and covariance of the
+           projected first step ``z^_0 = P^T (m_0 - b)``.
         2. Dynamics: ``a``, ``V``, ``h`` (and ``W_u``) minimize the one-step prediction error
            ``sum_t |z^_{t+1} - a z^_t - V phi(U z^_t + W_u v_t, h)|^2`` of the projected latents (L-BFGS,
            at most 20000 random pairs), and Sigma_z starts at the covariance of its residuals.
 
-        The fit then corrects what this ignores (the observation noise inside the projections). No-op
-        for Poisson observations.
+        The fit then corrects what this ignores (the observation noise inside the projections; for
+        counts, also the smoothing, which shrinks the one-step residuals). Without it a Poisson fit
+        settles on near-constant rates (the bias alone explains the counts' means), from which the
+        encoder proposal and the dynamics do not escape within a usual budget.
+
+        Args:
+            y: recordings ``(trials, T, D)``. u: inputs ``(trials, T, Du)``.
+            smoothing: std in time steps of the Gaussian filter on Poisson counts (ignored for Gaussian).
         """
         y, u = self._validate_data(y, u)
-        if self.config["observation"] != "gaussian":
-            return self
-        latents = self._initialize_readout(y)
+        smoothing = check_positive(smoothing, "smoothing")
+        latents = self._initialize_readout(self._readout_scale(y, smoothing))
         self._initialize_dynamics(latents, u)
         return self
 
+    def _readout_scale(self, y: Tensor, smoothing: float) -> Tensor:
+        """Step 0 of :meth:`initialize_from_data`: ``y`` itself, or the link of smoothed counts ``(B, T, D)``."""
+        if self.config["observation"] == "gaussian":
+            return y
+        rates = torch.as_tensor(gaussian_filter1d(y.numpy(), smoothing, axis=1, mode="nearest"), dtype=y.dtype)
+        rates = rates.clamp(min=SMOOTHED_RATE_FLOOR)
+        return rates + torch.log(-torch.expm1(-rates))  # softplus^-1(r) = log(e^r - 1), stable for large r
+
     @torch.no_grad()
-    def _initialize_readout(self, y: Tensor) -> Tensor:
-        """Step 1 of :meth:`initialize_from_data`; returns the projected latents ``(B, T, R)``."""
+    def _initialize_readout(self, m: Tensor) -> Tensor:
+        """Step 1 of :meth:`initialize_from_data` on the mean scale ``m`` ``(B, T, D)``; returns the projected latents ``(B, T, R)``."""
         model, rank = self.model, self.config["rank"]
-        flat = y.reshape(-1, y.shape[2])
+        flat = m.reshape(-1, m.shape[2])
         mean = flat.mean(0)
         eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T))
         top = eigenvectors[:, -rank:].flip(-1)  # (D, R)
-        residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if y.shape[2] > rank else eigenvalues.min().clamp(min=1e-8)
         readout = model.readout
         if readout.reads_units:
             model.transition.U.copy_(top)
+            if isinstance(readout.map.bias, nn.Parameter):
+                readout.map.bias.copy_(mean)
             offset = readout.map.bias
         else:
             readout.map.weight.copy_(top)
             readout.map.bias.copy_(mean)
             offset = mean
-        readout.noise.set_(torch.diag_embed(residual.expand(y.shape[2])))
-        latents = (y - offset) @ top
+        if self.config["observation"] == "gaussian":
+            residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if m.shape[2] > rank else eigenvalues.min().clamp(min=1e-8)
+            readout.noise.set_(torch.diag_embed(residual.expand(m.shape[2])))
+        latents = (m - offset) @ top
         model.initial_mean.copy_(latents[:, 0].mean(0))
-        if y.shape[0] > rank:
+        if m.shape[0] > rank:
             _set_covariance(model.initial_noise, torch.cov(latents[:, 0].T).reshape(rank, rank) + 1e-4 * torch.eye(rank))
         return latents
 
@@ -454,6 +484,18 @@ def _choice(value: Any, name: str, options: tuple) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
+
+
+def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: float) -> dict:
+    """``PyroOptim.get_state()`` of a previous fit with its moment estimates kept and the learning-rate
+    schedule replaced by a fresh one (``lr``, decaying by ``gamma`` per epoch)."""
+    fresh = torch.optim.lr_scheduler.ExponentialLR(optimizer([torch.zeros(1, requires_grad=True)], lr=lr), gamma).state_dict()
+    continued = {}
+    for name, per_parameter in state.items():
+        optimizer_state = {**per_parameter["optimizer"]}
+        optimizer_state["param_groups"] = [{**group, "lr": lr, "initial_lr": lr} for group in optimizer_state["param_groups"]]
+        continued[name] = {"scheduler": dict(fresh), "optimizer": optimizer_state}
+    return continued
 
 
 def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+import pyro
 import pytest
+import torch
 
 _SHARED_DATA_CANDIDATES = (
     Path(__file__).resolve().parents[2] / "shared" / "data",  # CI: ../shared next to the checkout
@@ -21,3 +23,14 @@ def shared_data_path():
         pytest.skip(f"reference data {name} not found (looked in {', '.join(str(f) for f in _SHARED_DATA_CANDIDATES)})")
 
     return locate
+
+
+@pytest.fixture
+def one_thread_fresh_param_store():
+    """One torch thread and an empty Pyro param store for the test (fits whose numbers were measured so)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pyro.clear_param_store()
+    yield
+    pyro.clear_param_store()
+    torch.set_num_threads(threads)

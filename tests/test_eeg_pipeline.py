@@ -4,7 +4,6 @@ import json
 import math
 
 import numpy as np
-import pyro
 import pytest
 import torch
 
@@ -12,14 +11,7 @@ from benchmarks import eeg_lowrank
 from pyro_neurodyn.data import EEG_FILE, load_eeg, random_windows, split_heldout
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    pyro.clear_param_store()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_fresh_param_store")
 
 
 # --------------------------------------------------------------------------------------------------

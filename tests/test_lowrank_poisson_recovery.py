@@ -13,35 +13,20 @@ readout, so we compare the generated data only through coordinate-free statistic
 import math
 
 import numpy as np
-import pyro
 import pytest
 import torch
 
 from pyro_neurodyn import LowRankRNN
 from pyro_neurodyn.data import poisson_oscillator_data
-from pyro_neurodyn.metrics import fano_factor
+from pyro_neurodyn.metrics import fano_factor, population_autocorrelation
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    pyro.clear_param_store()
-    torch.set_num_threads(threads)
-
-
-def rate_autocorrelation(rates: torch.Tensor, lags: int) -> np.ndarray:
-    """Autocorrelation of rates ``(trials, T, N)`` pooled over channels and time, lags 0..lags-1."""
-    x = rates - rates.mean((0, 1))
-    variance = x.square().sum(-1).mean()
-    return np.array([((x[:, : x.shape[1] - lag] * x[:, lag:]).sum(-1).mean() / variance).item() for lag in range(lags)])
+pytestmark = pytest.mark.usefixtures("one_thread_fresh_param_store")
 
 
 def generated_statistics(y: torch.Tensor, rates: torch.Tensor) -> tuple[float, np.ndarray]:
     """Mean Fano factor and rate autocorrelation (40 lags) past the first 25 steps (the initial transient)."""
-    return float(np.nanmean(fano_factor(y[:, 25:]))), rate_autocorrelation(rates[:, 25:], 40)
+    return float(np.nanmean(fano_factor(y[:, 25:]))), population_autocorrelation(rates[:, 25:], 40)
 
 
 def fit_student(num_steps: int, **options) -> LowRankRNN:

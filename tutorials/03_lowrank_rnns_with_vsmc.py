@@ -49,6 +49,7 @@ import torch
 
 from pyro_neurodyn import LowRankRNN
 from pyro_neurodyn.data import gaussian_oscillator_data, poisson_oscillator_data
+from pyro_neurodyn.metrics import population_autocorrelation
 
 FAST = os.environ.get("NEURODYN_TUTORIAL_FAST") == "1"
 FIGURES = Path(os.environ.get("NEURODYN_TUTORIAL_OUTPUT", "figures")) / "03_lowrank_rnns_with_vsmc"
@@ -77,16 +78,10 @@ noise_std = torch.linalg.eigvalsh(student.orthogonal_basis().noise_cov).sqrt()
 print("student's latent noise scale per direction:", np.round(noise_std.numpy(), 3), "(teacher: 0.2, 0.2)")
 
 
-def current_autocorrelation(currents, lags=50):
-    x = currents - currents.mean((0, 1))
-    variance = x.square().sum(-1).mean()
-    return np.array([float((x[:, : x.shape[1] - lag] * x[:, lag:]).sum(-1).mean() / variance) for lag in range(lags)])
-
-
 teacher_new = gaussian_oscillator_data(400, 100, seed=5)
-teacher_acf = current_autocorrelation(teacher_new.latents[:, 25:] @ teacher_new.teacher.U.T)
+teacher_acf = population_autocorrelation(teacher_new.latents[:, 25:] @ teacher_new.teacher.U.T, 50)
 generated = student.sample(400, 100, seed=0)
-student_acf = current_autocorrelation(student.to_units(generated.latents)[:, 25:])
+student_acf = population_autocorrelation(student.to_units(generated.latents)[:, 25:], 50)
 acf_gap = float(np.abs(student_acf - teacher_acf).max())
 print(f"largest gap between the autocorrelations of generated and teacher currents: {acf_gap:.3f}")
 

@@ -1,7 +1,15 @@
 """Metrics of the field: state recovery, reconstruction, forecasting, attractor geometry, spectra, spikes."""
 
 from .forecasting import ForecastScores, k_step_forecast, prediction_error
-from .neural_statistics import band_power, fano_factor, interspike_intervals, lag_autocorrelation, mean_rate, trial_rates
+from .neural_statistics import (
+    band_power,
+    fano_factor,
+    interspike_intervals,
+    lag_autocorrelation,
+    mean_rate,
+    population_autocorrelation,
+    trial_rates,
+)
 from .reconstruction import mean_squared_error, r2_score
 from .spectral import PowerSpectrum, power_spectrum_distance, smoothed_power_spectrum
 from .spikes import bits_per_spike, co_smoothing_bits_per_spike
@@ -32,5 +40,6 @@ __all__ = [
     "interspike_intervals",
     "lag_autocorrelation",
     "mean_rate",
+    "population_autocorrelation",
     "trial_rates",
 ]

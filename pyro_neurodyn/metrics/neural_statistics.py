@@ -14,7 +14,15 @@ import torch
 
 from ..data.validation import check_count, check_positive
 
-__all__ = ["band_power", "fano_factor", "interspike_intervals", "lag_autocorrelation", "mean_rate", "trial_rates"]
+__all__ = [
+    "band_power",
+    "fano_factor",
+    "interspike_intervals",
+    "lag_autocorrelation",
+    "mean_rate",
+    "population_autocorrelation",
+    "trial_rates",
+]
 
 
 def _recordings(y: Any, name: str = "y", min_steps: int = 2) -> np.ndarray:
@@ -66,6 +74,24 @@ def lag_autocorrelation(y: Any, lag: int = 1) -> np.ndarray:
     denominator = np.square(centred).sum(axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return _mean_over_trials(numerator / denominator)
+
+
+def population_autocorrelation(y: Any, num_lags: int) -> np.ndarray:
+    """Autocorrelation of a population's activity pooled over channels, lags ``0 .. num_lags - 1``: ``(num_lags,)``.
+
+    ``acf(l) = mean_{trials, t} sum_i x_i(t) x_i(t + l) / mean_{trials, t} sum_i x_i(t)^2`` with ``x`` the
+    activity minus its mean over trials and time, per channel. Invariant to rotations of the channels
+    (e.g. ``U z`` of a low-rank network in any latent basis); ``acf(0) = 1``. For a stationary AR(1)
+    with coefficient phi in every channel, ``acf(l) ~ phi^l``.
+    """
+    array = _recordings(y)
+    num_lags = check_count(num_lags, "num_lags")
+    if num_lags > array.shape[-2]:
+        raise ValueError(f"num_lags must be at most the number of time steps {array.shape[-2]}, got {num_lags}")
+    x = array - array.mean(axis=(-3, -2), keepdims=True)
+    variance = np.square(x).sum(-1).mean(axis=(-2, -1))
+    lagged = [(x[..., : x.shape[-2] - lag, :] * x[..., lag:, :]).sum(-1).mean(axis=(-2, -1)) for lag in range(num_lags)]
+    return np.stack(lagged, axis=-1) / variance[..., None]
 
 
 def band_power(y: Any, band: Sequence[float], sampling_rate: float = 1.0) -> np.ndarray:

@@ -52,6 +52,7 @@ from scipy import ndimage, signal  # noqa: E402
 
 from pyro_neurodyn import LowRankRNN  # noqa: E402
 from pyro_neurodyn.data import EEG_SAMPLING_RATE, load_eeg, random_windows, split_heldout  # noqa: E402
+from pyro_neurodyn.demo import prepare_output  # noqa: E402
 from pyro_neurodyn.metrics import (  # noqa: E402
     gaussian_mixture_kl,
     power_spectrum_distance,
@@ -96,16 +97,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
-
-
-def prepare_output(folder: Path, overwrite: bool) -> Path:
-    """Create ``folder``; refuse a non-empty one unless ``overwrite``."""
-    if folder.exists() and not folder.is_dir():
-        raise SystemExit(f"--output {folder} exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise SystemExit(f"--output {folder} is not empty; pass --overwrite to write into it")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def fit_model(train: torch.Tensor, args: argparse.Namespace) -> tuple[LowRankRNN, dict]:
@@ -227,7 +218,10 @@ def plot_loss(losses: Sequence[float], steps_per_epoch: int, path: Path) -> None
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
-    output = prepare_output(args.output, args.overwrite)
+    try:
+        output = prepare_output(args.output, args.overwrite)  # the demo's rule: never write into a non-empty folder
+    except FileExistsError as error:
+        raise SystemExit(str(error)) from None
     torch.set_num_threads(args.threads)
     pyro.enable_validation(False)
     recording = load_eeg()

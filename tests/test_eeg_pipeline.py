@@ -104,6 +104,36 @@ def test_authors_smoothing_is_a_hann_convolution_then_zscore():
     np.testing.assert_allclose(out.std(1), 1.0, atol=1e-12)
 
 
+def test_free_run_summary_reads_amplitude_drift_and_alpha_power():
+    rate, steps = 160.0, 320  # the EEG's sampling rate; 2 s per held-out length, bins of 0.5 Hz
+    time = np.arange(steps) / rate
+    rng = np.random.default_rng(1)
+    heldout = rng.normal(size=(steps, 2))  # white noise: 8-15 Hz holds 15 of the 161 frequency bins
+    tone = np.sqrt(2.0) * np.sin(2 * np.pi * 10.0 * time)[:, None].repeat(2, 1)  # 10 Hz, standard deviation 1
+    generated = np.concatenate([tone, 3.0 * tone], 0)[None]  # one run of two held-out lengths, amplitude x3
+    summary = eeg_lowrank.free_run_summary(heldout, generated)
+    # a 10 Hz tone over a whole number of cycles: all of its power sits in the 10 Hz bin
+    assert summary["alpha_fraction_generated"] == pytest.approx(1.0, abs=1e-12)
+    assert summary["peak_hz_generated"] == 10.0
+    assert summary["std_generated_first_chunk"] == pytest.approx(1.0, abs=1e-12)
+    assert summary["std_generated_last_chunk"] == pytest.approx(3.0, abs=1e-12)
+    # white noise: an expected 15 / 161 of the power (the 0 and Nyquist bins carry half weight:
+    # within 0.03 of it for 2 x 320 points, where one bin's share has a relative sd of 1)
+    assert summary["alpha_fraction_data"] == pytest.approx(15 / 161, abs=0.03)
+    assert summary["std_data"] == pytest.approx(1.0, abs=0.1)  # sd of a sample sd of 320 draws: 0.04
+
+
+def test_pipeline_diagnosis_with_a_fixed_decay():
+    argv = ["--diagnose", "--fix-decay", "--decay", "0.8", "--recording-steps", "600", "--units", "16",
+            "--windows", "20", "--epochs", "1", "--particles", "4", "--trajectories", "2", "--chunks", "2",
+            "--filter-steps", "40"]
+    summary = eeg_lowrank.main(argv)
+    assert summary["decay"] == pytest.approx(0.8, rel=1e-6)  # held through the initialization and the fit
+    assert 0.0 <= summary["d_h_authors"] <= 1.0 and summary["std_generated_last_chunk"] > 0
+    with pytest.raises(SystemExit):
+        eeg_lowrank.main(["--diagnose", "--decay", "1.5"])
+
+
 def test_pipeline_fits_generates_and_scores_a_small_slice(tmp_path):
     output = tmp_path / "run"
     argv = ["--output", str(output), "--recording-steps", "600", "--units", "16", "--windows", "20",

@@ -256,6 +256,25 @@ def test_fit_trains_every_parameter_and_lowers_the_loss(small_gaussian):
     torch.testing.assert_close(other.model.transition.V, before["transition.V"])
 
 
+def test_a_fixed_decay_stays_put_while_the_rest_trains(tmp_path, small_gaussian):
+    rnn = LowRankRNN(20, 2, 20, readout="one_to_one", decay=0.85, train_decay=False, seed=0)
+    assert "transition.decay_logit" not in dict(rnn.model.named_parameters())
+    before = {name: p.detach().clone() for name, p in rnn.model.named_parameters()}
+    initial_a = rnn.model.transition.a.item()
+    assert initial_a == pytest.approx(0.85, rel=1e-6)
+    rnn.fit(small_gaussian.y, num_particles=8, num_steps=6, batch_size=6, lr=1e-2, optimizer="adam", seed=0, progress=False)
+    # through the one-step regression of initialize_from_data and the gradient steps: bit for bit 0.85
+    assert rnn.model.transition.a.item() == initial_a
+    changed = {name for name, p in rnn.model.named_parameters() if not torch.equal(p.detach(), before[name])}
+    assert changed == set(before)
+    rnn.save(tmp_path / "fixed.pt")
+    loaded = LowRankRNN.load(tmp_path / "fixed.pt")
+    assert loaded.config["train_decay"] is False and loaded.model.transition.a.item() == rnn.model.transition.a.item()
+    learned = LowRankRNN(20, 2, 20, readout="one_to_one", decay=0.85, seed=0)
+    learned.fit(small_gaussian.y, num_particles=8, num_steps=6, batch_size=6, lr=1e-2, optimizer="adam", seed=0, progress=False)
+    assert learned.model.transition.a.item() != pytest.approx(0.85, abs=1e-4)  # the default learns it
+
+
 def test_initialize_from_data_finds_the_principal_subspace(small_gaussian):
     rnn = LowRankRNN(20, 2, 20, readout="one_to_one", seed=0).initialize_from_data(small_gaussian.y)
     U, teacher_U = rnn.model.transition.U.detach(), small_gaussian.teacher.U
@@ -345,6 +364,7 @@ def test_fitted_model_and_proposal_can_be_copied(small_gaussian):
         (dict(obs_dim=5, rank=0, num_units=6), "rank"),
         (dict(obs_dim=5, rank=2, num_units=6, noise="low_rank"), "noise"),
         (dict(obs_dim=5, rank=2, num_units=6, decay=1.0), "decay"),
+        (dict(obs_dim=5, rank=2, num_units=6, train_decay="no"), "train_decay"),
     ],
 )
 def test_constructor_rejects_bad_configurations(kwargs, message):

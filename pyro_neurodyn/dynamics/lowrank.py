@@ -239,12 +239,17 @@ class LowRankTransition(nn.Module):
         rank: R. num_units: N. input_dim: Du (0 for none).
         activation: one of :data:`ACTIVATIONS`.
         decay: initial ``a = 1 - dt/tau`` in (0, 1), stored as a logit.
+        train_decay: learn ``a`` (a parameter, the default) or hold it at ``decay`` (a buffer: the time
+            constant ``tau = dt / (1 - a)`` is then fixed, as when the sampling step and the units' time
+            constant are known).
 
     Initialization as in Pals et al.: ``V ~ U(-1/sqrt(N), 1/sqrt(N))``, ``U, W_u ~ U(-1/sqrt(R), 1/sqrt(R))``,
     ``h = 0`` (uniform in ``(-1/sqrt(N), 1/sqrt(N))`` for clipped_relu, whose h is a saturation level).
     """
 
-    def __init__(self, rank: int, num_units: int, input_dim: int = 0, activation: str = "relu", decay: float = 0.9):
+    def __init__(
+        self, rank: int, num_units: int, input_dim: int = 0, activation: str = "relu", decay: float = 0.9, train_decay: bool = True
+    ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -252,7 +257,11 @@ class LowRankTransition(nn.Module):
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.rank, self.num_units, self.input_dim, self.activation = rank, num_units, input_dim, activation
         self._phi = ACTIVATIONS[activation]
-        self.decay_logit = nn.Parameter(torch.tensor(math.log(decay / (1.0 - decay))))
+        decay_logit = torch.tensor(math.log(decay / (1.0 - decay)))
+        if train_decay:
+            self.decay_logit = nn.Parameter(decay_logit)
+        else:
+            self.register_buffer("decay_logit", decay_logit)
         self.U = nn.Parameter(_uniform((num_units, rank), 1.0 / math.sqrt(rank)))
         self.V = nn.Parameter(_uniform((rank, num_units), 1.0 / math.sqrt(num_units)))
         h = _uniform((num_units,), 1.0 / math.sqrt(num_units)) if activation == "clipped_relu" else torch.zeros(num_units)

@@ -88,7 +88,8 @@ class LowRankRNN:
             CNN); default: optimal for Gaussian, encoder for Poisson observations.
         noise, initial_noise: parameterization of Sigma_z and Sigma_1: ``"full"``, ``"diag"``, ``"scalar"``.
         filter_inputs: the units low-pass filter the inputs (True) or receive them raw.
-        decay: initial ``a = 1 - dt/tau``. noise_scale, initial_noise_scale, obs_noise_scale: initial std's.
+        decay: initial ``a = 1 - dt/tau``. train_decay: learn ``a`` (default) or keep it at ``decay``
+            (a fixed time constant ``tau = dt / (1 - decay)``). noise_scale, initial_noise_scale, obs_noise_scale: initial std's.
         train_readout: train the readout's weights and offsets (default: yes, except the gain/offset of a
             Gaussian one-to-one readout, which stay 1 and 0 as in the paper: U already sets the scale).
         encoder_kernel_sizes, encoder_channels: the encoder proposal's CNN.
@@ -110,6 +111,7 @@ class LowRankRNN:
         initial_noise: str = "full",
         filter_inputs: bool = True,
         decay: float = 0.9,
+        train_decay: bool = True,
         noise_scale: float = 0.1,
         initial_noise_scale: float = 1.0,
         obs_noise_scale: float = 0.1,
@@ -131,6 +133,7 @@ class LowRankRNN:
             initial_noise=_choice(initial_noise, "initial_noise", Covariance.KINDS),
             filter_inputs=bool(filter_inputs),
             decay=float(decay),
+            train_decay=_flag(train_decay, "train_decay"),
             noise_scale=check_positive(noise_scale, "noise_scale"),
             initial_noise_scale=check_positive(initial_noise_scale, "initial_noise_scale"),
             obs_noise_scale=check_positive(obs_noise_scale, "obs_noise_scale"),
@@ -319,7 +322,9 @@ class LowRankRNN:
         if current.shape[0] > 20000:
             keep = torch.randperm(current.shape[0], generator=torch.Generator().manual_seed(0))[:20000]
             current, following, v = current[keep], following[keep], None if v is None else v[keep]
-        parameters = [transition.V, transition.h, transition.decay_logit] + ([transition.W_u] if v is not None else [])
+        parameters = [transition.V, transition.h] + ([transition.W_u] if v is not None else [])
+        if isinstance(transition.decay_logit, nn.Parameter):  # a fixed decay (train_decay=False) stays put
+            parameters.append(transition.decay_logit)
         optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
 
         def prediction_error() -> Tensor:
@@ -498,6 +503,12 @@ def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: f
     return continued
 
 
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:
     """Set a Covariance to ``matrix``, or to its diagonal when the covariance is diagonal."""
     covariance.set_(matrix if covariance.kind == "full" else torch.diag_embed(matrix.diagonal()))
@@ -505,7 +516,9 @@ def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:
 
 def _build_model(config: dict) -> LowRankRNNModel:
     rank, num_units, obs_dim = config["rank"], config["num_units"], config["obs_dim"]
-    transition = LowRankTransition(rank, num_units, config["input_dim"], config["activation"], config["decay"])
+    transition = LowRankTransition(
+        rank, num_units, config["input_dim"], config["activation"], config["decay"], config.get("train_decay", True)
+    )
     gaussian = config["observation"] == "gaussian"
     train = config["train_readout"]
     if config["readout"] == "affine":

@@ -13,6 +13,7 @@ import torch
 
 from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated
 from pyro_neurodyn.models.srnn import SRNNModel
+from pyro_neurodyn.models.switching_ssm import gaussian_log_density
 
 B, T, D, K, P, M = 3, 8, 4, 3, 2, 2
 
@@ -44,3 +45,14 @@ def test_fast_elbo_equals_generic_enumeration(options):
         if a is None and b is None:
             continue
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8, msg=f"gradient of {name} differs")
+
+
+@pytest.mark.parametrize("scale_shape", [(), (4,), (3, 1), (3, 4)])
+def test_gaussian_log_density_equals_torch_normal(scale_shape):
+    """The switching models' density of K candidates against torch's Normal, for every scale layout they
+    use (scalar, per-dimension, per-state, per-state-and-dimension)."""
+    torch.manual_seed(0)
+    x, mean = torch.randn(5, 1, 4, dtype=torch.float64), torch.randn(5, 3, 4, dtype=torch.float64)
+    scale = torch.rand(scale_shape, dtype=torch.float64) + 0.5
+    expected = torch.distributions.Normal(mean, scale).log_prob(x).sum(-1)
+    torch.testing.assert_close(gaussian_log_density(x, mean, scale), expected, rtol=1e-12, atol=1e-12)

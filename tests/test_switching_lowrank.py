@@ -128,6 +128,42 @@ def test_vsmc_with_one_state_equals_the_plain_low_rank_rnn():
     torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-4)  # float32 round-off over 12 steps
 
 
+def test_switching_proposal_has_the_moments_of_the_exact_mixture_posterior():
+    """The proposal of x_t against Bayes' rule done by brute force in float64: components
+    ``N(m_k, Sigma)`` weighted by alpha_pred, the readout ``N(C x + d, diag r)``; the posterior is
+    ``sum_k beta_k N(mu_k, P)`` with ``beta_k ∝ alpha_pred(k) N(y; C m_k + d, C Sigma C^T + diag r)``
+    (``MultivariateNormal`` in D = 5 dimensions). The proposal must have its mean and covariance."""
+    torch.manual_seed(4)
+    module = SwitchingLowRankModel(3, 2, 6, 5, transitions="stationary")
+    with torch.no_grad():
+        module.latent_log_scale.fill_(-2.0)  # sigma_x ~ 0.14: components apart by several sigma_x
+        module.dynamics.V.mul_(6.0)
+    proposal = SwitchingKalmanProposal(module)
+    y = torch.randn(4, 3, 5)
+    state = {"x": torch.randn(7, 4, 2), "log_alpha": torch.log_softmax(torch.randn(7, 4, 3), -1)}
+    q = proposal.proposal(state, 2, y, None)
+    prediction = module.predict(state, 2)
+    C, d, r = (t.detach().double() for t in module.emission_linear_form())
+    sigma2 = module.latent_log_scale.detach().double().exp().square()
+    means, log_alpha = prediction.means.detach().double(), prediction.log_probs.detach().double()
+    S = sigma2 * C @ C.T + torch.diag(r)
+    log_beta = log_alpha + torch.distributions.MultivariateNormal(means @ C.T + d, S).log_prob(y[:, 2].double().unsqueeze(-2))
+    beta = torch.softmax(log_beta, -1)
+    P = torch.linalg.inv(torch.eye(2, dtype=torch.float64) / sigma2 + C.T @ torch.diag(1 / r) @ C)
+    mu = (means / sigma2 + (((y[:, 2].double() - d) / r) @ C).unsqueeze(-2)).unsqueeze(-1)
+    mu = (P @ mu).squeeze(-1)  # (7, 4, 3, 2)
+    mean = (beta.unsqueeze(-1) * mu).sum(-2)
+    deviation = mu - mean.unsqueeze(-2)
+    covariance = P + torch.einsum("...k,...ki,...kj->...ij", beta, deviation, deviation)
+    assert float(beta.max(-1).values.min()) < 0.9  # the test case has truly mixed posteriors
+    torch.testing.assert_close(q.mean.double(), mean, atol=1e-4, rtol=1e-4)  # float32 proposal
+    factor = q.factors.scale.double()
+    torch.testing.assert_close(factor @ factor.transpose(-1, -2), covariance, atol=1e-5, rtol=1e-4)
+    x = q.rsample()
+    reference = torch.distributions.MultivariateNormal(mean, covariance).log_prob(x.double())
+    torch.testing.assert_close(q.log_prob(x).double(), reference, atol=1e-3, rtol=1e-4)
+
+
 # ----- fits on the two-regime teacher ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def teacher_data():

@@ -104,12 +104,13 @@ def test_collapsed_objective_equals_generic_enumeration(options):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
 
 
-def test_vsmc_with_one_state_equals_the_plain_low_rank_rnn():
-    """K = 1: the mixture is one Gaussian, the proposal the optimal one: the same particle filter."""
+@pytest.mark.parametrize("moments", SwitchingKalmanProposal.MOMENTS)
+def test_vsmc_with_one_state_equals_the_plain_low_rank_rnn(moments):
+    """K = 1: the mixture is one Gaussian, either proposal the optimal one: the same particle filter."""
     torch.manual_seed(1)
     T, D, N = 12, 5, 6
     switching = SwitchingLowRankModel(1, 2, N, D, transitions="stationary")
-    proposal = SwitchingKalmanProposal(switching)
+    proposal = SwitchingKalmanProposal(switching, moments)
     rnn = LowRankRNN(obs_dim=D, rank=2, num_units=N, noise="scalar", initial_noise="diag", proposal="optimal")
     bank = switching.dynamics
     _set_transition(rnn.model.transition, bank.a.detach(), bank.U[0].detach(), bank.V[0].detach(), bank.h[0].detach())
@@ -129,16 +130,17 @@ def test_vsmc_with_one_state_equals_the_plain_low_rank_rnn():
 
 
 def test_switching_proposal_has_the_moments_of_the_exact_mixture_posterior():
-    """The proposal of x_t against Bayes' rule done by brute force in float64: components
-    ``N(m_k, Sigma)`` weighted by alpha_pred, the readout ``N(C x + d, diag r)``; the posterior is
-    ``sum_k beta_k N(mu_k, P)`` with ``beta_k ∝ alpha_pred(k) N(y; C m_k + d, C Sigma C^T + diag r)``
-    (``MultivariateNormal`` in D = 5 dimensions). The proposal must have its mean and covariance."""
+    """The ``"posterior_moments"`` proposal of x_t against Bayes' rule done by brute force in float64:
+    components ``N(m_k, Sigma)`` weighted by alpha_pred, the readout ``N(C x + d, diag r)``; the posterior
+    is ``sum_k beta_k N(mu_k, P)`` with ``beta_k ∝ alpha_pred(k) N(y; C m_k + d, C Sigma C^T + diag r)``
+    (``MultivariateNormal`` in D = 5 dimensions). The proposal must have its mean and covariance (the
+    ``"prior_mean"`` proposal, centred by alpha_pred, fails this)."""
     torch.manual_seed(4)
     module = SwitchingLowRankModel(3, 2, 6, 5, transitions="stationary")
     with torch.no_grad():
         module.latent_log_scale.fill_(-2.0)  # sigma_x ~ 0.14: components apart by several sigma_x
         module.dynamics.V.mul_(6.0)
-    proposal = SwitchingKalmanProposal(module)
+    proposal = SwitchingKalmanProposal(module, "posterior_moments")
     y = torch.randn(4, 3, 5)
     state = {"x": torch.randn(7, 4, 2), "log_alpha": torch.log_softmax(torch.randn(7, 4, 3), -1)}
     q = proposal.proposal(state, 2, y, None)
@@ -268,6 +270,8 @@ def test_api_save_load_sample_and_validation(tmp_path, teacher_data):
         model.fit(teacher_data.y[..., :3])
     with pytest.raises(ValueError, match="num_units"):
         SwitchingLowRankRNN(20, 2, 2, 0)
+    with pytest.raises(ValueError, match="proposal"):
+        SwitchingLowRankRNN(20, 2, 2, 8, proposal="optimal")
     with pytest.raises(RuntimeError, match="fit"):
         SwitchingLowRankRNN(20, 2, 2, 8).most_likely_states(teacher_data.y)
 

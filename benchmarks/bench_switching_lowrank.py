@@ -1,14 +1,16 @@
 """Switching low-rank RNN on the two-regime teacher: state accuracy and fixed-point recovery, both objectives.
 
     python benchmarks/bench_switching_lowrank.py [--collapsed-steps 400] [--vsmc-steps 40] [--particles 8]
-        [--proposal prior_mean|posterior_moments] [--seed 0] [--oracle]
+        [--proposal prior_mean|posterior_moments] [--seed 0] [--oracle] [--trials 20] [--steps 150]
 
 Prints, per objective: fit time (wall), Hungarian state accuracy, and each teacher state's fixed points
 next to the student's. Every student fixed point is listed (no restriction on where), in the teacher's
 latent: the student's latent is identified only up to an affine map, estimated by least squares of the
 student's posterior latent means on the true latents, ``x_student = [x_true, 1] B + e`` (noise in the
 regressand, so no attenuation), and inverted, ``x = (p - B_1) B_x^{-1}``. Same alignment as the tests.
-``--seed`` seeds both the model's initialization and the fit.
+``--seed`` seeds both the model's initialization and the fit (the data set is always seed 0:
+``--trials`` trials of ``--steps`` time steps). One fit step (``--collapsed-steps``, ``--vsmc-steps``) is
+one SVI step on ALL trials (full batch); Adam's learning rate decays 10x over the fit's steps.
 
 ``--oracle`` adds the floor that the data set itself sets: each state's map fit by least squares to the
 teacher's TRUE latents and states (no observation noise, no inference), from the same initialization.
@@ -60,9 +62,11 @@ def main():
     parser.add_argument("--proposal", default="prior_mean", choices=("prior_mean", "posterior_moments"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--oracle", action="store_true")
+    parser.add_argument("--trials", type=int, default=20, help="trials in the data set")
+    parser.add_argument("--steps", type=int, default=150, help="time steps per trial")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    data = switching_lowrank_data(num_trials=20, num_steps=150, seed=0)
+    data = switching_lowrank_data(num_trials=args.trials, num_steps=args.steps, seed=0)
     if args.oracle:
         print("oracle: maps fit to the true latents and states")
         print_comparison(oracle_fixed_points(data, args.seed), data)

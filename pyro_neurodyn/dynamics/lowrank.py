@@ -88,7 +88,8 @@ class CovarianceFactors(NamedTuple):
 
     ``scale``: a square root ``S`` ``(R, R)`` of a full covariance (the Cholesky factor, or any other),
     or the standard deviations ``(R,)`` of a diagonal one; ``inverse``: ``S^{-1}`` ``(R, R)`` or
-    ``1 / std`` ``(R,)``; ``half_log_det``: ``log |det S|`` (scalar).
+    ``1 / std`` ``(R,)``; ``half_log_det``: ``log |det S|`` (scalar). A full covariance may also be
+    batched, one per particle: ``scale`` and ``inverse`` ``(..., R, R)``, ``half_log_det`` ``(...)``.
     """
 
     scale: Tensor
@@ -149,17 +150,23 @@ class SharedCovarianceNormal(dist.TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
         eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype)
-        scale = self.factors.scale
-        return self.loc + (eps * scale if self.factors.diagonal else eps @ scale.T)
+        return self.loc + _apply_factor(self.factors.scale, eps)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        diff = value - self.loc
-        inverse = self.factors.inverse
-        white = diff * inverse if self.factors.diagonal else diff @ inverse.T
+        white = _apply_factor(self.factors.inverse, value - self.loc)
         return -0.5 * white.square().sum(-1) - (self.factors.half_log_det + 0.5 * self.event_shape[0] * _LOG_2PI)
 
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _apply_factor(factor: Tensor, vectors: Tensor) -> Tensor:
+    """``factor @ v`` for every vector ``(..., R)``: a diagonal ``(R,)``, one matrix ``(R, R)`` or a batch ``(..., R, R)``."""
+    if factor.dim() == 1:
+        return vectors * factor
+    if factor.dim() == 2:
+        return vectors @ factor.T
+    return (factor @ vectors.unsqueeze(-1)).squeeze(-1)
 
 
 class Covariance(nn.Module):

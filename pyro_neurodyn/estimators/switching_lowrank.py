@@ -52,7 +52,10 @@ class SwitchingLowRankRNN:
         transitions: ``"sticky"`` (default), ``"stationary"`` or ``"recurrent"``. stickiness: initial
             diagonal bias of the transition logits (3 for sticky).
         latent_scale: fixed sigma_x or None to learn it. decay: initial shared a.
-        encoder_hidden: LSTM width of the collapsed objective's encoder. seed: seed of the initialization.
+        encoder_hidden: LSTM width of the collapsed objective's encoder.
+        proposal: the VSMC proposal's moments (:class:`~pyro_neurodyn.guides.SwitchingKalmanProposal`):
+            ``"prior_mean"`` (default) or ``"posterior_moments"`` (follows switches of state at once:
+            a tighter bound and a likelier fit, see the README). seed: seed of the initialization.
     """
 
     kind = "SwitchingLowRankRNN"
@@ -71,6 +74,7 @@ class SwitchingLowRankRNN:
         latent_scale: Optional[float] = None,
         decay: float = 0.9,
         encoder_hidden: int = 32,
+        proposal: str = "prior_mean",
         seed: Optional[int] = 0,
     ):
         self.config = dict(
@@ -85,6 +89,7 @@ class SwitchingLowRankRNN:
             latent_scale=None if latent_scale is None else check_positive(latent_scale, "latent_scale"),
             decay=float(decay),
             encoder_hidden=check_count(encoder_hidden, "encoder_hidden"),
+            proposal=_choice(proposal, "proposal", SwitchingKalmanProposal.MOMENTS),
             seed=seed,
         )
         if not 0.0 < self.config["decay"] < 1.0:
@@ -98,7 +103,7 @@ class SwitchingLowRankRNN:
                 transitions=c["transitions"], observation=c["observation"], stickiness=c["stickiness"],
                 latent_scale=c["latent_scale"], decay=c["decay"], encoder_hidden=c["encoder_hidden"],
             )  # fmt: skip
-        self.proposal = SwitchingKalmanProposal(self.module)
+        self.proposal = SwitchingKalmanProposal(self.module, c["proposal"])
         self.losses: list[float] = []
         self.method: Optional[str] = None
         self.num_particles = 16

@@ -25,7 +25,8 @@ is isotropic, as in the switching state-space model. One module serves two objec
    ``y_t`` (site ``"y"``), and updates ``alpha_t(k) ∝ alpha_pred(k) N(x_t; f_k(x_{t-1}), Sigma_x)``. So the
    weight ``log w_t = log p(x_t | x_{t-1}, alpha_{t-1}) + log p(y_t | x_t) - log q(x_t)`` has the states
    marginalized exactly inside every particle, and ``prod_t mean_k w_t`` is unbiased for p(y).
-   The proposal is :class:`~pyro_neurodyn.guides.proposals.SwitchingKalmanProposal`.
+   The proposal is :class:`~pyro_neurodyn.guides.proposals.SwitchingKalmanProposal` (a Gaussian stand-in
+   for the optimal proposal of this mixture).
 """
 
 from __future__ import annotations

@@ -121,9 +121,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def fit_model(train: torch.Tensor, args: argparse.Namespace, validation: Optional[torch.Tensor] = None) -> tuple[LowRankRNN, dict]:
+def fit_model(
+    train: torch.Tensor, args: argparse.Namespace, validation: Optional[torch.Tensor] = None, run_steps: int = 0
+) -> tuple[LowRankRNN, dict]:
     """Fit the RNN to random windows of ``train``, printing one line per epoch; with a ``validation`` part
-    (the points right after ``train``), return the checkpoint that :class:`CheckpointSelector` keeps."""
+    (the points right after ``train``), return the checkpoint that :class:`CheckpointSelector` keeps,
+    judged on free runs of ``run_steps``."""
     windows = random_windows(train, args.windows, args.window_length, seed=args.seed)
     rnn = LowRankRNN(train.shape[1], args.rank, args.units, activation="clipped_relu", decay=args.decay,
                      train_decay=not args.fix_decay, seed=args.seed)
@@ -147,7 +150,7 @@ def fit_model(train: torch.Tensor, args: argparse.Namespace, validation: Optiona
             epoch_start[0] = time.perf_counter()
 
     rnn_losses: list[float] = []
-    selector = None if validation is None else CheckpointSelector(rnn, train, validation, args)
+    selector = None if validation is None else CheckpointSelector(rnn, train, validation, args, run_steps)
     if selector is not None:
         selector.evaluate(0)
     fit_start = time.perf_counter()
@@ -208,7 +211,8 @@ class CheckpointSelector:
     The objective (the VSMC bound) rewards one-step prediction under the filter, not how the free-running
     network behaves; measured here, the spectra of free runs can get worse while the bound improves. So
     every ``--select-every`` epochs the particle filter runs over the end of the fit part, ``--trajectories``
-    runs of two validation lengths are generated from there and scored with the authors' evaluation
+    runs as long as the final ones are generated from there (short runs miss the rare large excursions
+    that D_stsp punishes) and scored with the authors' evaluation
     against the validation part (the points right after the fit part, before the held-out part), and the
     parameters with the lowest ``D_stsp / floor_stsp + D_H / floor_H`` are kept: each divergence in units
     of its data-vs-data floor (validation part against the fit part), so neither dominates by scale. The
@@ -216,8 +220,8 @@ class CheckpointSelector:
     evaluation, so selection does not change the training run.
     """
 
-    def __init__(self, rnn: LowRankRNN, fit_part: torch.Tensor, validation: torch.Tensor, args: argparse.Namespace):
-        self.rnn, self.fit_part, self.args = rnn, fit_part, args
+    def __init__(self, rnn: LowRankRNN, fit_part: torch.Tensor, validation: torch.Tensor, args: argparse.Namespace, run_steps: int):
+        self.rnn, self.fit_part, self.args, self.run_steps = rnn, fit_part, args, run_steps
         self.validation = validation.double().numpy()
         self.floor = data_reference(self.validation, fit_part.double().numpy(), args.seed)
         self.history: list[dict] = []
@@ -226,7 +230,7 @@ class CheckpointSelector:
 
     def evaluate(self, epoch: int) -> None:
         start, rng_state = time.perf_counter(), pyro.util.get_rng_state()
-        runs = generate_from_filtered_state(self.rnn, self.fit_part, self.args, 2 * self.validation.shape[0])
+        runs = generate_from_filtered_state(self.rnn, self.fit_part, self.args, self.run_steps)
         pyro.util.set_rng_state(rng_state)
         scores = evaluate(self.validation, authors_smoothing(runs.double().numpy()), self.args.seed)
         criterion = scores.d_stsp / self.floor.d_stsp + scores.d_h / self.floor.d_h
@@ -349,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.validation_fraction > 0:
         fit_part, validation = split_heldout(train, args.validation_fraction)
         print(f"fit on the first {fit_part.shape[0]} training points, checkpoint chosen on the next {validation.shape[0]}", flush=True)
-        rnn, timing = fit_model(fit_part, args, validation)
+        rnn, timing = fit_model(fit_part, args, validation, args.chunks * heldout.shape[0])
     else:
         rnn, timing = fit_model(train, args)
     if args.diagnose:

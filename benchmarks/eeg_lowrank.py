@@ -30,6 +30,9 @@ The recipe of Pals et al. (NeurIPS 2024) for the PhysioNet EEG (``pyro_neurodyn.
    al.: every generated channel convolved with a Hann window of 15 points, then z-scored; the data are
    left as they are). A data-vs-data reference (held-out part against the first 80 %) shows the floor.
 
+6. Optional checkpoint selection (``--validation-fraction``, ``--select-every``): see :class:`CheckpointSelector`;
+   measured in two runs, it traded D_stsp against D_H (README), so the command below does not use it.
+
 ``free_runs`` in ``metrics.json`` says how the runs behave: channel standard deviation in their first
 and last held-out length (drift) against the data's, the fraction of power in 8-15 Hz (alpha), the
 spectral peak. ``--diagnose`` prints only that (and D_H) after the fit, to compare settings in short runs.

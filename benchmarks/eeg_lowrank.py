@@ -100,6 +100,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--init", choices=("data", "random"), default="data",
                         help="start from the data (PCA readout, one-step regression) or from the random initialization")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--resampling-gradient", choices=("none", "stop_gradient"), default="none",
+                        help="VSMC_ELBO's gradient through resampling (stop_gradient: Scibior & Wood 2021)")
     parser.add_argument("--lr-end", type=float, default=1e-4)
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
     parser.add_argument("--filter-steps", type=int, default=200, help="training points filtered before generating")
@@ -159,7 +161,7 @@ def fit_model(
     fit_start = time.perf_counter()
     rnn.fit(
         windows, num_particles=args.particles, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        lr_end=args.lr_end, init_from_data=False, seed=args.seed, progress=False,
+        lr_end=args.lr_end, resampling_gradient=args.resampling_gradient, init_from_data=False, seed=args.seed, progress=False,
         callback=lambda step, loss: (rnn_losses.append(loss), report(step, loss)),
     )
     timing = {"init_s": init_seconds, "fit_s": time.perf_counter() - fit_start}

@@ -173,6 +173,7 @@ class LowRankRNN:
         optimizer: str = "radam",
         resampling: str = "systematic",
         ess_threshold: Optional[float] = None,
+        resampling_gradient: str = "none",
         clip_norm: Optional[float] = None,
         init_from_data: bool = True,
         seed: Optional[int] = None,
@@ -194,7 +195,7 @@ class LowRankRNN:
                 each); or num_steps: gradient steps. batch_size: trials per step.
             lr, lr_end: the learning rate decays exponentially from lr to lr_end (default lr / 100) over
                 the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.
-            resampling, ess_threshold: see :class:`~pyro_neurodyn.infer.VSMC_ELBO`.
+            resampling, ess_threshold, resampling_gradient: see :class:`~pyro_neurodyn.infer.VSMC_ELBO`.
             clip_norm: clip the global gradient norm.
             init_from_data: before the first fit, start the readout at the data's principal subspace (of
                 the smoothed rates' link for counts) and the dynamics at a one-step regression
@@ -217,7 +218,7 @@ class LowRankRNN:
         scheduler = pyro.optim.ExponentialLR({"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": gamma})
         if self._optimizer_state is not None and self._optimizer_state[0] == optimizer:
             scheduler.set_state(_continued_optimizer_state(self._optimizer_state[1], optimizers[optimizer], lr, gamma))
-        elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold)  # checks its arguments
+        elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold, resampling_gradient=resampling_gradient)
         if init_from_data and not self.losses:
             self.initialize_from_data(y, u)
 

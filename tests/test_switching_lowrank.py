@@ -289,6 +289,12 @@ def test_api_save_load_sample_and_validation(tmp_path, teacher_data):
     assert len(loaded.fixed_points()) == 2 and loaded.orthogonal_basis(1).U.shape == (8, 2)
     with pytest.raises(ValueError, match="method"):
         model.fit(teacher_data.y, "em")
+    with pytest.raises(ValueError, match="resampling_gradient"):
+        model.fit(teacher_data.y, "vsmc", resampling_gradient="score")
+    with pytest.raises(ValueError, match="init_filter_rounds"):
+        model.fit(teacher_data.y, "vsmc", init_filter_rounds=-1)
+    with pytest.raises(TypeError, match="filter_rounds"):
+        model.initialize_from_data(teacher_data.y, filter_rounds=1.5)
     with pytest.raises(ValueError, match="obs_dim"):
         model.fit(teacher_data.y[..., :3])
     with pytest.raises(ValueError, match="num_units"):

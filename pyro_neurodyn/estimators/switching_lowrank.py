@@ -30,6 +30,7 @@ from ..distributions import switching_posterior, switching_viterbi
 from ..dynamics.lowrank import ACTIVATIONS, OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
 from ..infer import VSMC_ELBO, fit_svi, load_checkpoint, save_checkpoint
+from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample, gaussian_log_density
@@ -153,6 +154,8 @@ class SwitchingLowRankRNN:
         num_steps = check_count(num_steps, "num_steps")
         lr = check_positive(lr, "lr")
         num_particles = check_count(num_particles, "num_particles")
+        resampling_gradient = _choice(resampling_gradient, "resampling_gradient", RESAMPLING_GRADIENTS)
+        init_filter_rounds = check_count(init_filter_rounds, "init_filter_rounds", minimum=0)
         if seed is not None:
             pyro.set_rng_seed(seed)
         module = self.module
@@ -198,6 +201,9 @@ class SwitchingLowRankRNN:
            are no closer (20 trials: saddle 0.079 -> 0.111), so it is off by default.
         """
         y = self._data(y)
+        num_rounds = check_count(num_rounds, "num_rounds")
+        filter_rounds = check_count(filter_rounds, "filter_rounds", minimum=0)
+        num_particles = check_count(num_particles, "num_particles")
         if self.config["observation"] != "gaussian":
             return self
         module, rank = self.module, self.config["rank"]
@@ -217,12 +223,11 @@ class SwitchingLowRankRNN:
         labels = self._affine_labels(latents, labels)
         module.init_loc.copy_(latents[:, 0].mean(0).expand_as(module.init_loc))
         module.init_log_scale.copy_(latents[:, 0].std(0).clamp_min(1e-3).log())
-        for _ in range(check_count(num_rounds, "num_rounds")):
+        for _ in range(num_rounds):
             self._fit_maps(latents, labels)
             labels = switching_viterbi(*module.latent_factors(latents)).states
-        denoising = SwitchingKalmanProposal(module, "posterior_moments")
-        for _ in range(check_count(filter_rounds, "filter_rounds", minimum=0)):
-            latents = self._filtered_means(y, denoising, num_particles)
+        for _ in range(filter_rounds):
+            latents = self._filtered_means(y, SwitchingKalmanProposal(module, "posterior_moments"), num_particles)
             labels = switching_viterbi(*module.latent_factors(latents)).states
             self._fit_maps(latents, labels)
         return self

@@ -95,9 +95,9 @@ def main():
             continue
         start, cpu = time.perf_counter(), time.process_time()
         model = SwitchingLowRankRNN(20, 2, 2, 20, proposal=args.proposal, seed=args.seed)
-        model.fit(data.y, method, num_steps=steps, num_particles=args.particles, seed=args.seed, init_filter_rounds=args.init_filter_rounds,
-                  **({} if args.lr is None else {"lr": args.lr}),
-                  **({"resampling_gradient": args.resampling_gradient} if method == "vsmc" else {}))
+        model.fit(data.y, method, num_steps=steps, num_particles=args.particles, seed=args.seed,
+                  init_filter_rounds=args.init_filter_rounds, resampling_gradient=args.resampling_gradient,
+                  **({} if args.lr is None else {"lr": args.lr}))
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         accuracy = state_accuracy(data.z, model.most_likely_states(data.y))
         print(f"{method}: {steps} steps, fit {wall:.1f} s wall ({cpu:.1f} s CPU), state accuracy {accuracy:.3f}")

@@ -145,6 +145,8 @@ class SwitchingLowRankRNN:
                 SRNN's objective) or ``"vsmc"`` (the Rao-Blackwellized particle filter bound with
                 ``num_particles`` particles per trial and the proposal ``.proposal``).
             num_steps: SVI steps. lr: Adam learning rate. batch_size: trials per step (default all).
+            resampling_gradient: the VSMC gradient through resampling, ``"none"`` or ``"stop_gradient"``
+                (:class:`~pyro_neurodyn.infer.VSMC_ELBO`); checked but unused by ``"collapsed"``.
             init_from_data: before the first fit, :meth:`initialize_from_data` (Gaussian observations), with
                 ``init_filter_rounds`` rounds of refitting the maps to the particle filter's means (its step 4).
             clip_norm: global gradient-norm clip. seed: seeds Pyro/torch. num_threads: torch threads.

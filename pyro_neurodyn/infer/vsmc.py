@@ -35,8 +35,9 @@ gradients flow only through reparameterized samples and weights. ``exp(L)`` is a
 Gradient through resampling. Cutting the ancestors (``resampling_gradient="none"``, the papers' choice)
 leaves a bias in the gradient of the model's parameters that more particles do not remove (measured
 against a Kalman filter's exact score: about 10 standard errors off for the dynamics with the optimal
-proposal at K = 30, 17-32 and a wrong sign with the bootstrap proposal at K = 100; ``tests/test_vsmc.py``). ``"stop_gradient"`` (Scibior & Wood,
-"Differentiable particle filtering without modifying the forward pass", 2021) gives each resampled
+proposal at K = 30, 17-32 and a wrong sign with the bootstrap proposal at K = 100; ``tests/test_vsmc.py``).
+``"stop_gradient"`` (Scibior & Wood, "Differentiable particle filtering without modifying the forward
+pass", 2021) gives each resampled
 particle the log weight ``log W_{t-1}^{a_k} - stop_grad(log W_{t-1}^{a_k}) - log K``: the same values, so
 the same bound and the same filter, but the gradient becomes Fisher's identity over the particle paths,
 ``sum_k W_T^k grad sum_t log w_t^k``, a consistent estimate of ``grad log p(y)`` for parameters the model

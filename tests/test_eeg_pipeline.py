@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import eeg_lowrank
+from benchmarks import eeg_lowrank, eeg_published_models
 from pyro_neurodyn.data import EEG_FILE, load_eeg, random_windows, split_heldout
 
 
@@ -144,6 +144,7 @@ def test_pipeline_fits_generates_and_scores_a_small_slice(tmp_path):
         assert math.isfinite(row["d_stsp"]) and row["d_stsp_stderr"] > 0
         assert 0.0 <= row["d_h"] <= 1.0
     assert math.isfinite(results["final_bound_nats_per_step"])
+    assert math.isfinite(results["published_protocol"]["d_stsp"]) and 0.0 <= results["published_protocol"]["d_h"] <= 1.0
     for name in ("metrics.json", "model.pt", "traces.png", "spectra.png", "loss.png", "generated.npy"):
         assert (output / name).is_file(), name
     assert json.loads((output / "metrics.json").read_text())["metrics"] == results["metrics"]
@@ -172,3 +173,83 @@ def test_checkpoint_selection_keeps_the_best_scored_parameters_without_changing_
     again = eeg_lowrank.CheckpointSelector(selected, fit_part, validation, args, run_steps=240)
     again.evaluate(best["epoch"])
     assert again.history[0]["criterion"] == pytest.approx(best["criterion"], rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# published models in this package's LowRankRNN
+
+
+def published_state_dict(num_units=7, rank=3, obs_dim=5, seed=0):
+    """A state dict with the published models' names and shapes, random values (latent bias included)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    return {"transition.AW": torch.tensor([[[[-2.6]]]]), "transition.m": r(num_units, rank), "transition.n": r(rank, num_units),
+            "transition.h": r(num_units), "transition.hz": r(rank), "R_z": r(rank, rank), "R_z_t0": r(rank, rank),
+            "R_x": r(obs_dim), "initial_state": r(rank), "observation.B": r(rank, obs_dim), "observation.Bias": r(1, obs_dim, 1, 1)}
+
+
+def test_published_parameters_give_the_published_network():
+    """Against the published equations written out by hand: z' = A z + n (relu(m z + h) - relu(m z)) + h_z with
+    A = exp(-exp(AW)); covariances L L^T with L = tril(R, -1) + diag(exp(diag(R) / 2)); y = B^T z + b with
+    sd exp(R_x / 2)."""
+    state = published_state_dict()
+    rnn = eeg_published_models.published_to_lowrank(state)
+    model = rnn.model
+    z = torch.randn(11, 3)
+    currents = z @ state["transition.m"].T
+    rates = torch.relu(currents + state["transition.h"]) - torch.relu(currents)
+    decay = torch.exp(-torch.exp(torch.tensor(-2.6)))
+    expected = decay * z + rates @ state["transition.n"].T + state["transition.hz"]
+    torch.testing.assert_close(model.transition(z), expected, rtol=1e-5, atol=1e-5)
+    for covariance, raw in ((model.noise, state["R_z"]), (model.initial_noise, state["R_z_t0"])):
+        scale_tril = torch.tril(raw, -1) + torch.diag(torch.exp(torch.diag(raw) / 2))
+        torch.testing.assert_close(covariance.matrix(), scale_tril @ scale_tril.T, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.initial_mean, state["initial_state"])
+    torch.testing.assert_close(model.readout.mean(z), z @ state["observation.B"] + state["observation.Bias"].reshape(-1))
+    torch.testing.assert_close(model.readout.noise.std(), torch.exp(state["R_x"] / 2))
+    assert float(model.transition.a) == pytest.approx(float(decay), rel=1e-6)
+    assert not model.transition.decay_logit.requires_grad  # the published decay is held, as --fix-decay
+    with pytest.raises(ValueError, match="transition.hz"):
+        eeg_published_models.published_to_lowrank({k: v for k, v in state.items() if k != "transition.hz"})
+
+
+def test_underflow_dropping_kl_matches_the_log_space_one_without_underflow_and_drops_far_samples():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(400, 2))
+    # two dims: no density underflows, so dropping changes nothing; the estimators then differ only by
+    # their Monte Carlo draws (1000 each): within 5 standard errors of the log-space estimate
+    near = rng.normal(0.5, 1.0, size=(400, 2))
+    log_space = eeg_lowrank.gaussian_mixture_kl(true, near, seed=0)
+    assert eeg_lowrank.underflow_dropping_kl(true, near, seed=0) == pytest.approx(log_space.value, abs=5 * log_space.stderr)
+    # all points at 0 against all at (30, 0): the mixtures are N(0, I) and N((30, 0), I), KL = 30^2 / 2 = 450
+    # nats; each sample's generated density (~exp(-450)) underflows in float32, so all are dropped and
+    # the dropping estimator has nothing left (NaN) while the log-space one finds the closed form (its
+    # Monte Carlo error: the log-ratio 450 - 30 eps_1 has sd 30, / sqrt(1000) ~ 1 nat)
+    origin, far = np.zeros((50, 2)), np.tile([30.0, 0.0], (50, 1))
+    assert math.isnan(eeg_lowrank.underflow_dropping_kl(origin, far, seed=0))
+    assert eeg_lowrank.gaussian_mixture_kl(origin, far, seed=0).value == pytest.approx(450, abs=5)
+
+
+def test_published_protocol_scores_are_finite_on_a_small_network():
+    rnn = eeg_published_models.published_to_lowrank(published_state_dict(num_units=16, obs_dim=64))
+    scores = eeg_lowrank.full_recording_scores(rnn, load_eeg()[:300], runs=2, seed=0)
+    assert scores["runs"] == 2 and math.isfinite(scores["d_stsp"]) and scores["d_stsp_stderr"] >= 0
+    assert 0.0 <= scores["d_h"] <= 1.0
+
+
+def test_published_models_script_scores_and_fine_tunes(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    torch.save(published_state_dict(num_units=16, obs_dim=64), folder / "a_state_dict_rnn.pkl")
+    output = tmp_path / "scores.json"
+    argv = ["--models", str(folder), "--runs", "2", "--finetune-epochs", "2", "--finetune-every", "1",
+            "--recording-steps", "600", "--output", str(output)]
+    results = eeg_published_models.main(argv)
+    history = results["finetune"]["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    # the model before fine-tuning is the published one: same scores as the table's row (seeded)
+    assert history[0]["log_p_train_per_step"] == pytest.approx(results[str(folder / "a_state_dict_rnn.pkl")]["log_p_train_per_step"])
+    assert history[2]["log_p_train_per_step"] != history[0]["log_p_train_per_step"]  # the fit moved it
+    assert json.loads(output.read_text())["finetune"]["history"][2]["epoch"] == 2
+    with pytest.raises(SystemExit):  # never overwrites a result
+        eeg_published_models.main(argv)

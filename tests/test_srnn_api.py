@@ -120,6 +120,14 @@ def test_poisson_inputs_and_user_labels(lorenz):
         model.forecast(counts[:, :20], steps=4, u=u[:, :22])
 
 
+def test_unsupervised_fit_runs_every_step(lorenz):
+    """init=None has no label phase: all num_steps are unsupervised steps (it once ran none)."""
+    model = SRNN(2, 3, 3)
+    losses = model.fit(lorenz.y, init=None, num_steps=6, filter_steps=0, progress=False)
+    assert len(losses) == 6 and np.isfinite(losses).all() and model.losses == losses
+    assert len(model.fit(lorenz.y, init=None, num_steps=4, label_steps=2, filter_steps=0, progress=False)) == 4
+
+
 def test_variants_train_with_svi(lorenz):
     for module in (SLDS(2, 2, 3), RSLDS(2, 2, 3)):
         pyro.clear_param_store()

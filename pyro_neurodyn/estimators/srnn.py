@@ -181,7 +181,7 @@ class SRNN:
                 switches it off after an initial phase (``label_steps < num_steps``); measured on
                 switching Lorenz, that lets the ELBO move state boundaries about one step early
                 (held-out lobe accuracy 0.945-0.975 over data seeds, against 0.965-0.975 with the
-                term kept on; see the issue note), so the default keeps it.
+                term kept on; see the issue note), so the default keeps it. Ignored with ``init=None``.
             label_weight: weight of the label term.
             filter_steps: steps that then fit the causal encoder used by :meth:`forecast`, with the
                 model frozen (default num_steps // 3).
@@ -200,6 +200,8 @@ class SRNN:
         if label_steps > num_steps:
             raise ValueError(f"label_steps ({label_steps}) must not exceed num_steps ({num_steps})")
         labels = self._initial_labels(init, y, seed)
+        if labels is None:  # init=None: no labels, so every step is an unsupervised one
+            label_steps = 0
         if seed is not None:
             pyro.set_rng_seed(seed)
         if self.module is None:

@@ -35,7 +35,6 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import pyro
 import torch
 
@@ -103,10 +102,13 @@ def finetune(rnn: LowRankRNN, recording: torch.Tensor, epochs: int, every: int, 
     particles, batches of 10, lr 1e-3), scoring it before and every ``every`` epochs."""
     windows = random_windows(split_heldout(recording, 0.2)[0], 500, 50, seed=seed)
     history = [{"epoch": 0, **score(rnn, recording, runs, seed)}]
-    for done in range(every, epochs + every, every):
-        rnn.fit(windows, num_particles=10, epochs=min(every, epochs - done + every), batch_size=10, lr=1e-3, lr_end=1e-3,
-                init_from_data=False, seed=seed + done, progress=False)
-        history.append({"epoch": min(done, epochs), **score(rnn, recording, runs, seed)})
+    done = 0
+    while done < epochs:
+        chunk = min(every, epochs - done)
+        done += chunk
+        rnn.fit(windows, num_particles=10, epochs=chunk, batch_size=10, lr=1e-3, lr_end=1e-3, init_from_data=False,
+                seed=seed + done, progress=False)
+        history.append({"epoch": done, **score(rnn, recording, runs, seed)})
     return history
 
 

@@ -183,6 +183,15 @@ def fit_model(
     return rnn, timing
 
 
+def draw_filtered_states(rnn: LowRankRNN, context: torch.Tensor, step: int, count: int, num_particles: int, seed: int) -> torch.Tensor:
+    """``count`` draws ``(count, R)`` of ``z`` at ``step`` of ``context`` ``(T, D)`` from ``p(z_step | y_{<=step})``:
+    the particle filter's particles there, drawn by their weights (with replacement)."""
+    filtered = rnn.filter(context[None], num_particles=num_particles, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.multinomial(filtered.log_weights[0, step].exp(), count, replacement=True, generator=generator)
+    return filtered.particles[0, step, picks]
+
+
 def generate_from_filtered_state(rnn: LowRankRNN, train: torch.Tensor, args: argparse.Namespace, num_steps: int) -> torch.Tensor:
     """Free runs ``(trajectories, num_steps, D)`` starting right after the training part.
 
@@ -191,11 +200,7 @@ def generate_from_filtered_state(rnn: LowRankRNN, train: torch.Tensor, args: arg
     0, the last training point, is dropped.
     """
     context = train[-min(args.filter_steps, train.shape[0]) :]
-    filtered = rnn.filter(context[None], num_particles=max(args.particles, 64), seed=args.seed)
-    weights = filtered.log_weights[0, -1].exp()
-    generator = torch.Generator().manual_seed(args.seed)
-    picks = torch.multinomial(weights, args.trajectories, replacement=True, generator=generator)
-    initial = filtered.particles[0, -1, picks]  # (trajectories, R)
+    initial = draw_filtered_states(rnn, context, -1, args.trajectories, max(args.particles, 64), args.seed)
     sample = rnn.sample(args.trajectories, num_steps + 1, initial_latents=initial, seed=args.seed)
     return sample.y[:, 1:]
 
@@ -222,13 +227,6 @@ def training_recording(path: Path, recording: torch.Tensor) -> torch.Tensor:
     return other
 
 
-def posterior_sample_at_start(rnn: LowRankRNN, recording: torch.Tensor, seed: int) -> torch.Tensor:
-    """One draw of ``z_0`` from ``p(z_0 | y_0)`` ``(1, R)``: a particle of the filter's first step, drawn by its weight."""
-    filtered = rnn.filter(recording[:2][None], num_particles=64, seed=seed)
-    pick = torch.multinomial(filtered.log_weights[0, 0].exp(), 1, generator=torch.Generator().manual_seed(seed))
-    return filtered.particles[0, 0, pick]
-
-
 def underflow_dropping_kl(y_true: np.ndarray, y_gen: np.ndarray, seed: int, num_samples: int = 1000) -> float:
     """D_stsp as the published code computes it: mixture densities exponentiated in float32, and the
     Monte Carlo samples at which either density underflows to 0 are dropped (``gaussian_mixture_kl`` keeps
@@ -253,7 +251,7 @@ def full_recording_scores(
     data = (recording if target is None else target).double().numpy()
     scores = []
     for run in range(runs):
-        start = posterior_sample_at_start(rnn, recording, seed + run)
+        start = draw_filtered_states(rnn, recording[:2], 0, 1, 64, seed + run)  # a posterior sample of z_0 given y_0
         generated = authors_smoothing(rnn.sample(1, recording.shape[0], initial_latents=start, seed=seed + run).y.double().numpy())[0]
         scores.append((gaussian_mixture_kl(data, generated, seed=seed + run).value, underflow_dropping_kl(data, generated, seed + run),
                        float(power_spectrum_distance(data, generated))))

@@ -42,6 +42,7 @@ import torch
 from pyro_neurodyn import SwitchingLowRankRNN
 from pyro_neurodyn.analysis import fixed_points_in_reference
 from pyro_neurodyn.data import switching_lowrank_data
+from pyro_neurodyn.infer.vsmc import RESAMPLING_GRADIENTS
 from pyro_neurodyn.metrics import state_accuracy
 
 
@@ -78,7 +79,7 @@ def main():
     parser.add_argument("--particles", type=int, default=8)
     parser.add_argument("--lr", type=float, default=None, help="Adam's initial learning rate (default: fit's)")
     parser.add_argument("--proposal", default="prior_mean", choices=("prior_mean", "posterior_moments"))
-    parser.add_argument("--resampling-gradient", default="none", choices=("none", "stop_gradient"))
+    parser.add_argument("--resampling-gradient", default="none", choices=RESAMPLING_GRADIENTS)
     parser.add_argument("--init-filter-rounds", type=int, default=0, help="initialize_from_data's filter_rounds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--oracle", action="store_true")

@@ -69,6 +69,7 @@ from scipy import ndimage, signal  # noqa: E402
 from pyro_neurodyn import LowRankRNN  # noqa: E402
 from pyro_neurodyn.data import EEG_SAMPLING_RATE, load_eeg, random_windows, split_heldout  # noqa: E402
 from pyro_neurodyn.demo import prepare_output  # noqa: E402
+from pyro_neurodyn.infer.vsmc import RESAMPLING_GRADIENTS  # noqa: E402
 from pyro_neurodyn.metrics import (  # noqa: E402
     gaussian_mixture_kl,
     power_spectrum_distance,
@@ -107,7 +108,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--init", choices=("data", "random"), default="data",
                         help="start from the data (PCA readout, one-step regression) or from the random initialization")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--resampling-gradient", choices=("none", "stop_gradient"), default="none",
+    parser.add_argument("--resampling-gradient", choices=RESAMPLING_GRADIENTS, default="none",
                         help="VSMC_ELBO's gradient through resampling (stop_gradient: Scibior & Wood 2021)")
     parser.add_argument("--lr-end", type=float, default=1e-4)
     parser.add_argument("--heldout-fraction", type=float, default=0.2)

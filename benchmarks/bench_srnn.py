@@ -9,9 +9,11 @@ x 50, K = 5, P = 16). One "step" is the loss, its gradient and an Adam update (w
   includes one fast evaluation of the same sample, negligible next to it.
 
 Both steps run the same amortized encoder (a bidirectional LSTM, forward and backward), which is
-most of the fast step's cost at these sizes. The "model term" columns time what the two forms do
-differently: the model's log density of one fixed latent path (switch summed out) plus its backward,
-by the collapsed parallel scan vs by TraceEnum_ELBO over the enumerated program.
+most of the fast step's cost at the large size; the "encoder" column times it (a guide sample and its
+log density, plus the backward), and "cap" = enumerated step / encoder is the ratio a free model term
+would give. The "model term" columns time what the two forms do differently: the model's log density
+of one fixed latent path (switch summed out) plus its backward, by the collapsed parallel scan vs by
+TraceEnum_ELBO over the enumerated program.
 
     python benchmarks/bench_srnn.py [--threads N] [--repeats R]
 """
@@ -55,7 +57,8 @@ def main():
         torch.set_num_threads(args.threads)
     pyro.enable_validation(False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; seconds per SVI step (loss + grad + Adam), median")
-    print(f"{'case':>12} | {'(B, T, D, K, P)':>20} | {'fast':>8} | {'enumerated':>10} | {'enum/fast':>9} | {'model term: fast':>16} | {'enumerated':>10} | {'enum/fast':>9}")
+    print(f"{'case':>12} | {'(B, T, D, K, P)':>20} | {'fast':>8} | {'enumerated':>10} | {'enum/fast':>9} | {'encoder':>8} | {'cap':>5}"
+          f" | {'model term: fast':>16} | {'enumerated':>10} | {'enum/fast':>9}")  # fmt: skip
     for name, trials, steps, channels, states, latent in SIZES:
         torch.manual_seed(0)
         module = SRNNModel(states, latent, channels)
@@ -75,9 +78,17 @@ def main():
             torch_optim.step()
 
         enumerated = median_seconds(enumerated_step, args.enumerated_repeats)
+        encoder = median_seconds(lambda: encoder_term(module, y), args.repeats)
         fast_term, enumerated_term = model_term_seconds(module, y, args)
         print(f"{name:>12} | {str((trials, steps, channels, states, latent)):>20} | {fast:8.4f} | {enumerated:10.3f} | {enumerated / fast:9.1f}"
-              f" | {fast_term:16.4f} | {enumerated_term:10.3f} | {enumerated_term / fast_term:9.1f}")  # fmt: skip
+              f" | {encoder:8.4f} | {enumerated / encoder:5.1f} | {fast_term:16.4f} | {enumerated_term:10.3f} | {enumerated_term / fast_term:9.1f}")  # fmt: skip
+
+
+def encoder_term(module, y):
+    """What both steps share: a guide sample h ~ q(h | y), log q(h | y), and the backward of both."""
+    posterior = module.encoder(y)
+    h = posterior.rsample()
+    (h.sum() - posterior.log_prob(h).sum()).backward()
 
 
 def model_term_seconds(module, y, args):

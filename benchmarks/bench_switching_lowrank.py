@@ -97,7 +97,8 @@ def main():
         start, cpu = time.perf_counter(), time.process_time()
         model = SwitchingLowRankRNN(20, 2, 2, 20, proposal=args.proposal, seed=args.seed)
         model.fit(data.y, method, num_steps=steps, num_particles=args.particles, seed=args.seed,
-                  init_filter_rounds=args.init_filter_rounds, resampling_gradient=args.resampling_gradient,
+                  init_filter_rounds=args.init_filter_rounds,
+                  **({"resampling_gradient": args.resampling_gradient} if method == "vsmc" else {}),
                   **({} if args.lr is None else {"lr": args.lr}))
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         accuracy = state_accuracy(data.z, model.most_likely_states(data.y))

@@ -291,6 +291,8 @@ def test_api_save_load_sample_and_validation(tmp_path, teacher_data):
         model.fit(teacher_data.y, "em")
     with pytest.raises(ValueError, match="resampling_gradient"):
         model.fit(teacher_data.y, "vsmc", resampling_gradient="score")
+    with pytest.raises(ValueError, match="resampling_gradient='stop_gradient' applies to method='vsmc'"):
+        model.fit(teacher_data.y, "collapsed", resampling_gradient="stop_gradient")
     with pytest.raises(ValueError, match="init_filter_rounds"):
         model.fit(teacher_data.y, "vsmc", init_filter_rounds=-1)
     with pytest.raises(TypeError, match="filter_rounds"):

@@ -146,7 +146,7 @@ class SwitchingLowRankRNN:
                 ``num_particles`` particles per trial and the proposal ``.proposal``).
             num_steps: SVI steps. lr: Adam learning rate. batch_size: trials per step (default all).
             resampling_gradient: the VSMC gradient through resampling, ``"none"`` or ``"stop_gradient"``
-                (:class:`~pyro_neurodyn.infer.VSMC_ELBO`); checked but unused by ``"collapsed"``.
+                (:class:`~pyro_neurodyn.infer.VSMC_ELBO`); ``"vsmc"`` only.
             init_from_data: before the first fit, :meth:`initialize_from_data` (Gaussian observations), with
                 ``init_filter_rounds`` rounds of refitting the maps to the particle filter's means (its step 4).
             clip_norm: global gradient-norm clip. seed: seeds Pyro/torch. num_threads: torch threads.
@@ -157,6 +157,8 @@ class SwitchingLowRankRNN:
         lr = check_positive(lr, "lr")
         num_particles = check_count(num_particles, "num_particles")
         resampling_gradient = _choice(resampling_gradient, "resampling_gradient", RESAMPLING_GRADIENTS)
+        if method == "collapsed" and resampling_gradient != "none":
+            raise ValueError(f"resampling_gradient={resampling_gradient!r} applies to method='vsmc'; the collapsed objective has no resampling")
         init_filter_rounds = check_count(init_filter_rounds, "init_filter_rounds", minimum=0)
         if seed is not None:
             pyro.set_rng_seed(seed)

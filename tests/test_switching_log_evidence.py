@@ -48,3 +48,5 @@ def test_importance_weighted_log_evidence_converges_to_the_exact_likelihood():
     np.testing.assert_allclose(kalman_log_likelihood(y.double().numpy(), **kalman_parameters(model)), exact)
     torch.manual_seed(1)
     np.testing.assert_allclose(model.log_evidence(y, None, 100_000).double().numpy(), exact, atol=0.02)
+    # the same estimate scored 7,000 particles at a time (the memory bound of large data sets)
+    np.testing.assert_allclose(model.log_evidence(y, None, 100_000, particle_batch=7_000).double().numpy(), exact, atol=0.02)

@@ -36,6 +36,7 @@ from ..distributions import CollapsedSwitchingPath, SwitchingFactors, switching_
 from .module_names import unique_module_name
 
 LOG_2PI = math.log(2 * math.pi)
+PARTICLE_BATCH_NUMBERS = 2**25  # log_evidence: numbers per intermediate tensor (128 MiB in float32)
 
 
 class SwitchingSample(NamedTuple):
@@ -158,22 +159,29 @@ class SwitchingStateSpaceModel(PyroModule):
             pyro.sample("h", self.filter_encoder(y, u))
 
     @torch.no_grad()
-    def log_evidence(self, y: Tensor, u: Optional[Tensor] = None, num_particles: int = 100) -> Tensor:
+    def log_evidence(
+        self, y: Tensor, u: Optional[Tensor] = None, num_particles: int = 100, particle_batch: Optional[int] = None
+    ) -> Tensor:
         """Importance-weighted estimate of ``log p(y | u)`` per trial ``(trials,)``, the states summed exactly:
 
             log p^(y) = log (1/K) sum_k p(y | h^k) sum_z p(z, h^k) / q(h^k | y),   h^k ~ q(h | y) (the encoder).
 
         ``exp`` of it is unbiased for p(y); its expectation is a lower bound of log p(y) that tightens
         as K = ``num_particles`` grows (the IWAE bound, Burda et al. 2016). Only h is sampled.
+        Particles are scored ``particle_batch`` at a time (default: as many as keep the largest
+        intermediate, ``(batch, trials, T, K, P)`` or ``(batch, trials, T, D)``, near 2^25 numbers), so
+        memory stays bounded however many particles are asked for.
         """
         proposal = self.encoder(y, u)
-        h = proposal.sample((num_particles,))  # (K, trials, T, P)
-        log_weights = (
-            self.latent_prior(y.shape[0], y.shape[1], u).log_prob(h)
-            + self.emission(h).log_prob(y).sum((-2, -1))
-            - proposal.log_prob(h)
-        )  # (K, trials)
-        return log_weights.logsumexp(0) - math.log(num_particles)
+        prior = self.latent_prior(y.shape[0], y.shape[1], u)
+        if particle_batch is None:
+            per_particle = y.shape[0] * y.shape[1] * max(self.num_states * self.latent_dim, y.shape[-1])
+            particle_batch = max(1, PARTICLE_BATCH_NUMBERS // per_particle)
+        log_weights = []
+        for start in range(0, num_particles, particle_batch):
+            h = proposal.sample((min(particle_batch, num_particles - start),))  # (batch, trials, T, P)
+            log_weights.append(prior.log_prob(h) + self.emission(h).log_prob(y).sum((-2, -1)) - proposal.log_prob(h))
+        return torch.cat(log_weights).logsumexp(0) - math.log(num_particles)
 
     # ----- ancestral simulation -------------------------------------------------------------------------
     @torch.no_grad()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyro
+import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
@@ -50,3 +51,5 @@ def test_importance_weighted_log_evidence_converges_to_the_exact_likelihood():
     np.testing.assert_allclose(model.log_evidence(y, None, 100_000).double().numpy(), exact, atol=0.02)
     # the same estimate scored 7,000 particles at a time (the memory bound of large data sets)
     np.testing.assert_allclose(model.log_evidence(y, None, 100_000, particle_batch=7_000).double().numpy(), exact, atol=0.02)
+    with pytest.raises(ValueError, match="particle_batch"):
+        model.log_evidence(y, None, 10, particle_batch=0)

@@ -32,6 +32,7 @@ from pyro.nn import PyroModule, pyro_method
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
+from ..data.validation import check_count
 from ..distributions import CollapsedSwitchingPath, SwitchingFactors, switching_posterior
 from .module_names import unique_module_name
 
@@ -59,8 +60,7 @@ def gaussian_log_density(x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
     log_scale = scale.log()
     log_norm = torch.broadcast_to(log_scale, log_scale.shape[:-1] + diff.shape[-1:]).sum(-1) + 0.5 * LOG_2PI * diff.shape[-1]
     if scale.dim() == 0 or scale.shape[-1] == 1:
-        variance = scale.square() if scale.dim() == 0 else scale.squeeze(-1).square()
-        return -0.5 * diff.square().sum(-1) / variance - log_norm
+        return -0.5 * diff.square().sum(-1) / scale.squeeze(-1).square() - log_norm
     return -0.5 * (diff / scale).square().sum(-1) - log_norm
 
 
@@ -169,14 +169,15 @@ class SwitchingStateSpaceModel(PyroModule):
         ``exp`` of it is unbiased for p(y); its expectation is a lower bound of log p(y) that tightens
         as K = ``num_particles`` grows (the IWAE bound, Burda et al. 2016). Only h is sampled.
         Particles are scored ``particle_batch`` at a time (default: as many as keep the largest
-        intermediate, ``(batch, trials, T, K, P)`` or ``(batch, trials, T, D)``, near 2^25 numbers), so
-        memory stays bounded however many particles are asked for.
+        intermediate, ``(batch, trials, T, num_states, P)`` or ``(batch, trials, T, D)``, near 2^25
+        numbers), so memory stays bounded however many particles are asked for.
         """
         proposal = self.encoder(y, u)
         prior = self.latent_prior(y.shape[0], y.shape[1], u)
         if particle_batch is None:
             per_particle = y.shape[0] * y.shape[1] * max(self.num_states * self.latent_dim, y.shape[-1])
             particle_batch = max(1, PARTICLE_BATCH_NUMBERS // per_particle)
+        particle_batch = check_count(particle_batch, "particle_batch")
         log_weights = []
         for start in range(0, num_particles, particle_batch):
             h = proposal.sample((min(particle_batch, num_particles - start),))  # (batch, trials, T, P)

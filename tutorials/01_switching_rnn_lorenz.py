@@ -163,7 +163,7 @@ fig.savefig(FIGURES / "forecast.png", dpi=110)
 # ## Headline numbers
 #
 # Full run (defaults, 1000 SVI steps, a few minutes on 2 cores): held-out state accuracy about 0.97,
-# reconstruction $R^2 \approx 0.996$, and a 10-step forecast error well below persistence. The fast mode
+# reconstruction $R^2 \approx 0.997$, and a 10-step forecast error well below persistence. The fast mode
 # checks the same pipeline with looser bounds.
 
 # %%

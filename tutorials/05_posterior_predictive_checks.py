@@ -101,7 +101,7 @@ print(f"Fano factor: data {fano_data:.2f}; replicates {float(fano_replicated.mea
 # %% [markdown]
 # A tail fraction near 0 or 1 flags a misfit. A model without latent dynamics would give Fano factors of 1
 # (no over-dispersion). In the full run the fitted network reproduces most of the data's over-dispersion
-# (replicates 1.16 +- 0.01 against the data's 1.19), yet every replicate lies below the data: with 16 trials
+# (1 thread: replicates 1.16 +- 0.01 against the data's 1.19), yet every replicate lies below the data: with 16 trials
 # of 40 neurons the statistic is so precise that the check still resolves the remaining gap. That is what a
 # posterior predictive check is for: it tells where to look next (here, a longer fit or a richer readout).
 #
@@ -160,9 +160,10 @@ print(f"free run vs held-out EEG: D_stsp {float(d_stsp):.2f}, D_H {float(d_h):.3
 # %% [markdown]
 # ## Headline numbers
 #
-# Full run: the Poisson low-rank RNN reproduces most of the spikes' over-dispersion (Fano 1.16 against 1.19;
-# flat rates would give 1.00) and the check flags the rest; the held-out comparison ranks K = 2 (910 nats)
-# above K = 1 (785) and K = 3 (328) on the two-lobed Lorenz data. On EEG, the short fit's free run scores
+# Full run, 1 thread (with 2 threads the rounding, and so the fits and these numbers, differ): the Poisson
+# low-rank RNN reproduces most of the spikes' over-dispersion (Fano 1.16 against 1.19; flat rates would
+# give 1.00) and the check flags the rest; the held-out comparison ranks K = 2 (867 nats) above K = 1 (772)
+# and K = 3 (370) on the two-lobed Lorenz data. On EEG, the short fit's free run scores
 # D_stsp 3.96 and D_H 0.236 against the held-out recording, where the data's own floor is 1.92 and 0.091:
 # far from it, as the README's longer EEG benchmark is too.
 

@@ -172,12 +172,12 @@ class SwitchingStateSpaceModel(PyroModule):
         intermediate, ``(batch, trials, T, num_states, P)`` or ``(batch, trials, T, D)``, near 2^25
         numbers), so memory stays bounded however many particles are asked for.
         """
-        proposal = self.encoder(y, u)
-        prior = self.latent_prior(y.shape[0], y.shape[1], u)
         if particle_batch is None:
             per_particle = y.shape[0] * y.shape[1] * max(self.num_states * self.latent_dim, y.shape[-1])
             particle_batch = max(1, PARTICLE_BATCH_NUMBERS // per_particle)
         particle_batch = check_count(particle_batch, "particle_batch")
+        proposal = self.encoder(y, u)
+        prior = self.latent_prior(y.shape[0], y.shape[1], u)
         log_weights = []
         for start in range(0, num_particles, particle_batch):
             h = proposal.sample((min(particle_batch, num_particles - start),))  # (batch, trials, T, P)

@@ -172,23 +172,45 @@ def test_pipeline_fits_another_recording_and_scores_against_the_shipped_one(tmp_
         eeg_lowrank.main(argv + ["--validation-fraction", "0.1"])
 
 
-def test_checkpoint_selection_keeps_the_best_scored_parameters_without_changing_the_fit():
-    """The selector restores the fit's random state (the losses equal a fit without selection, step for
-    step), keeps the epoch with the lowest criterion, and the restored parameters score that criterion
-    again (generation is seeded, so a re-evaluation of the same parameters is exact)."""
+def _fit_with_selection(seed: int):
+    """A small EEG fit without and with checkpoint selection (every epoch)."""
     args = eeg_lowrank.parse_args(["--diagnose", "--fix-decay", "--units", "16", "--windows", "20", "--epochs", "3",
-                                   "--particles", "4", "--trajectories", "2", "--filter-steps", "40", "--select-every", "1"])
+                                   "--particles", "4", "--trajectories", "2", "--filter-steps", "40", "--select-every", "1",
+                                   "--seed", str(seed)])
     fit_part, validation = split_heldout(load_eeg()[:600], 0.2)
     plain, _ = eeg_lowrank.fit_model(fit_part, args)
     selected, timing = eeg_lowrank.fit_model(fit_part, args, validation, run_steps=240)
+    return args, fit_part, validation, plain, selected, timing
+
+
+def measure_selection(seed: int) -> dict:
+    """Which epoch the selection keeps, for seed ``seed`` (benchmarks/quality_spread.py)."""
+    history = _fit_with_selection(seed)[-1]["selection"]["history"]
+    best = min(history, key=lambda row: row["criterion"])
+    return {"best_epoch": best["epoch"], "best_is_last": float(best["epoch"] == history[-1]["epoch"]),
+            "criterion_gap_to_last": history[-1]["criterion"] - best["criterion"]}
+
+
+def test_checkpoint_selection_keeps_the_best_scored_parameters_without_changing_the_fit():
+    """The selector restores the fit's random state (the losses equal a fit without selection, step for
+    step), keeps the epoch with the lowest criterion, and the restored parameters score that criterion
+    again (generation is seeded, so a re-evaluation of the same parameters is exact). They are the fit's
+    last parameters (the plain fit's) exactly when the last epoch scored best.
+
+    Which epoch wins is a property of the fit, not of the selector, and it changes with the CPU's kernels:
+    over seeds 0-4 with native and scalar kernels (``python benchmarks/quality_spread.py
+    tests/test_eeg_pipeline.py --function measure_selection --threads 1 --kernels native default``) seed 0
+    kept epoch 0 (native) and epoch 2 (scalar), and seed 1 with scalar kernels the last epoch; so no
+    particular winner is asserted, only that the restored parameters are the winner's."""
+    args, fit_part, validation, plain, selected, timing = _fit_with_selection(seed=0)
     assert selected.losses == plain.losses
     history = timing["selection"]["history"]
     assert [row["epoch"] for row in history] == [0, 1, 2, 3]
     best = min(history, key=lambda row: row["criterion"])
     assert timing["selection"]["epoch"] == best["epoch"]
-    # measured: epoch 0 (the data initialization) is kept here, so the check below tells restored
-    # parameters (criterion 1.245) from the last epoch's (1.653)
-    assert best["epoch"] != history[-1]["epoch"]
+    last_is_best = best["criterion"] == history[-1]["criterion"]
+    same = [torch.equal(a, b) for a, b in zip(selected.model.state_dict().values(), plain.model.state_dict().values())]
+    assert all(same) == last_is_best, (best, history[-1])
     again = eeg_lowrank.CheckpointSelector(selected, fit_part, validation, args, run_steps=240)
     again.evaluate(best["epoch"])
     assert again.history[0]["criterion"] == pytest.approx(best["criterion"], rel=1e-6)

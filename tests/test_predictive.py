@@ -207,18 +207,52 @@ def test_heldout_elpd_matches_its_definition():
         heldout_elpd(torch.tensor([1.0]), 8)
 
 
+def compare_ranks(seed: int):
+    """Held-out comparison of rank-1 and rank-2 LowRankRNNs on the rank-2 oscillator (model seed ``seed``)."""
+    data = gaussian_oscillator_data(26, 50, num_units=10, seed=0)
+    return compare_models(
+        lambda rank: LowRankRNN(obs_dim=10, rank=rank, num_units=10, readout="one_to_one", seed=seed),
+        [1, 2], data.y[:16], data.y[16:], dict(num_particles=16, epochs=4, batch_size=8, progress=False, seed=seed),
+        num_particles=64, seed=seed, label=lambda rank: f"rank {rank}",
+    )  # fmt: skip
+
+
+def compare_state_counts(seed: int):
+    """Held-out comparison of SRNNs with K = 1 and 2 on two well separated regimes (fit seed ``seed``)."""
+    generator = torch.Generator().manual_seed(0)
+    num_trials, num_steps = 20, 40
+    states = torch.zeros(num_trials, num_steps, dtype=torch.long)
+    states[:, 0] = torch.randint(0, 2, (num_trials,), generator=generator)
+    for t in range(1, num_steps):
+        switch = torch.rand(num_trials, generator=generator) < 0.1
+        states[:, t] = torch.where(switch, 1 - states[:, t - 1], states[:, t - 1])
+    y = torch.tensor([[2.0, -2.0], [-2.0, 2.0]])[states] + 0.3 * torch.randn(num_trials, num_steps, 2, generator=generator)
+    return compare_models(
+        lambda k: SRNN(num_states=k, latent_dim=2, obs_dim=2, encoder_hidden=16), [1, 2], y[:12], y[12:],
+        dict(num_steps=100, filter_steps=0, progress=False, seed=seed), num_particles=64, seed=seed,
+        label=lambda k: f"K={k}",
+    )  # fmt: skip
+
+
+def measure_compare(seed: int) -> dict:
+    """The comparison tests' numbers for seed ``seed`` (benchmarks/quality_spread.py): each gap in dse."""
+    numbers = {}
+    for name, comparison, worse in (("rank", compare_ranks(seed), "rank 1"), ("states", compare_state_counts(seed), "K=1")):
+        table = comparison.table
+        numbers[f"{name}_gap_in_dse"] = table.loc[worse, "elpd_diff"] / table.loc[worse, "dse"]
+        numbers[f"{name}_true_first"] = float(table.index[0] != worse)
+    return numbers
+
+
 def test_compare_ranks_the_true_rank_first_on_held_out_trials():
     """The teacher is a rank-2 oscillator (a limit cycle needs two latent dims); a rank-1 network has one
     latent dim, so the second dimension of the oscillation must be absorbed by readout noise. Measured with
     these settings: held-out elpd 3431 (rank 2) against -4021 (rank 1) over 10 trials, a gap of 12.7 times
     its dse (585), far beyond the filter's Monte Carlo error (a few nats per trial at 64 particles); the
-    test asks for 3 dse. Fixed seeds."""
-    data = gaussian_oscillator_data(26, 50, num_units=10, seed=0)
-    comparison = compare_models(
-        lambda rank: LowRankRNN(obs_dim=10, rank=rank, num_units=10, readout="one_to_one", seed=0),
-        [1, 2], data.y[:16], data.y[16:], dict(num_particles=16, epochs=4, batch_size=8, progress=False),
-        num_particles=64, label=lambda rank: f"rank {rank}",
-    )  # fmt: skip
+    test asks for 3 dse. Fixed seeds; over seeds 0-4, 1 and 2 threads, native and scalar CPU kernels
+    (``python benchmarks/quality_spread.py tests/test_predictive.py --function measure_compare``) the gap
+    was 12.7-12.8 dse, rank 2 first every time."""
+    comparison = compare_ranks(seed=0)
     table = comparison.table
     assert list(table.index) == ["rank 2", "rank 1"]
     assert table.loc["rank 1", "elpd_diff"] > 3 * table.loc["rank 1", "dse"]
@@ -230,19 +264,9 @@ def test_compare_ranks_the_true_number_of_states_first():
     per step): a one-state SRNN must explain each switch as a 4-sd jump of its continuous latent, a
     two-state SRNN as one cheap discrete transition. Measured with these settings (12 training, 8 held-out
     trials of 40 steps, 100 SVI steps): elpd differences of 161 and 140 nats for seeds 0 and 1, 5.4-6.1
-    times their dse; the test asks for 3 dse. Fixed seeds."""
-    generator = torch.Generator().manual_seed(0)
-    num_trials, num_steps = 20, 40
-    states = torch.zeros(num_trials, num_steps, dtype=torch.long)
-    states[:, 0] = torch.randint(0, 2, (num_trials,), generator=generator)
-    for t in range(1, num_steps):
-        switch = torch.rand(num_trials, generator=generator) < 0.1
-        states[:, t] = torch.where(switch, 1 - states[:, t - 1], states[:, t - 1])
-    y = torch.tensor([[2.0, -2.0], [-2.0, 2.0]])[states] + 0.3 * torch.randn(num_trials, num_steps, 2, generator=generator)
-    comparison = compare_models(
-        lambda k: SRNN(num_states=k, latent_dim=2, obs_dim=2, encoder_hidden=16), [1, 2], y[:12], y[12:],
-        dict(num_steps=100, filter_steps=0, progress=False), num_particles=64, label=lambda k: f"K={k}",
-    )  # fmt: skip
+    times their dse; the test asks for 3 dse. Fixed seeds; over fit seeds 0-4, 1 and 2 threads, native and
+    scalar kernels (``measure_compare`` as above) 6.1-9.1 dse, K = 2 first every time."""
+    comparison = compare_state_counts(seed=0)
     table = comparison.table
     assert list(table.index) == ["K=2", "K=1"]
     assert table.loc["K=1", "elpd_diff"] > 3 * table.loc["K=1", "dse"]

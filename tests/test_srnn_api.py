@@ -55,6 +55,25 @@ def test_save_load_round_trip_and_no_overwrite(fitted, lorenz, tmp_path):
     torch.testing.assert_close(loaded.state_marginals(lorenz.y), fitted.state_marginals(lorenz.y))
 
 
+def test_same_seeds_give_identical_fits_and_leave_global_state_alone(lorenz):
+    """SRNN(seed=s) draws its parameters from its own seed (whether obs_dim is given now or found by the
+    first fit), fit(seed=s) seeds the fit: the same seeds give identical numbers whatever the global RNG
+    held before. Building a model draws nothing from the global RNG, and fit leaves Pyro's validation
+    setting as it found it."""
+    fits = []
+    for obs_dim, noise in ((3, 1), (None, 2)):
+        torch.manual_seed(noise)  # a different global state each time
+        state = torch.get_rng_state()
+        model = SRNN(2, 3, obs_dim, seed=123)
+        assert torch.equal(torch.get_rng_state(), state)
+        fits.append(model.fit(lorenz.y, seed=123, **QUICK))
+        assert pyro.infer.util.is_validation_enabled()
+    assert fits[0] == fits[1]
+    assert SRNN(2, 3, 3, seed=1).fit(lorenz.y, seed=123, **QUICK) != fits[0]
+    with pytest.raises(ValueError, match="seed"):
+        SRNN(2, 3, 3, seed=-1)
+
+
 def test_two_models_do_not_share_parameters(lorenz):
     """Pyro's global param store must not leak one model's fit into another (unique module names)."""
     first = SRNN(2, 3, 3)

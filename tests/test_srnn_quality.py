@@ -18,12 +18,24 @@ from pyro_neurodyn.demo import run_demo
 from pyro_neurodyn.metrics import r2_score, state_accuracy
 
 
-def fit_and_score(y, states):
-    model = SRNN()
-    model.fit(y[1:], progress=False)
+def fit_and_score(y, states, seed=0):
+    model = SRNN(seed=seed)
+    model.fit(y[1:], seed=seed, progress=False)
     accuracy = state_accuracy(states[:1], model.most_likely_states(y[:1]))
     r2 = r2_score(y[:1], model.reconstruct(y[:1]))
     return accuracy, r2
+
+
+def measure(seed: int) -> dict:
+    """The quality tests' numbers for fit seed ``seed`` on Lorenz data seeds 0 and 1 and on the paper's
+    file (benchmarks/quality_spread.py)."""
+    numbers = {}
+    for data_seed in (0, 1):
+        data = switching_lorenz(num_trials=16, num_steps=200, seed=data_seed)
+        numbers.update(zip([f"lorenz{data_seed}_accuracy", f"lorenz{data_seed}_r2"], fit_and_score(data.y, data.states, seed)))
+    y = torch.tensor(np.load("/work/shared/data/lorenz_srnn_reference.npy"))
+    numbers.update(zip(["file_accuracy", "file_r2"], fit_and_score(y, (y[..., 0] > 0.5 / 15).long(), seed)))
+    return numbers
 
 
 @pytest.mark.parametrize("data_seed", [0, 1])

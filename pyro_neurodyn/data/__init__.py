@@ -45,3 +45,12 @@ __all__ += ["SwitchingLowRankData", "SwitchingLowRankTeacher", "switching_lowran
 from .eeg import EEG_FILE, EEG_SAMPLING_RATE, load_eeg, random_windows, split_heldout  # noqa: E402
 
 __all__ += ["EEG_FILE", "EEG_SAMPLING_RATE", "load_eeg", "random_windows", "split_heldout"]
+
+from .dynamics_switching import (  # noqa: E402
+    SwitchingDynamicsData,
+    limit_cycle_switching_data,
+    recurrent_switching_data,
+    rotation_switching_data,
+)
+
+__all__ += ["SwitchingDynamicsData", "limit_cycle_switching_data", "recurrent_switching_data", "rotation_switching_data"]

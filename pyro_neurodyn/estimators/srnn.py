@@ -11,7 +11,8 @@ adds validation of the data, initialization, the fitting schedule and the decodi
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator, Optional, Union
 
 import numpy as np
@@ -26,6 +27,7 @@ from ..distributions import switching_filter, switching_posterior, switching_vit
 from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
 from ..dynamics.transitions import TRANSITION_KINDS
 from ..infer import fit_svi, load_checkpoint, save_checkpoint
+from ..models.autoregressive_hmm import AutoregressiveHMM
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.srnn import SRNNModel
 from ..models.switching_ssm import SwitchingSample
@@ -60,6 +62,8 @@ class SRNN:
         emission: ``"linear"`` (default) or ``"mlp"`` map from h to the observation mean/rate.
         latent_scale: fixed dynamics noise sigma_h, or None (default) to learn it.
         encoder_hidden: width of the recurrent encoder (per direction).
+        seed: seed of the parameter initialization (None: draw from torch's global RNG); the global RNG is
+            left untouched either way. ``fit(seed=...)`` seeds the fit itself.
     """
 
     kind = "SRNN"
@@ -77,6 +81,7 @@ class SRNN:
         link: str = "softplus",
         latent_scale: Optional[float] = None,
         encoder_hidden: int = 32,
+        seed: Optional[int] = 0,
     ):
         for name, value, allowed in (
             ("observation", observation, OBSERVATIONS),
@@ -97,6 +102,7 @@ class SRNN:
             "link": link,
             "latent_scale": None if latent_scale is None else check_positive(latent_scale, "latent_scale"),
             "encoder_hidden": check_count(encoder_hidden, "encoder_hidden"),
+            "seed": None if seed is None else check_count(seed, "seed", minimum=0),
         }
         if transitions == "input" and input_dim < 1:
             raise ValueError("transitions='input' needs input_dim >= 1")
@@ -109,12 +115,16 @@ class SRNN:
     def _build(self, obs_dim: int) -> None:
         c = self.config
         c["obs_dim"] = obs_dim
-        self.module = SRNNModel(
-            c["num_states"], c["latent_dim"], obs_dim,
-            input_dim=c["input_dim"], transitions=c["transitions"], emission=c["emission"],
-            observation=c["observation"], link=c["link"], latent_scale=c["latent_scale"],
-            encoder_hidden=c["encoder_hidden"],
-        )  # fmt: skip
+        # a seeded model draws its parameters from its own seed and leaves the caller's RNG as it was
+        with torch.random.fork_rng() if c.get("seed") is not None else nullcontext():
+            if c.get("seed") is not None:
+                torch.manual_seed(c["seed"])
+            self.module = SRNNModel(
+                c["num_states"], c["latent_dim"], obs_dim,
+                input_dim=c["input_dim"], transitions=c["transitions"], emission=c["emission"],
+                observation=c["observation"], link=c["link"], latent_scale=c["latent_scale"],
+                encoder_hidden=c["encoder_hidden"],
+            )  # fmt: skip
 
     def _fitted_module(self) -> SRNNModel:
         if self.module is None or not self.losses:
@@ -211,24 +221,24 @@ class SRNN:
         module.filter_encoder.set_input_statistics(y, u)
         if not self.losses:
             self._initialize_emission(y)
-        pyro.enable_validation(False)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads)
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
         losses = []
-        if labels is not None and label_steps:
-            losses += fit_svi(module.model, module.guide, elbo, optim, [y, u, labels], num_steps=label_steps,
-                              desc="SRNN (labels)", label_weight=label_weight, **common)  # fmt: skip
-        if num_steps - label_steps:
-            losses += fit_svi(module.model, module.guide, elbo, optim, [y, u], num_steps=num_steps - label_steps,
-                              desc="SRNN", **common)  # fmt: skip
-        if filter_steps:
-            # Train only the causal encoder. Freezing by requires_grad (not poutine.block): the model's
-            # parameters are also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
-            with only_trainable(module, module.filter_encoder):
-                fit_svi(module.model, module.filter_guide, elbo, optim, [y, u], num_steps=filter_steps,
-                        desc="SRNN (filter)", **common)  # fmt: skip
+        with pyro.validation_enabled(False):  # speed; the caller's setting is restored afterwards
+            if labels is not None and label_steps:
+                losses += fit_svi(module.model, module.guide, elbo, optim, [y, u, labels], num_steps=label_steps,
+                                  desc="SRNN (labels)", label_weight=label_weight, **common)  # fmt: skip
+            if num_steps - label_steps:
+                losses += fit_svi(module.model, module.guide, elbo, optim, [y, u], num_steps=num_steps - label_steps,
+                                  desc="SRNN", **common)  # fmt: skip
+            if filter_steps:
+                # Train only the causal encoder. Freezing by requires_grad (not poutine.block): the model's
+                # parameters are also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
+                with only_trainable(module, module.filter_encoder):
+                    fit_svi(module.model, module.filter_guide, elbo, optim, [y, u], num_steps=filter_steps,
+                            desc="SRNN (filter)", **common)  # fmt: skip
         self.losses = losses
         return losses
 
@@ -263,11 +273,11 @@ class SRNN:
                 flat = y.reshape(-1, y.shape[-1]).double().numpy()
                 _, labels = kmeans2(flat, num_states, minit="++", seed=seed)
                 return torch.as_tensor(labels, dtype=torch.long).reshape(y.shape[:2])
-            if init == "hmm":
-                hmm = GaussianHMM(num_states, y.shape[-1])
+            if init in ("hmm", "arhmm"):
+                hmm = (GaussianHMM if init == "hmm" else AutoregressiveHMM)(num_states, y.shape[-1])
                 hmm.fit_em(y, seed=seed)
                 return hmm.most_likely_states(y)
-            raise ValueError(f"init must be 'kmeans', 'hmm', None or an array of labels, got {init!r}")
+            raise ValueError(f"init must be 'kmeans', 'hmm', 'arhmm', None or an array of labels, got {init!r}")
         labels = as_state_labels(init, "init", num_states=num_states)
         if labels.shape != y.shape[:2]:
             raise ValueError(f"init labels must have shape (trials, time) = {tuple(y.shape[:2])}, got {tuple(labels.shape)}")

@@ -1,5 +1,6 @@
 """Pyro programs: the switching state-space model and its variants, the low-rank RNN."""
 
+from .autoregressive_hmm import AutoregressiveHMM
 from .enumerated_reference import elbo_fast_and_enumerated, enumerated_program
 from .gaussian_hmm import GaussianHMM
 from .lowrank_rnn import LatentPrior, LowRankRNNModel, PassConstants
@@ -10,6 +11,7 @@ from .switching_lowrank import StatePrediction, SwitchingLowRankModel
 from .switching_ssm import SwitchingSample, SwitchingStateSpaceModel
 
 __all__ = [
+    "AutoregressiveHMM",
     "GaussianHMM",
     "LatentPrior",
     "LowRankRNNModel",

@@ -62,8 +62,8 @@ def test_student_recovers_the_teachers_noise_and_autocorrelation():
     assert noise_scale == pytest.approx(0.2, rel=0.2)
     # each direction, too (measured: 0.203 and 0.210; over model and fit seeds 0-4 with native and scalar
     # CPU kernels, `python benchmarks/quality_spread.py tests/test_lowrank_recovery.py --threads 1
-    # --kernels native default`: 0.203-0.211, readout sd 0.1000-0.1001; without the data-driven initialization the same
-    # budget stalls in local optima with 0.14-0.26)
+    # --kernels native default`: 0.203-0.211, readout sd 0.1000-0.1001; without the data-driven
+    # initialization the same budget stalls in local optima with 0.14-0.26)
     assert torch.all((noise_std - 0.2).abs() < 0.2 * 0.2)
     assert student.model.readout.noise.std().mean().item() == pytest.approx(0.1, rel=0.05)  # Sigma_y = 0.01 I
 
@@ -71,8 +71,8 @@ def test_student_recovers_the_teachers_noise_and_autocorrelation():
     reference, other = teacher_acf(5), teacher_acf(6)
     generated = student_acf(student)
     # two independent teacher sets of this size differ by up to 0.03 (sampling noise); the fitted student
-    # is within 0.08 at every lag (measured 0.055; 0.051-0.065 over the 10 runs above), whereas a student stuck in a local optimum of a fit
-    # without the data-driven initialization (noise 0.20/0.26, oscillation decaying too fast) was 0.2 off
+    # is within 0.08 at every lag (measured 0.055; 0.051-0.065 over the 10 runs above), whereas a student
+    # stuck in a local optimum of a fit without the data-driven initialization (noise 0.20/0.26, oscillation decaying too fast) was 0.2 off
     assert np.abs(other - reference).max() < 0.04
     assert np.abs(generated - reference).max() < 0.08
     assert reference[25] > 0.7 and generated[25] > 0.7  # both still oscillate coherently a period later

@@ -261,19 +261,19 @@ def measure_vsmc(seed: int) -> dict:
 
 
 def test_collapsed_fit_recovers_the_states_and_every_fixed_point(teacher_data):
-    """The collapsed fit (150 steps, CI-sized): the states (accuracy >= 0.94) and, for each teacher point,
-    a student point of the same stability within 0.15 (the focus within 0.05).
+    """The collapsed fit (150 steps, CI-sized): the states (accuracy >= 0.94) and, for each teacher point, a student
+    point of the same stability within 0.15 (the focus within 0.05).
 
-    Bounds from the spread (``python benchmarks/quality_spread.py tests/test_switching_lowrank.py
-    --function measure_collapsed --threads 1 --kernels native default``: model and fit seeds 0-4, native
-    and scalar CPU kernels; 2 threads change nothing here, the module runs on one): accuracy 0.954-0.967; the nearest same-stability point 0.020-0.114 from a
-    well, 0.058-0.118 from the saddle, <= 0.020 from the focus. Seed 0 meets 0.1 for every point
-    (0.029, 0.097, 0.086) but seeds 1-3 do not on every kernel: at 20 trials 0.1 is near the data's own
-    floor (least squares on the TRUE latents and states puts the wells 0.05-0.09 off, and the saddle,
-    with eigenvalues 1.2 and 0.8, amplifies an offset error of its map 5x), so 0.1 is a per-seed outcome,
-    not a property of the method; the README's 60-trial fits meet it. The counts are not asserted: model
-    seeds 3 and 4 have 2 extra points in state 0 (the units' random thresholds put a small region of extra
-    points near the saddle), the others none. What a broken fit looks like, for scale: the wells are 2
+    Bounds from the spread (``python benchmarks/quality_spread.py tests/test_switching_lowrank.py --function
+    measure_collapsed --threads 1 --kernels native default``: model and fit seeds 0-4, native and scalar CPU
+    kernels; 2 threads change nothing here, the module runs on one): accuracy 0.954-0.967; the nearest
+    same-stability point 0.020-0.114 from a well, 0.058-0.118 from the saddle, <= 0.020 from the focus. Seed 0
+    meets 0.1 for every point (0.029, 0.097, 0.086) but seeds 1-3 do not on every kernel: at 20 trials 0.1 is
+    near the data's own floor (least squares on the TRUE latents and states puts the wells 0.05-0.09 off, and
+    the saddle, with eigenvalues 1.2 and 0.8, amplifies an offset error of its map 5x), so 0.1 is a per-seed
+    outcome, not a property of the method; the README's 60-trial fits meet it. The counts are not asserted:
+    model seeds 3 and 4 have 2 extra points in state 0 (the units' random thresholds put a small region of
+    extra points near the saddle), the others none. What a broken fit looks like, for scale: the wells are 2
     apart, a regime's map fit to the wrong states puts them >= 0.5 off."""
     model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "collapsed", num_steps=150, seed=0)
     numbers = _fit_numbers(model, teacher_data)
@@ -283,21 +283,20 @@ def test_collapsed_fit_recovers_the_states_and_every_fixed_point(teacher_data):
 
 
 def test_vsmc_fit_keeps_the_states_and_finds_every_fixed_point(teacher_data):
-    """VSMC, 5 steps x 8 particles from the data initialization (CI-sized, ~5 s): the states (accuracy
-    >= 0.94) and, for each teacher point, a student point of the same stability nearby: the wells and the
-    saddle within 0.2, the focus within 0.1.
+    """VSMC, 5 steps x 8 particles from the data initialization (CI-sized, ~5 s): the states (accuracy >= 0.94) and,
+    for each teacher point, a student point of the same stability nearby: the wells and the saddle within 0.2,
+    the focus within 0.1.
 
-    Bounds from the spread (``python benchmarks/quality_spread.py tests/test_switching_lowrank.py
-    --function measure_vsmc --kernels native default``: model and fit seeds 0-4, native and scalar
-    kernels; 2 threads gave the same numbers): accuracy 0.951-0.961; the nearest same-stability point 0.026-0.152 from a
-    well, 0.050-0.157 from the saddle, <= 0.035 from the focus. Five steps at lr 1e-2 are the fit's
-    unsettled phase (Adam's first steps move every parameter by ~lr and throw the maps off before the fit
-    settles), so the CI fit does NOT meet the 0.1 bar the longer recipe meets (150 steps at lr 3e-3 with
-    the posterior-moments proposal on 60 trials: every point within 0.1 for seeds 0-5; README), and it
-    does not keep the counts: the student has 2-3 extra points in state 0 (near the saddle, where several
-    units' hyperplanes cross, or far from the data) for model seeds 3 and 4 already at the data
-    initialization. What a broken fit looks like, for scale: the wells are 2 apart, a point lost to the
-    wrong regime or a collapsed map is >= 0.5 off."""
+    Bounds from the spread (``python benchmarks/quality_spread.py tests/test_switching_lowrank.py --function
+    measure_vsmc --kernels native default``: model and fit seeds 0-4, native and scalar kernels; 2 threads
+    gave the same numbers): accuracy 0.951-0.961; the nearest same-stability point 0.026-0.152 from a well,
+    0.050-0.157 from the saddle, <= 0.035 from the focus. Five steps at lr 1e-2 are the fit's unsettled phase
+    (Adam's first steps move every parameter by ~lr and throw the maps off before the fit settles), so the CI
+    fit does NOT meet the 0.1 bar the longer recipe meets (150 steps at lr 3e-3 with the posterior-moments
+    proposal on 60 trials: every point within 0.1 for seeds 0-5; README), and it does not keep the counts: the
+    student has 2-3 extra points in state 0 (near the saddle, where several units' hyperplanes cross, or far
+    from the data) for model seeds 3 and 4 already at the data initialization. What a broken fit looks like,
+    for scale: the wells are 2 apart, a point lost to the wrong regime or a collapsed map is >= 0.5 off."""
     model = SwitchingLowRankRNN(20, 2, 2, 20, seed=0).fit(teacher_data.y, "vsmc", num_steps=5, num_particles=8, seed=0)
     numbers = _fit_numbers(model, teacher_data)
     assert model.method == "vsmc" and len(model.losses) == 5

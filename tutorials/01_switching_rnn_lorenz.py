@@ -83,8 +83,10 @@ print("y:", tuple(data.y.shape), " states:", tuple(data.states.shape))
 # ## Fit
 #
 # The defaults are meant to work without tuning: two states, a 3-dim latent, recurrent transitions,
-# Adam at `lr=1e-2`. `fit` starts from a Gaussian HMM fit to $y$ and adds a cross-entropy between the
-# SRNN's smoothed state marginals and the HMM's labels — the SRNN paper's "label phase". Here it stays on
+# Adam at `lr=1e-2`. `fit` starts from an autoregressive HMM fit to $y$ by exact EM (linear dynamics per
+# state: it tells regimes apart by how the data move, where a Gaussian HMM only sees where they lie) and
+# adds a cross-entropy between the SRNN's smoothed state marginals and the ARHMM's labels — the SRNN
+# paper's "label phase". Here it stays on
 # for the whole fit (`label_steps=None`): turning it off after a warm-up lets the inferred switches drift
 # one step early at lobe crossings. Last, a causal encoder $q(h_t \mid y_{1:t})$ is trained for filtering
 # and forecasting.

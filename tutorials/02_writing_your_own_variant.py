@@ -142,7 +142,7 @@ print(f"one fast ELBO {1e3 * alone:.0f} ms; fast + generic {1e3 * both:.0f} ms")
 # ## Fit it with plain Pyro
 #
 # `model` and `guide` are ordinary Pyro callables, so `pyro.infer.SVI` trains them directly. (The
-# `SRNN` estimator adds a Gaussian-HMM label start, minibatches, a guard against NaN losses and a
+# `SRNN` estimator adds an autoregressive-HMM label start, minibatches, a guard against NaN losses and a
 # progress bar on top of exactly this loop.)
 
 # %%

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_trials", "as_inputs", "as_state_labels", "check_count", "check_positive"]
+__all__ = ["as_trials", "as_inputs", "as_state_labels", "check_count", "check_magnitude", "check_positive"]
 
 
 def _to_numeric_tensor(data: Any, name: str) -> Tensor:
@@ -89,7 +89,15 @@ def as_trials(
     _check_finite(tensor, name)
     if counts:
         _check_counts(tensor, name)
-    return tensor.to(dtype or torch.get_default_dtype())
+    dtype = dtype or torch.get_default_dtype()
+    converted = tensor.to(dtype)
+    if tensor.dtype.is_floating_point and torch.finfo(tensor.dtype).max > torch.finfo(dtype).max:
+        if not bool(torch.isfinite(converted).all()):  # finite values that overflow the narrower dtype
+            raise ValueError(
+                f"{name} has values up to {float(tensor.abs().max()):.3g} in magnitude, beyond the range of "
+                f"{dtype} (max {torch.finfo(dtype).max:.3g}): rescale {name}"
+            )
+    return converted
 
 
 def as_inputs(u: Any, y: Tensor, name: str = "u", y_name: str = "y") -> Optional[Tensor]:
@@ -152,3 +160,30 @@ def check_positive(value: Any, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value}")
     return float(value)
+
+
+MAGNITUDE_HEADROOM = 1e-4  # check_magnitude's limit is sqrt(finfo.max) times this
+
+
+def check_magnitude(tensor: Tensor, name: str, dtype: Optional[torch.dtype] = None) -> Tensor:
+    """Return ``tensor`` if its values are small enough for second moments in ``dtype``, else raise.
+
+    A model fit in float32 squares the data (covariances, Gaussian densities) and sums the squares over
+    up to ~1e8 points: that overflows to inf (and then NaN, or an ``eigh`` failure deep inside) once
+    ``|value| > sqrt(finfo.max) * 1e-4``, about 1.8e15 in float32 (1.3e150 in float64). Data that large
+    is almost surely in the wrong units; the error says to rescale it.
+
+    Args:
+        tensor: finite values (validate with :func:`as_trials` first).
+        name: the argument's name, used in the error message.
+        dtype: the float dtype of the arithmetic (default: ``tensor``'s, if floating, else torch's default).
+    """
+    dtype = dtype or (tensor.dtype if tensor.dtype.is_floating_point else torch.get_default_dtype())
+    limit = float(np.sqrt(torch.finfo(dtype).max)) * MAGNITUDE_HEADROOM
+    largest = float(tensor.detach().abs().max()) if tensor.numel() else 0.0
+    if largest > limit:
+        raise ValueError(
+            f"{name} has values up to {largest:.3g} in magnitude, beyond {limit:.3g}, where their squares and "
+            f"covariances overflow {dtype}: rescale {name} (e.g. z-score each channel)"
+        )
+    return tensor

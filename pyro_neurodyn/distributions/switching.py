@@ -8,6 +8,12 @@ leading batch dims broadcast against each other):
   is the unnormalized log p(z_{t+2} = j | z_{t+1} = i) (0-based t; normalized over j here).
 * ``emission_logp`` ``(..., T, K)``: log p(observation at t | z_t = k), any real score.
 
+Values: real numbers or -inf (an impossible state, transition or emission). Every function raises a
+``ValueError`` naming the argument, before any work, for NaN, +inf, or a row of all -inf (no initial
+state; a state without successor; a step no state can emit); the posterior, filter, Viterbi and
+sampling functions also for a chain that -inf entries leave without any path (log Z = -inf), for which
+:func:`switching_log_marginal` returns -inf.
+
 The joint is ``log p(z, obs) = log p(z_1) + sum_t log p(z_{t+1} | z_t) + sum_t e_t[z_t]``. Everything
 here sums or maximizes over the K^T paths exactly, with balanced-tree scans of depth O(log T)
 (:mod:`~pyro_neurodyn.distributions.semiring_scan`); nothing loops over time in Python.
@@ -15,6 +21,7 @@ here sums or maximizes over the K^T paths exactly, with balanced-tree scans of d
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -104,12 +111,69 @@ def _chain_batch_shape(init_logits: Tensor, trans_logits: Tensor, emission_logp:
             )
         trans_batch = trans_logits.shape[:-3]
     try:
-        return torch.broadcast_shapes(init_logits.shape[:-1], trans_batch, emission_logp.shape[:-2])
+        batch_shape = torch.broadcast_shapes(init_logits.shape[:-1], trans_batch, emission_logp.shape[:-2])
     except RuntimeError as error:
         raise ValueError(
             "batch dims of init_logits, trans_logits and emission_logp do not broadcast: "
             f"{tuple(init_logits.shape)}, {tuple(trans_logits.shape)}, {tuple(emission_logp.shape)}"
         ) from error
+    _check_chain_values(init_logits, trans_logits, emission_logp)
+    return batch_shape
+
+
+_CHAIN_ARGUMENTS = ("init_logits", "trans_logits", "emission_logp")
+_DEAD_ROW_PROBLEMS = (
+    "is -inf for every state: no initial state is possible",
+    "has a row of all -inf: a state with no possible successor",
+    "is -inf for every state at a time step: no state can emit that observation",
+)
+
+
+@torch.no_grad()
+def _check_chain_values(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> None:
+    """Reject NaN and +inf, and the -inf patterns that leave a chain without a path, before any work.
+
+    -inf is a legitimate log-score (an impossible state or transition); what is not: NaN, +inf, and a
+    last-dim row of all -inf (``init_logits``: no initial state; ``trans_logits``: a state without a
+    successor, whose normalization is 0/0; ``emission_logp``: a step no state can emit), which all turn
+    into NaN marginals and gradients. Cost on the common path: one sum per argument and one host sync
+    (the sum of the three sums is finite or -inf exactly when no argument holds NaN or +inf); the row
+    scan runs only over arguments that hold a -inf, the search for a culprit only when one exists.
+    """
+    tensors = (init_logits.detach(), trans_logits.detach(), emission_logp.detach())
+    sums = [value.sum() for value in tensors]
+    total = float(sums[0] + sums[1] + sums[2])
+    if math.isfinite(total):  # no NaN, no +inf, no -inf anywhere
+        return
+    if total != -math.inf:  # NaN or +inf somewhere (or finite sums that overflowed: then nothing is found)
+        for name, value in zip(_CHAIN_ARGUMENTS, tensors):
+            for what, bad in (("NaN", torch.isnan(value)), ("+inf", torch.isposinf(value))):
+                if bool(bad.any()):
+                    first = tuple(int(i) for i in bad.nonzero()[0])
+                    raise ValueError(
+                        f"{name} contains {int(bad.sum())} {what} value(s), the first at index {first}: "
+                        "log-space scores must be real numbers or -inf"
+                    )
+    for name, problem, value, value_sum in zip(_CHAIN_ARGUMENTS, _DEAD_ROW_PROBLEMS, tensors, sums):
+        if math.isfinite(float(value_sum)) and total == -math.inf:
+            continue  # holds no -inf (with a finite sum and no NaN/+inf anywhere)
+        rows = torch.isneginf(value[..., 0])  # rows of all -inf, by K elementwise ands (faster than a
+        for k in range(1, value.shape[-1]):  # reduction over a last dim of a few states)
+            rows &= torch.isneginf(value[..., k])
+        if bool(rows.any()):
+            first = tuple(int(i) for i in rows.nonzero()[0])
+            raise ValueError(f"{name} {problem} ({int(rows.sum())} such row(s), the first at index {first} of shape {tuple(value.shape)})")
+
+
+def _check_possible(log_z: Tensor) -> None:
+    """After the forward pass: a chain whose every path has probability 0 (log Z = -inf) has no posterior."""
+    impossible = torch.isneginf(log_z)
+    if bool(impossible.any()):
+        first = tuple(int(i) for i in impossible.nonzero()[0])
+        raise ValueError(
+            "init_logits, trans_logits and emission_logp leave no possible state path (log Z = -inf) in "
+            f"{int(impossible.sum())} chain(s), the first at batch index {first}: the posterior is undefined"
+        )
 
 
 def _states_first(x: Tensor, num_state_dims: int, other_ndim: int) -> Tensor:
@@ -260,7 +324,9 @@ def switching_posterior(init_logits: Tensor, trans_logits: Tensor, emission_logp
     alpha_1, mats = _potentials(chain)
     levels = up_sweep(mats, log_matmul_exp) if mats.size(-1) else []
     posterior = _log_posterior_from_levels if log_space else _posterior_from_levels
-    marginals, pairwise = posterior(alpha_1, levels, _log_normalizer(alpha_1, levels))
+    log_z = _log_normalizer(alpha_1, levels)
+    _check_possible(log_z)
+    marginals, pairwise = posterior(alpha_1, levels, log_z)
     return _batch_first(marginals, pairwise, batch_shape)
 
 
@@ -275,7 +341,9 @@ def _log_filtered(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tens
         alpha = torch.cat([prefix, last.unsqueeze(-1)], dim=-1)
     else:
         alpha = alpha_1.unsqueeze(-1)
-    return alpha - alpha.logsumexp(0, keepdim=True), chain, batch_shape
+    log_norm = alpha.logsumexp(0, keepdim=True)
+    _check_possible(log_norm[..., -1])  # log Z: finite exactly when every alpha_t has a finite entry
+    return alpha - log_norm, chain, batch_shape
 
 
 def switching_filter(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> Tensor:
@@ -331,8 +399,14 @@ def switching_sample(
     vectorized computation; the Python loop only draws (each z_t depends on the drawn z_{t+1}), every
     draw vectorized over samples and batch by the Gumbel-max trick with noise drawn up front.
     """
+    try:
+        sample_shape = torch.Size(sample_shape)
+    except TypeError as error:
+        raise TypeError(f"sample_shape must be a tuple of non-negative ints (a torch.Size), got {sample_shape!r}") from error
+    if any(size < 0 for size in sample_shape):
+        raise ValueError(f"sample_shape must hold non-negative sizes, got {tuple(sample_shape)}")
     last_log_probs, log_kernel = switching_backward_kernel(init_logits.detach(), trans_logits.detach(), emission_logp.detach())
-    shape = torch.Size(sample_shape) + last_log_probs.shape[:-1]
+    shape = sample_shape + last_log_probs.shape[:-1]
     num_steps, num_states = log_kernel.shape[-3] + 1, last_log_probs.shape[-1]
     gumbel = -torch.empty(shape + (num_steps, num_states), dtype=last_log_probs.dtype).exponential_().log()
     states = [(last_log_probs + gumbel[..., -1, :]).argmax(-1)]
@@ -360,5 +434,6 @@ def switching_viterbi(init_logits: Tensor, trans_logits: Tensor, emission_logp: 
         alpha_1, mats = _potentials(chain)
         scores = alpha_1 if num_steps == 1 else alpha_1.unsqueeze(1) + reduce_chain(mats, max_plus_matmul)
         log_joint = scores.flatten(0, scores.dim() - len(batch_shape) - 1).max(0).values
+        _check_possible(log_joint.detach())
         (chosen,) = torch.autograd.grad(log_joint.sum(), emission)
     return ViterbiPath(chosen.argmax(-1), log_joint.detach().expand(batch_shape).clone())

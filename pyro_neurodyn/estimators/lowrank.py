@@ -18,6 +18,7 @@ learning rate (lr -> lr_end over the fit, as in the paper) by :func:`~pyro_neuro
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
-from ..data.validation import as_inputs, as_trials, check_count, check_positive
+from ..data.validation import as_inputs, as_trials, check_count, check_magnitude, check_positive
 from ..dynamics.lowrank import (
     ACTIVATIONS,
     Covariance,
@@ -78,7 +79,7 @@ class LowRankRNN:
     """A stochastic low-rank RNN ``z_{t+1} = a z_t + V phi(U z_t + W_u v_t, h) + eps`` with a readout.
 
     Args:
-        obs_dim: D, channels of the recordings. rank: R. num_units: N.
+        obs_dim: D, channels of the recordings. rank: R, at most N and D. num_units: N.
         input_dim: Du, dimension of external inputs (0: none).
         activation: ``"relu"``, ``"clipped_relu"``, ``"identity"`` or ``"tanh"``.
         observation: ``"gaussian"`` or ``"poisson"`` (counts; rates ``softplus(.)``).
@@ -131,19 +132,26 @@ class LowRankRNN:
             proposal=_choice(proposal if proposal is not None else ("optimal" if observation == "gaussian" else "encoder"), "proposal", ("optimal", "bootstrap", "encoder")),
             noise=_choice(noise, "noise", Covariance.KINDS),
             initial_noise=_choice(initial_noise, "initial_noise", Covariance.KINDS),
-            filter_inputs=bool(filter_inputs),
-            decay=float(decay),
+            filter_inputs=_flag(filter_inputs, "filter_inputs"),
+            decay=_open_unit_interval(decay, "decay"),
             train_decay=_flag(train_decay, "train_decay"),
             noise_scale=check_positive(noise_scale, "noise_scale"),
             initial_noise_scale=check_positive(initial_noise_scale, "initial_noise_scale"),
             obs_noise_scale=check_positive(obs_noise_scale, "obs_noise_scale"),
-            train_readout=train_readout,
-            encoder_kernel_sizes=[check_count(k, "encoder_kernel_sizes") for k in encoder_kernel_sizes],
+            train_readout=None if train_readout is None else _flag(train_readout, "train_readout"),
+            encoder_kernel_sizes=[check_count(k, "encoder_kernel_sizes") for k in _sequence(encoder_kernel_sizes, "encoder_kernel_sizes")],
             encoder_channels=check_count(encoder_channels, "encoder_channels"),
-            seed=seed,
+            seed=None if seed is None else check_count(seed, "seed", minimum=0),
         )
-        if not 0.0 < config["decay"] < 1.0:
-            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        if config["rank"] > config["num_units"]:
+            raise ValueError(
+                f"rank must be <= num_units: a rank-R connectivity U V needs at least R units, got rank={rank}, num_units={num_units}"
+            )
+        if config["rank"] > config["obs_dim"]:
+            raise ValueError(
+                f"rank must be <= obs_dim: R latent dims read out into fewer channels are not identifiable "
+                f"(and the readout starts at the data's top-R principal directions), got rank={rank}, obs_dim={obs_dim}"
+            )
         if config["readout"] == "one_to_one" and config["obs_dim"] != config["num_units"]:
             raise ValueError(f"a one_to_one readout needs obs_dim == num_units, got obs_dim={obs_dim}, num_units={num_units}")
         if config["proposal"] == "optimal" and config["observation"] != "gaussian":
@@ -157,6 +165,8 @@ class LowRankRNN:
         self.losses: list[float] = []
         self.num_particles = 64
         self._optimizer_state: Optional[tuple[str, dict]] = None  # (optimizer, its per-parameter state) after a fit
+        # the random initialization: filter, log_evidence and save refuse a model that still has it (and no fit)
+        self._initial_state = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
 
     # ---------------------------------------------------------------------------------------------
     def fit(
@@ -193,8 +203,8 @@ class LowRankRNN:
             y: recordings ``(trials, T, obs_dim)`` (counts for Poisson). u: inputs ``(trials, T, input_dim)``.
             num_particles: K per trial. epochs: passes over all trials (``trials // batch_size`` steps
                 each); or num_steps: gradient steps. batch_size: trials per step.
-            lr, lr_end: the learning rate decays exponentially from lr to lr_end (default lr / 100) over
-                the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.
+            lr, lr_end: the learning rate decays exponentially from lr to lr_end <= lr (default lr / 100)
+                over the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.
             resampling, ess_threshold, resampling_gradient: see :class:`~pyro_neurodyn.infer.VSMC_ELBO`.
             clip_norm: clip the global gradient norm.
             init_from_data: before the first fit, start the readout at the data's principal subspace (of
@@ -203,6 +213,13 @@ class LowRankRNN:
             seed: seeds Pyro/torch first. progress: show a progress bar.
         """
         y, u = self._validate_data(y, u)
+        init_from_data = _flag(init_from_data, "init_from_data")
+        if init_from_data and not self.losses:
+            _check_enough_pairs(y)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable as callback(step, loss), got {type(callback).__name__}")
+        if seed is not None:
+            seed = check_count(seed, "seed", minimum=0)
         num_particles = check_count(num_particles, "num_particles")
         batch_size = min(check_count(batch_size, "batch_size"), y.shape[0])
         steps_per_epoch = max(1, y.shape[0] // batch_size)
@@ -211,6 +228,8 @@ class LowRankRNN:
         num_steps = check_count(epochs, "epochs") * steps_per_epoch if epochs is not None else check_count(num_steps, "num_steps")
         lr = check_positive(lr, "lr")
         lr_end = lr / 100.0 if lr_end is None else check_positive(lr_end, "lr_end")
+        if lr_end > lr:
+            raise ValueError(f"lr_end must be <= lr (the learning rate decays from lr to lr_end), got lr_end={lr_end} > lr={lr}")
         optimizers = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
         optimizer = _choice(optimizer, "optimizer", tuple(optimizers))
         num_epochs = math.ceil(num_steps / steps_per_epoch)
@@ -274,6 +293,7 @@ class LowRankRNN:
         """
         y, u = self._validate_data(y, u)
         smoothing = check_positive(smoothing, "smoothing")
+        _check_enough_pairs(y)
         latents = self._initialize_readout(self._readout_scale(y, smoothing))
         self._initialize_dynamics(latents, u)
         return self
@@ -342,14 +362,25 @@ class LowRankRNN:
 
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
-        """Per-trial estimates of ``log p(y | u)`` ``(trials,)`` from the particle filter (``exp`` of it is unbiased)."""
-        return self.filter(y, u, num_particles=num_particles, seed=seed).log_evidence
+        """Per-trial estimates of ``log p(y | u)`` ``(trials,)`` from the particle filter (``exp`` of it is unbiased).
+
+        Raises a RuntimeError on a model that still has its random initial parameters (not fit, not
+        loaded, parameters not set by hand), like :meth:`filter` and :meth:`save`."""
+        return self._filter(y, u, num_particles, seed, "log_evidence").log_evidence
 
     @torch.no_grad()
     def filter(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> LowRankFilterResult:
         """Run the particle filter (the fit's proposal) over ``y``; see :class:`LowRankFilterResult`."""
+        return self._filter(y, u, num_particles, seed, "filter")
+
+    def _filter(self, y: Any, u: Any, num_particles: Optional[int], seed: Optional[int], action: str) -> LowRankFilterResult:
         y, u = self._validate_data(y, u)
-        elbo = VSMC_ELBO(self.num_particles if num_particles is None else check_count(num_particles, "num_particles"))
+        if num_particles is not None:
+            num_particles = check_count(num_particles, "num_particles")
+        if seed is not None:
+            seed = check_count(seed, "seed", minimum=0)
+        self._check_fitted(action)
+        elbo = VSMC_ELBO(self.num_particles if num_particles is None else num_particles)
         if seed is not None:
             pyro.set_rng_seed(seed)
         with pyro.validation_enabled(False):
@@ -452,7 +483,9 @@ class LowRankRNN:
 
     # ---------------------------------------------------------------------------------------------
     def save(self, path: PathLike, *, overwrite: bool = False) -> None:
-        """Write config, parameters and loss history to ``path`` (refuses to overwrite unless asked)."""
+        """Write config, parameters and loss history to ``path`` (refuses to overwrite unless asked, and
+        refuses a model that still has its random initial parameters)."""
+        self._check_fitted("save")
         state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         state.update({f"guide.{k}": v for k, v in self.guide.state_dict().items()})
         save_checkpoint(path, "LowRankRNN", self.config, state, overwrite=overwrite, losses=list(self.losses), num_particles=self.num_particles)
@@ -470,10 +503,22 @@ class LowRankRNN:
         return rnn
 
     # ---------------------------------------------------------------------------------------------
+    def _check_fitted(self, action: str) -> None:
+        """RuntimeError unless the model was fit, loaded, or its parameters were set (differ from the initialization)."""
+        if self.losses:
+            return
+        if any(not torch.equal(value, self._initial_state[key]) for key, value in self.model.state_dict().items()):
+            return
+        raise RuntimeError(
+            f"this LowRankRNN has not been fit yet: {action} needs fitted parameters, not the random initialization; "
+            "call fit(y) or initialize_from_data(y) first (or LowRankRNN.load(path), or set the parameters of .model)"
+        )
+
     def _validate_data(self, y: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
         y = as_trials(y, "y", counts=self.config["observation"] == "poisson")
         if y.shape[2] != self.config["obs_dim"]:
             raise ValueError(f"y has {y.shape[2]} channels but the model was built with obs_dim={self.config['obs_dim']}")
+        check_magnitude(y, "y")
         u = as_inputs(u, y)
         self._check_inputs(u)
         return y, u
@@ -508,6 +553,31 @@ def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def _sequence(value: Any, name: str) -> list:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of integers (list or tuple), got {value!r}")
+    return list(value)
+
+
+def _check_enough_pairs(y: Tensor) -> None:
+    """initialize_from_data estimates covariances of one-step pairs ``(z_t, z_{t+1})``: it needs two."""
+    pairs = y.shape[0] * (y.shape[1] - 1)
+    if pairs < 2:
+        raise ValueError(
+            f"y of shape {tuple(y.shape)} holds {pairs} one-step pair (trials * (T - 1)); initializing from data "
+            "needs at least 2: pass more trials or steps, or fit(init_from_data=False)"
+        )
+
+
+def _open_unit_interval(value: Any, name: str) -> float:
+    """``value`` as a float in (0, 1), else a ValueError (TypeError for a non-number) naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    return float(value)
 
 
 def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:

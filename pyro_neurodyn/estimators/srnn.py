@@ -23,7 +23,7 @@ from scipy.cluster.vq import kmeans2
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
-from ..data.validation import as_inputs, as_state_labels, as_trials, check_count, check_positive
+from ..data.validation import as_inputs, as_state_labels, as_trials, check_count, check_magnitude, check_positive
 from ..distributions import switching_filter, switching_posterior, switching_viterbi
 from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
 from ..dynamics.transitions import TRANSITION_KINDS
@@ -147,7 +147,7 @@ class SRNN:
         return self.module.guide
 
     def _data(self, y: Any, u: Any = None, name: str = "y", min_steps: int = 2) -> tuple[Tensor, Optional[Tensor]]:
-        y = as_trials(y, name, counts=self.config["observation"] == "poisson", min_steps=min_steps)
+        y = check_magnitude(as_trials(y, name, counts=self.config["observation"] == "poisson", min_steps=min_steps), name)
         u = as_inputs(u, y, "u", name)
         obs_dim, input_dim = self.config["obs_dim"], self.config["input_dim"]
         if obs_dim is not None and y.shape[-1] != obs_dim:
@@ -214,6 +214,7 @@ class SRNN:
         num_steps = check_count(num_steps, "num_steps")
         num_particles = check_count(num_particles, "num_particles")
         lr = check_positive(lr, "lr")
+        label_weight = check_positive(label_weight, "label_weight")
         label_steps = num_steps if label_steps is None else check_count(label_steps, "label_steps", minimum=0)
         filter_steps = num_steps // 3 if filter_steps is None else check_count(filter_steps, "filter_steps", minimum=0)
         if label_steps > num_steps:

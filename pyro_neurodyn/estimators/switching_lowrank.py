@@ -14,6 +14,7 @@ initialization from data and the decoding helpers.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Optional, Union
 
@@ -25,7 +26,7 @@ from pyro.infer import Trace_ELBO
 from torch import Tensor
 
 from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
-from ..data.validation import as_trials, check_count, check_positive
+from ..data.validation import as_trials, check_count, check_magnitude, check_positive
 from ..distributions import switching_posterior, switching_viterbi
 from ..dynamics.lowrank import ACTIVATIONS, OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
@@ -95,6 +96,10 @@ class SwitchingLowRankRNN:
         )
         if not 0.0 < self.config["decay"] < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
+        if not math.isfinite(self.config["stickiness"]):
+            raise ValueError(f"stickiness must be finite, got {stickiness}")
+        if self.config["rank"] > min(self.config["num_units"], self.config["obs_dim"]):
+            raise ValueError(f"rank ({rank}) must not exceed num_units ({num_units}) or obs_dim ({obs_dim})")
         c = self.config
         with torch.random.fork_rng():
             if seed is not None:
@@ -108,6 +113,7 @@ class SwitchingLowRankRNN:
         self.losses: list[float] = []
         self.method: Optional[str] = None
         self.num_particles = 16
+        self._initialized = False  # set by fit, initialize_from_data and load
 
     @property
     def model(self):
@@ -180,7 +186,7 @@ class SwitchingLowRankRNN:
                 losses = fit_svi(model, guide, elbo, optim, [y], num_steps=num_steps, **common)
                 self.num_particles = num_particles
         self.losses.extend(losses)
-        self.method = method
+        self.method, self._initialized = method, True
         return self
 
     @torch.no_grad()
@@ -208,6 +214,7 @@ class SwitchingLowRankRNN:
         num_rounds = check_count(num_rounds, "num_rounds")
         filter_rounds = check_count(filter_rounds, "filter_rounds", minimum=0)
         num_particles = check_count(num_particles, "num_particles")
+        self._initialized = True
         if self.config["observation"] != "gaussian":
             return self
         module, rank = self.module, self.config["rank"]
@@ -317,7 +324,10 @@ class SwitchingLowRankRNN:
 
     @torch.no_grad()
     def log_evidence(self, y: Any, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
-        """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` (``exp`` is unbiased)."""
+        """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` (``exp`` is unbiased) under the
+        fitted (or data-initialized, :meth:`initialize_from_data`) model."""
+        if not self._initialized:
+            raise RuntimeError("this SwitchingLowRankRNN has not been fit yet: call fit(y), initialize_from_data(y) or load(path)")
         y = self._data(y)
         if seed is not None:
             pyro.set_rng_seed(seed)
@@ -358,6 +368,7 @@ class SwitchingLowRankRNN:
         rnn = cls(**payload["config"])
         rnn.module.load_state_dict(payload["state_dict"])
         rnn.losses, rnn.method, rnn.num_particles = list(payload["losses"]), payload["method"], int(payload["num_particles"])
+        rnn._initialized = True
         return rnn
 
     # ----- validation --------------------------------------------------------------------------------
@@ -365,7 +376,7 @@ class SwitchingLowRankRNN:
         y = as_trials(y, "y", counts=self.config["observation"] == "poisson", min_steps=2)
         if y.shape[-1] != self.config["obs_dim"]:
             raise ValueError(f"y has {y.shape[-1]} channels but the model was built with obs_dim={self.config['obs_dim']}")
-        return y
+        return check_magnitude(y, "y")
 
     def _check_fitted(self) -> None:
         if self.method is None:

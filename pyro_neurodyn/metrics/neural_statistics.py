@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from ..data.validation import check_count, check_positive
+from ..data.validation import _to_numeric_tensor, check_count, check_positive
+from .spectral import _power_of_two_scaled
 
 __all__ = [
     "band_power",
@@ -27,7 +27,8 @@ __all__ = [
 
 def _recordings(y: Any, name: str = "y", min_steps: int = 2) -> np.ndarray:
     """float64 numpy ``(..., trials, T, channels)``; ValueError on bad shape or non-finite values."""
-    array = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y, dtype=np.float64)
+    # ValueError for ragged lists, TypeError for strings, objects or complex numbers, naming the argument
+    array = _to_numeric_tensor(y, name).cpu().numpy().astype(np.float64)
     if array.ndim == 2:
         array = array[None]
     if array.ndim < 3:
@@ -56,8 +57,12 @@ def fano_factor(y: Any) -> np.ndarray:
     Channels silent in a trial (mean 0) are left out of the average (NaN if silent in every trial).
     """
     array = _recordings(y)
+    # var / mean = s var(y / s) / mean(y / s): with s a power of two (exact) at the series' largest count,
+    # the variance does not overflow for counts beyond 1e154
+    scale = np.ldexp(1.0, np.frexp(np.abs(array).max(axis=-2, keepdims=True))[1])
+    array = array / scale
     mean = array.mean(axis=-2)
-    ratio = np.divide(array.var(axis=-2), mean, out=np.full_like(mean, np.nan), where=mean > 0)
+    ratio = np.divide(array.var(axis=-2), mean, out=np.full_like(mean, np.nan), where=mean > 0) * scale.squeeze(-2)
     return _mean_over_trials(ratio)
 
 
@@ -69,6 +74,7 @@ def lag_autocorrelation(y: Any, lag: int = 1) -> np.ndarray:
     lag = check_count(lag, "lag")
     if lag >= array.shape[-2]:
         raise ValueError(f"lag must be below the number of time steps {array.shape[-2]}, got {lag}")
+    array = _power_of_two_scaled(array, axis=-2)  # correlations are scale-free; squares of |y| > 1e154 overflow
     centred = array - array.mean(axis=-2, keepdims=True)
     numerator = (centred[..., lag:, :] * centred[..., :-lag, :]).sum(axis=-2)
     denominator = np.square(centred).sum(axis=-2)
@@ -88,6 +94,7 @@ def population_autocorrelation(y: Any, num_lags: int) -> np.ndarray:
     num_lags = check_count(num_lags, "num_lags")
     if num_lags > array.shape[-2]:
         raise ValueError(f"num_lags must be at most the number of time steps {array.shape[-2]}, got {num_lags}")
+    array = _power_of_two_scaled(array, axis=(-3, -2, -1))  # one scale for the whole population: scale-free
     x = array - array.mean(axis=(-3, -2), keepdims=True)
     variance = np.square(x).sum(-1).mean(axis=(-2, -1))
     lagged = [(x[..., : x.shape[-2] - lag, :] * x[..., lag:, :]).sum(-1).mean(axis=(-2, -1)) for lag in range(num_lags)]
@@ -99,14 +106,34 @@ def band_power(y: Any, band: Sequence[float], sampling_rate: float = 1.0) -> np.
     per step), ``low <= f < high``: per trial, the periodogram of the mean-removed series (the unsmoothed
     spectrum of :func:`~pyro_neurodyn.metrics.smoothed_power_spectrum`), summed inside the band over its
     total; averaged over the trials in which the channel is not constant (NaN if it is constant in all,
-    e.g. a silent neuron). In [0, 1]."""
+    e.g. a silent neuron). In [0, 1].
+
+    Raises:
+        ValueError: ``band`` is not ``(low, high)`` with ``0 <= low < high``, lies above the Nyquist frequency
+            ``sampling_rate / 2``, or holds no frequency of the periodogram (bins ``sampling_rate / T`` apart).
+    """
     array = _recordings(y)
-    low, high = (float(f) for f in band)
+    try:
+        low, high = (float(f) for f in band)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"band must be a pair (low, high) of frequencies, got {band!r}") from error
     if not 0 <= low < high:
         raise ValueError(f"band must be (low, high) with 0 <= low < high, got {tuple(band)}")
     sampling_rate = check_positive(sampling_rate, "sampling_rate")
-    frequency = np.fft.rfftfreq(array.shape[-2], d=1.0 / sampling_rate)
+    num_steps = array.shape[-2]
+    frequency = np.fft.rfftfreq(num_steps, d=1.0 / sampling_rate)
+    if low > sampling_rate / 2:
+        raise ValueError(
+            f"band {tuple(band)} lies above the Nyquist frequency sampling_rate / 2 = {sampling_rate / 2:g}: "
+            "a sampled series has no power there"
+        )
     inside = (frequency >= low) & (frequency < high)
+    if not inside.any():
+        raise ValueError(
+            f"band {tuple(band)} holds no frequency of the periodogram of T = {num_steps} steps "
+            f"(bins every sampling_rate / T = {sampling_rate / num_steps:g}): widen the band or use longer trials"
+        )
+    array = _power_of_two_scaled(array, axis=-2)  # power fractions are scale-free; squares of |y| > 1e154 overflow
     power = np.abs(np.fft.rfft(array - array.mean(axis=-2, keepdims=True), axis=-2)) ** 2  # (..., trials, F, channels)
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = power[..., inside, :].sum(axis=-2) / power.sum(axis=-2)  # (..., trials, channels), NaN if constant

@@ -56,25 +56,44 @@ def squared_error_per_channel(y_true: Tensor, y_pred: Tensor) -> Tensor:
     return (y_true - y_pred).pow(2).reshape(-1, y_true.shape[-1]).mean(0)
 
 
+def power_of_two_scale(largest: Tensor) -> Tensor:
+    """The power of two at or above each entry of ``largest`` (>= 0), 1 where it is 0.
+
+    Dividing by it is exact, so scale-free statistics computed on ``x / scale`` equal those of ``x`` bit
+    for bit, and stay finite where squares of ``x`` over- or underflow (|x| beyond 1e154 or below 1e-154
+    in float64)."""
+    _, exponent = torch.frexp(largest)
+    return torch.ldexp(torch.ones_like(largest), exponent)
+
+
 def total_sum_of_squares(y_true: Tensor, name: str = "y_true") -> Tensor:
     """``SS_tot[c] = sum (y_true[..., c] - mean y_true[..., c])^2`` over all leading dims, ``(C,)``.
 
-    Raises a ValueError if a channel is constant (SS_tot = 0), where R^2 is undefined.
+    Raises a ValueError if a channel is constant (SS_tot = 0), where R^2 is undefined; computed on each
+    channel scaled by a power of two, so that tiny or huge values are not mistaken for constant ones.
     """
     true = y_true.reshape(-1, y_true.shape[-1])
-    total = (true - true.mean(0)).pow(2).sum(0)
+    scale = power_of_two_scale(true.abs().amax(0))
+    scaled = true / scale
+    total = (scaled - scaled.mean(0)).pow(2).sum(0)
     constant = (total == 0).nonzero().flatten()
     if len(constant):
         raise ValueError(
             f"R^2 is undefined: {name} is constant in channel(s) {constant.tolist()} (zero total sum of squares)"
         )
-    return total
+    return total * scale.square()
 
 
 def r2_from_tensors(y_true: Tensor, y_pred: Tensor, multioutput: str) -> Union[float, np.ndarray]:
     """R^2 of ``y_pred`` for ``y_true`` (``(..., C)``, all leading dims pooled); no input validation."""
     true = y_true.reshape(-1, y_true.shape[-1])
-    residual = (true - y_pred.reshape(true.shape)).pow(2).sum(0)
+    pred = y_pred.reshape(true.shape)
+    # R^2 is scale-free: divide both by a power of two per channel (one for all channels when they are
+    # pooled), exact, so that squares of |y| > 1e154 do not overflow into inf / inf = NaN
+    largest = torch.maximum(true.abs().amax(0), pred.abs().amax(0))
+    scale = power_of_two_scale(largest.amax() if multioutput == "variance_weighted" else largest)
+    true, pred = true / scale, pred / scale
+    residual = (true - pred).pow(2).sum(0)
     total = total_sum_of_squares(true)
     if multioutput == "variance_weighted":
         return float(1.0 - residual.sum() / total.sum())

@@ -36,9 +36,22 @@ def _check_smoothing(smoothing: Any) -> float:
     return 0.0 if isinstance(smoothing, (int, float)) and smoothing == 0 else check_positive(smoothing, "smoothing")
 
 
+def _power_of_two_scaled(y: np.ndarray, axis) -> np.ndarray:
+    """``y`` divided by the power of two at or above its largest magnitude along ``axis`` (1 where it is all 0).
+
+    Scale-free statistics (z-scores, power fractions, correlations) of the result equal those of ``y``,
+    and they stay finite where squares of ``y`` would overflow (|y| > 1e154) or underflow (|y| < 1e-154).
+    Dividing by a power of two is exact, so for ordinary data the results are unchanged bit for bit.
+    """
+    largest = np.abs(y).max(axis=axis, keepdims=True)
+    _, exponent = np.frexp(largest)  # largest = m 2^e with m in [0.5, 1); e = 0 for 0
+    return y / np.ldexp(1.0, exponent)
+
+
 def normalised_power(y: np.ndarray, smoothing: float, name: str = "y") -> np.ndarray:
     """Normalised, smoothed power ``(..., F, channels)`` of float64 ``y`` ``(..., trials, T, channels)``,
     averaged over trials (leading dims, e.g. posterior draws, are kept; see :func:`smoothed_power_spectrum`)."""
+    y = _power_of_two_scaled(y, axis=-2)  # z-scoring is scale-free: this keeps y.std finite for |y| up to 1e308
     std = y.std(axis=-2, keepdims=True)
     if (std == 0).any():
         index = np.argwhere(std == 0)[0]
@@ -98,7 +111,7 @@ def power_spectrum_distance(
         y_true, y_gen: ``(trials, time, channels)`` or ``(time, channels)``, with the same number of
             time steps (one frequency grid) and channels; the number of trials may differ.
         smoothing: sigma of the Gaussian smoothing over frequency bins (>= 0).
-        freq_cutoff: keep the ``freq_cutoff`` lowest frequencies (``None``: all ``T // 2 + 1``).
+        freq_cutoff: keep the ``freq_cutoff`` lowest frequencies, 2 to ``T // 2 + 1`` (``None``: all).
         multioutput: ``"uniform_average"`` (D_H, a float) or ``"raw_values"`` (``H_c``, ``(channels,)``).
     """
     multioutput = check_multioutput(multioutput)
@@ -112,6 +125,11 @@ def power_spectrum_distance(
         )
     if freq_cutoff is not None:
         freq_cutoff = check_count(freq_cutoff, "freq_cutoff", minimum=2)
+        num_frequencies = true.shape[1] // 2 + 1
+        if freq_cutoff > num_frequencies:
+            raise ValueError(
+                f"freq_cutoff = {freq_cutoff} exceeds the T // 2 + 1 = {num_frequencies} frequencies of T = {true.shape[1]} steps"
+            )
     p = _spectrum_of(true, smoothing, "y_true").density[:freq_cutoff]
     q = _spectrum_of(gen, smoothing, "y_gen").density[:freq_cutoff]
     if (p.sum(0) == 0).any() or (q.sum(0) == 0).any():

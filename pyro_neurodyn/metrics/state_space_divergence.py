@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from ..data.validation import as_trials, check_count, check_positive
+from ..data.validation import as_trials, check_count, check_magnitude, check_positive
 
 __all__ = ["KLEstimate", "gaussian_mixture_kl", "histogram_kl", "state_space_divergence"]
 
@@ -177,6 +177,7 @@ def gaussian_mixture_kl(
         seed: seed of the samples (``None``: torch's global generator).
     """
     true, gen = _point_sets(y_true, y_gen)
+    check_magnitude(true, "y_true"), check_magnitude(gen, "y_gen")  # squared distances in float64
     scale = check_positive(scale, "scale")
     num_samples = check_count(num_samples, "num_samples", minimum=2)
     if max_points is not None:
@@ -205,7 +206,7 @@ def state_space_divergence(
     the Monte Carlo :func:`gaussian_mixture_kl` (sigma = ``scale``, ``num_samples``, ``max_points``,
     ``seed``), whose standard error that function also returns.
     """
-    dims = as_trials(y_true, "y_true", min_steps=1).shape[-1]
+    dims = as_trials(y_true, "y_true", min_steps=1, dtype=torch.float64).shape[-1]
     if dims <= HISTOGRAM_MAX_DIMS:
         return histogram_kl(y_true, y_gen, bins=bins)
     return gaussian_mixture_kl(y_true, y_gen, scale=scale, num_samples=num_samples, max_points=max_points, seed=seed).value

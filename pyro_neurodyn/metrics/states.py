@@ -16,6 +16,8 @@ from ..data.validation import as_state_labels
 
 __all__ = ["confusion_matrix", "match_states", "state_accuracy", "balanced_state_error"]
 
+MAX_LABEL = 4096  # labels below it: a (K_true, K_pred) matrix of at most 2^24 int64 counts (128 MiB)
+
 
 def _paired_labels(true_states: Any, pred_states: Any) -> tuple[np.ndarray, np.ndarray]:
     true = as_state_labels(true_states, "true_states").numpy().ravel()
@@ -31,9 +33,16 @@ def confusion_matrix(true_states: Any, pred_states: Any) -> np.ndarray:
     """Counts ``C[i, j] = #{(trial, t): true = i, pred = j}``, shape ``(K_true, K_pred)``.
 
     ``K_true = max(true) + 1`` and ``K_pred = max(pred) + 1``. Labels: int arrays ``(trials, time)``
-    or ``(time,)`` of equal shape.
+    or ``(time,)`` of equal shape, below ``MAX_LABEL = 4096`` (a ValueError otherwise: a label like 10^12
+    is a state identifier to renumber, not a count of states).
     """
     true, pred = _paired_labels(true_states, pred_states)
+    for name, labels in (("true_states", true), ("pred_states", pred)):
+        if labels.max() >= MAX_LABEL:
+            raise ValueError(
+                f"{name} has label {labels.max()}: labels must number the states 0..K-1 (at most {MAX_LABEL - 1}), "
+                "relabel them (e.g. numpy.unique(labels, return_inverse=True))"
+            )
     counts = np.zeros((true.max() + 1, pred.max() + 1), dtype=np.int64)
     np.add.at(counts, (true, pred), 1)
     return counts

@@ -66,8 +66,9 @@ def test_same_seeds_give_identical_fits_and_leave_global_state_alone(lorenz):
         state = torch.get_rng_state()
         model = SRNN(2, 3, obs_dim, seed=123)
         assert torch.equal(torch.get_rng_state(), state)
-        fits.append(model.fit(lorenz.y, seed=123, **QUICK))
-        assert pyro.infer.util.is_validation_enabled()
+        with pyro.validation_enabled(True):
+            fits.append(model.fit(lorenz.y, seed=123, **QUICK))
+            assert pyro.infer.util.is_validation_enabled()
     assert fits[0] == fits[1]
     assert SRNN(2, 3, 3, seed=1).fit(lorenz.y, seed=123, **QUICK) != fits[0]
     with pytest.raises(ValueError, match="seed"):

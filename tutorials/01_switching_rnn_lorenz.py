@@ -164,16 +164,20 @@ fig.savefig(FIGURES / "forecast.png", dpi=110)
 # %% [markdown]
 # ## Headline numbers
 #
-# Full run (defaults, 1000 SVI steps, a few minutes on 2 cores): held-out state accuracy about 0.97,
-# reconstruction $R^2 \approx 0.997$, and a 10-step forecast error well below persistence. The fast mode
-# checks the same pipeline with looser bounds.
+# Full run (defaults, 1000 SVI steps, a few minutes on 2 cores): held-out state accuracy 0.94,
+# reconstruction $R^2 \approx 0.999$, and a 10-step forecast error well below persistence (0.33 against
+# 0.56). The lobes are the one benchmark a model without dynamics also passes (a Gaussian HMM: 0.945
+# here); the default labels come from a model with dynamics, which costs up to 0.03 on the lobes (labels
+# from a Gaussian HMM, `init="hmm"`, gave about 0.96) and is what finds regimes that differ only in their
+# dynamics, where the Gaussian HMM is at chance (README, SRNN section). The fast mode checks the same
+# pipeline with looser bounds.
 
 # %%
 if FAST:
     assert accuracy >= 0.8, accuracy
     assert reconstruction_r2 >= 0.9, reconstruction_r2
 else:
-    assert accuracy >= 0.95, accuracy
+    assert accuracy >= 0.92, accuracy
     assert reconstruction_r2 >= 0.95, reconstruction_r2
     assert forecast.mse[-1] < persistence.mse[-1], (forecast.mse[-1], persistence.mse[-1])
 print("ok")

@@ -40,7 +40,7 @@ Setting up the peers (keep them out of the project's own ``.venv``; ssm needs a 
     pip install torch==2.13.0          # the local CPU wheel; unpinned torch pulls a CUDA build
     pip install -e /path/to/pyro_neurodyn
     pip install dynamax                # brings jax / jaxlib (CPU)
-    # ssm is not on PyPI: fetch the source (git clone https://github.com/lindermanlab/ssm), then
+    # ssm is not on PyPI: fetch the source (the lindermanlab/ssm repository), then
     pip install cython wheel setuptools    # ssm's master (eb6c8aa) built and ran against numpy 2.4.6
     cd ssm && pip install --no-build-isolation --use-pep517 -e .
     # Without --use-pep517 the editable build falls back to `setup.py develop`, which reinvokes pip with
@@ -77,18 +77,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from switching_baselines import (  # noqa: E402  (the benchmarks folder is on sys.path only now)
-    COLUMNS,
     DATASETS,
     FORECAST_SAMPLES,
-    HEADER,
     LORENZ_FILE,
     NUM_STATES,
     Fitted,
     Split,
-    cell,
     d_stsp,
     load_split,
     score,
+    table,
 )
 
 try:
@@ -108,7 +106,7 @@ except ImportError:
 
 PEERS = ("ssm ARHMM", "ssm rSLDS", "dynamax GaussianHMM", "dynamax ARHMM")
 INSTALL = {
-    "ssm": "ssm is not installed: it is not on PyPI; git clone https://github.com/lindermanlab/ssm, then in this "
+    "ssm": "ssm is not installed: it is not on PyPI; get the source of the lindermanlab/ssm repository, then in this "
     "venv `pip install cython wheel setuptools` and, in the clone, `pip install --no-build-isolation --use-pep517 -e .` "
     "(see this script's docstring)",
     "dynamax": "dynamax is not installed: `pip install dynamax` (brings jax; use a separate venv, see the docstring)",
@@ -295,17 +293,6 @@ def run_peer(peer: str, data: Split, seed: int, args) -> dict:
         return {"error": f"{type(error).__name__}: {error or ''} ({Path(where.filename).name}:{where.lineno} {where.name})"}
 
 
-def table(title: str, results: dict, floor: float, notes: list[str]) -> str:
-    lines = [f"### {title}", "", "| peer | " + " | ".join(HEADER) + " |", "|---" * (len(HEADER) + 1) + "|"]
-    for peer, r in results.items():
-        cells = [r["error"][:80]] + [""] * (len(HEADER) - 1) if "error" in r else [cell(c, r[c]) for c in COLUMNS]
-        lines.append(f"| {peer} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(f"D_stsp of the 15 training trials against the held-out trial (the data's floor): {floor:.3g}")
-    lines.extend(notes)
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
@@ -343,7 +330,7 @@ def main(argv=None) -> dict:
             results = {peer: run_peer(peer, data, seed, args) for peer in peers}
             floor = d_stsp(data.y_test, data.y_train)
             report["results"][f"{name}/seed{seed}"] = {"peers": results, "d_stsp_training_trials": floor}
-            print(table(f"{name}, seed {seed} (peers)", results, floor, notes), flush=True)
+            print(table(f"{name}, seed {seed} (peers)", results, floor, row_label="peer", notes=notes), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return report

@@ -53,7 +53,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pyro
@@ -266,13 +266,16 @@ def mse_ratio(results: dict) -> Optional[tuple[float, str]]:
     return results["SRNN"]["mse@10"] / baselines[best], best
 
 
-def table(title: str, results: dict, floor: float) -> str:
-    lines = [f"### {title}", "", "| model | " + " | ".join(HEADER) + " |", "|---" * (len(HEADER) + 1) + "|"]
+def table(title: str, results: dict, floor: float, row_label: str = "model", notes: Sequence[str] = ()) -> str:
+    """A markdown table of ``results`` (one row per model), the data's D_stsp floor, ``notes`` and, when
+    an SRNN is among the rows, its 10-step MSE over the best other model's."""
+    lines = [f"### {title}", "", f"| {row_label} | " + " | ".join(HEADER) + " |", "|---" * (len(HEADER) + 1) + "|"]
     for model, r in results.items():
         cells = [r["error"][:80]] + [""] * (len(HEADER) - 1) if "error" in r else [cell(c, r[c]) for c in COLUMNS]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"D_stsp of the 15 training trials against the held-out trial (the data's floor): {floor:.3g}")
+    lines.extend(notes)
     ratio = mse_ratio(results)
     if ratio is not None:
         lines.append(f"SRNN 10-step MSE / best baseline's ({ratio[1]}): {ratio[0]:.3f}")

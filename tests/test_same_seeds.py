@@ -48,3 +48,19 @@ def test_a_seeded_constructor_leaves_the_global_rng_alone(build):
     state = torch.get_rng_state()
     build()
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_loaded_lowrank_rnn_continues_exactly_like_the_original(tmp_path):
+    """save() keeps the optimizer's moments (a fresh Adam's first steps move every parameter by ~lr and
+    once threw a fitted Poisson model to NaN): continuing the loaded model equals continuing the original,
+    loss for loss and parameter for parameter."""
+    y = gaussian_oscillator_data(12, 20, seed=3).y
+    options = dict(num_particles=4, num_steps=3, batch_size=6, optimizer="adam", progress=False)
+    original = LowRankRNN(20, 2, 20, readout="one_to_one", seed=7).fit(y, seed=11, **options)
+    original.save(tmp_path / "rnn.pt")
+    loaded = LowRankRNN.load(tmp_path / "rnn.pt")
+    for rnn in (original, loaded):
+        rnn.fit(y, seed=12, **options)
+    assert loaded.losses == original.losses and len(loaded.losses) == 6
+    for (name, a), b in zip(original.model.state_dict().items(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -483,12 +483,16 @@ class LowRankRNN:
 
     # ---------------------------------------------------------------------------------------------
     def save(self, path: PathLike, *, overwrite: bool = False) -> None:
-        """Write config, parameters and loss history to ``path`` (refuses to overwrite unless asked, and
-        refuses a model that still has its random initial parameters)."""
+        """Write config, parameters, loss history and the optimizer's state (moments: a later ``fit`` of the
+        loaded model with the same optimizer continues as this one would) to ``path``; refuses to overwrite
+        unless asked, and refuses a model that still has its random initial parameters."""
         self._check_fitted("save")
         state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         state.update({f"guide.{k}": v for k, v in self.guide.state_dict().items()})
-        save_checkpoint(path, "LowRankRNN", self.config, state, overwrite=overwrite, losses=list(self.losses), num_particles=self.num_particles)
+        optimizer = {} if self._optimizer_state is None else {"optimizer": self._optimizer_state[0],
+                                                                "optimizer_state": _renamed_modules(self._optimizer_state[1], self._module_prefixes())}
+        save_checkpoint(path, "LowRankRNN", self.config, state, overwrite=overwrite, losses=list(self.losses),
+                        num_particles=self.num_particles, **optimizer)  # fmt: skip
 
     @classmethod
     def load(cls, path: PathLike) -> "LowRankRNN":
@@ -500,7 +504,15 @@ class LowRankRNN:
         rnn.guide.load_state_dict({k[len("guide.") :]: v for k, v in state.items() if k.startswith("guide.")})
         rnn.losses = list(payload.get("losses", []))
         rnn.num_particles = int(payload.get("num_particles", 64))
+        if "optimizer_state" in payload:  # a later fit with the same optimizer continues from its moments
+            saved_to_live = {saved: live for live, saved in rnn._module_prefixes().items()}
+            rnn._optimizer_state = (payload["optimizer"], _renamed_modules(payload["optimizer_state"], saved_to_live))
         return rnn
+
+    def _module_prefixes(self) -> dict:
+        """Pyro parameter-name prefixes of the model and guide (unique per process, e.g. ``lowrank_rnn_0``)
+        and the names they have in a saved optimizer state."""
+        return {self.model._pyro_name: "model", self.guide._pyro_name: "guide"}
 
     # ---------------------------------------------------------------------------------------------
     def _check_fitted(self, action: str) -> None:
@@ -535,6 +547,15 @@ def _choice(value: Any, name: str, options: tuple) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
+
+
+def _renamed_modules(state: dict, prefixes: dict) -> dict:
+    """``state`` keyed by Pyro parameter names ``module.rest`` with each ``module`` renamed by ``prefixes``."""
+    renamed = {}
+    for name, value in state.items():
+        module, dot, rest = name.partition(".")
+        renamed[prefixes.get(module, module) + dot + rest] = value
+    return renamed
 
 
 def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: float) -> dict:

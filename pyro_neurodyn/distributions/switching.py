@@ -155,8 +155,8 @@ def _check_chain_values(init_logits: Tensor, trans_logits: Tensor, emission_logp
                         "log-space scores must be real numbers or -inf"
                     )
     for name, problem, value, value_sum in zip(_CHAIN_ARGUMENTS, _DEAD_ROW_PROBLEMS, tensors, sums):
-        if math.isfinite(float(value_sum)) and total == -math.inf:
-            continue  # holds no -inf (with a finite sum and no NaN/+inf anywhere)
+        if math.isfinite(float(value_sum)):
+            continue  # holds no -inf
         rows = torch.isneginf(value[..., 0])  # rows of all -inf, by K elementwise ands (faster than a
         for k in range(1, value.shape[-1]):  # reduction over a last dim of a few states)
             rows &= torch.isneginf(value[..., k])

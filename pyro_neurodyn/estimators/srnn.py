@@ -11,7 +11,6 @@ adds validation of the data, initialization, the fitting schedule and the decodi
 
 from __future__ import annotations
 
-
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator, Optional, Union
 
@@ -28,7 +27,7 @@ from ..distributions import switching_filter, switching_posterior, switching_vit
 from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
 from ..dynamics.transitions import TRANSITION_KINDS
 from ..infer import fit_svi, load_checkpoint, save_checkpoint
-from ..models.autoregressive_hmm import AutoregressiveHMM
+from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.srnn import SRNNModel
 from ..models.switching_ssm import SwitchingSample
@@ -117,8 +116,9 @@ class SRNN:
         c = self.config
         c["obs_dim"] = obs_dim
         # a seeded model draws its parameters from its own seed and leaves the caller's RNG as it was
-        with torch.random.fork_rng() if c.get("seed") is not None else nullcontext():
-            if c.get("seed") is not None:
+        seeded = c["seed"] is not None
+        with torch.random.fork_rng() if seeded else nullcontext():
+            if seeded:
                 torch.manual_seed(c["seed"])
             self.module = SRNNModel(
                 c["num_states"], c["latent_dim"], obs_dim,
@@ -306,10 +306,7 @@ class SRNN:
         if self.config["observation"] != "poisson":
             return y
         smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().numpy(), 1.0, axis=1))
-        flat = smooth.reshape(-1, y.shape[-1])
-        centered = flat - flat.mean(0)
-        _, _, vh = torch.linalg.svd(centered, full_matrices=False)
-        return (centered @ vh[: self.config["latent_dim"]].T).reshape(*y.shape[:2], -1).to(y.dtype)
+        return principal_component_scores(smooth, self.config["latent_dim"]).to(y.dtype)
 
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -98,23 +98,14 @@ def _feed(value: Any, update: Callable[[bytes], Any]) -> None:
         text(b"T", f"{value.dtype}|{tuple(value.shape)}|{raw.numel()}")
         update(raw.numpy())  # a zero-copy buffer of the tensor's bytes
     elif isinstance(value, dict):
-        encoded = []
-        for key, item in value.items():
-            parts: list[bytes] = []
-            _feed(key, parts.append)
-            encoded.append((b"".join(parts), item))
-        encoded.sort(key=lambda pair: pair[0])  # canonical: independent of insertion order
+        encoded = sorted(((_encoding(key), item) for key, item in value.items()), key=lambda pair: pair[0])  # any order
         update(b"D" + str(len(encoded)).encode() + b":")
         for key_bytes, item in encoded:
             update(key_bytes)
             _feed(item, update)
     elif isinstance(value, (set, frozenset)):
-        members = []
-        for member in value:
-            parts = []
-            _feed(member, parts.append)
-            members.append(b"".join(parts))
-        update(b"E" + str(len(members)).encode() + b":" + b"".join(sorted(members)))
+        members = sorted(_encoding(member) for member in value)
+        update(b"E" + str(len(members)).encode() + b":" + b"".join(members))
     elif isinstance(value, (list, tuple)):  # torch.Size is a tuple
         update((b"L" if isinstance(value, list) else b"U") + str(len(value)).encode() + b":")
         for item in value:
@@ -135,6 +126,13 @@ def _feed(value: Any, update: Callable[[bytes], Any]) -> None:
         update(b"Y" + str(len(value)).encode() + b":" + bytes(value))
     else:  # what else a weights-only load returns (torch.dtype, torch.device, ...): a deterministic repr
         text(b"O", f"{type(value).__module__}.{type(value).__qualname__}:{value!r}")
+
+
+def _encoding(value: Any) -> bytes:
+    """The bytes :func:`_feed` gives ``value`` (to sort dict keys and set members canonically)."""
+    parts: list[bytes] = []
+    _feed(value, parts.append)
+    return b"".join(parts)
 
 
 def _checksum(payload: dict) -> str:

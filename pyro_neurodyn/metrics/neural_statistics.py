@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.validation import _to_numeric_tensor, check_count, check_positive
-from .spectral import _power_of_two_scaled
+from .spectral import _power_of_two_scale, _power_of_two_scaled
 
 __all__ = [
     "band_power",
@@ -59,7 +59,7 @@ def fano_factor(y: Any) -> np.ndarray:
     array = _recordings(y)
     # var / mean = s var(y / s) / mean(y / s): with s a power of two (exact) at the series' largest count,
     # the variance does not overflow for counts beyond 1e154
-    scale = np.ldexp(1.0, np.frexp(np.abs(array).max(axis=-2, keepdims=True))[1])
+    scale = _power_of_two_scale(array, axis=-2)
     array = array / scale
     mean = array.mean(axis=-2)
     ratio = np.divide(array.var(axis=-2), mean, out=np.full_like(mean, np.nan), where=mean > 0) * scale.squeeze(-2)

@@ -36,16 +36,20 @@ def _check_smoothing(smoothing: Any) -> float:
     return 0.0 if isinstance(smoothing, (int, float)) and smoothing == 0 else check_positive(smoothing, "smoothing")
 
 
+def _power_of_two_scale(y: np.ndarray, axis) -> np.ndarray:
+    """The power of two at or above ``y``'s largest magnitude along ``axis`` (kept dims; 1 where all 0)."""
+    _, exponent = np.frexp(np.abs(y).max(axis=axis, keepdims=True))  # largest = m 2^e, m in [0.5, 1); e = 0 for 0
+    return np.ldexp(1.0, exponent)
+
+
 def _power_of_two_scaled(y: np.ndarray, axis) -> np.ndarray:
-    """``y`` divided by the power of two at or above its largest magnitude along ``axis`` (1 where it is all 0).
+    """``y`` divided by :func:`_power_of_two_scale` along ``axis``.
 
     Scale-free statistics (z-scores, power fractions, correlations) of the result equal those of ``y``,
     and they stay finite where squares of ``y`` would overflow (|y| > 1e154) or underflow (|y| < 1e-154).
     Dividing by a power of two is exact, so for ordinary data the results are unchanged bit for bit.
     """
-    largest = np.abs(y).max(axis=axis, keepdims=True)
-    _, exponent = np.frexp(largest)  # largest = m 2^e with m in [0.5, 1); e = 0 for 0
-    return y / np.ldexp(1.0, exponent)
+    return y / _power_of_two_scale(y, axis)
 
 
 def normalised_power(y: np.ndarray, smoothing: float, name: str = "y") -> np.ndarray:

@@ -47,7 +47,7 @@ from ..dynamics import StationaryTransitions
 from .module_names import unique_module_name
 from .switching_ssm import gaussian_log_density
 
-__all__ = ["ARHMMStatistics", "AutoregressiveHMM"]
+__all__ = ["ARHMMStatistics", "AutoregressiveHMM", "principal_component_scores"]
 
 LOG_2PI = math.log(2 * math.pi)
 COVARIANCES = ("diag", "full")
@@ -403,6 +403,15 @@ def _design(y: Tensor, lags: int, min_scale: float) -> _Design:
     return _Design(regressors, y[:, lags:].reshape(-1, y.shape[-1]), mask, y[:, :lags], floor)
 
 
+def principal_component_scores(y: Tensor, num_components: int) -> Tensor:
+    """``(..., T, min(num_components, D))``: ``y (..., T, D)`` centred and projected on its top principal
+    directions, all leading dims pooled."""
+    flat = y.reshape(-1, y.shape[-1])
+    centered = flat - flat.mean(0)
+    _, _, vh = torch.linalg.svd(centered, full_matrices=False)
+    return (centered @ vh[:num_components].T).reshape(*y.shape[:-1], -1)
+
+
 def _rotation_features(y: Tensor, max_dim: int = 10) -> Tensor:
     """``(trials, T-1, Q(Q-1)/2)``: upper triangle of ``u_t u_{t-1}^T - u_{t-1} u_t^T``, ``u`` the top
     ``Q = min(D, max_dim)`` principal components of y.
@@ -410,12 +419,7 @@ def _rotation_features(y: Tensor, max_dim: int = 10) -> Tensor:
     For ``u_t = A u_{t-1} + noise`` its mean is the antisymmetric part of ``A E[u u^T]``: the signed area
     swept per step, which tells rotation directions and speeds apart where positions do not.
     """
-    flat = y.reshape(-1, y.shape[-1])
-    centered = flat - flat.mean(0)
-    if y.shape[-1] > max_dim:
-        _, _, vh = torch.linalg.svd(centered, full_matrices=False)
-        centered = centered @ vh[:max_dim].T
-    u = centered.reshape(y.shape[0], y.shape[1], -1)
+    u = principal_component_scores(y, max_dim) if y.shape[-1] > max_dim else y - y.reshape(-1, y.shape[-1]).mean(0)
     outer = u[:, 1:].unsqueeze(-1) * u[:, :-1].unsqueeze(-2)
     rows, cols = torch.triu_indices(u.shape[-1], u.shape[-1], 1)
     return (outer - outer.transpose(-1, -2))[..., rows, cols]

@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -223,3 +224,20 @@ def test_regimes_that_differ_only_in_their_means_are_found_too():
     arhmm_log_p, hmm_log_p = arhmm.fit_em(y, seed=0)[-1], hmm.fit_em(y, seed=0)[-1]
     assert state_accuracy(states, arhmm.most_likely_states(y)) >= 0.99
     assert arhmm_log_p >= hmm_log_p - 1.0, (arhmm_log_p, hmm_log_p)
+
+
+def test_principal_component_scores_are_the_centred_data_in_its_principal_directions():
+    """Against numpy's eigendecomposition of the covariance: the scores are uncorrelated with variances
+    equal to its top eigenvalues in decreasing order, and all D of them keep the centred data's norms."""
+    from pyro_neurodyn.models.autoregressive_hmm import principal_component_scores
+
+    y = torch.randn(3, 50, 4, dtype=torch.float64) @ torch.tensor([[3.0, 0, 0, 0], [1, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0.5, 0.2]], dtype=torch.float64)
+    scores = principal_component_scores(y, 2)
+    assert scores.shape == (3, 50, 2)
+    flat = y.reshape(-1, 4).numpy()
+    eigenvalues = np.linalg.eigvalsh(np.cov(flat.T))[::-1]
+    covariance = np.cov(scores.reshape(-1, 2).numpy().T)
+    np.testing.assert_allclose(np.diag(covariance), eigenvalues[:2], rtol=1e-10)
+    np.testing.assert_allclose(covariance[0, 1], 0.0, atol=1e-10)
+    full = principal_component_scores(y, 10).reshape(-1, 4).numpy()  # more than D: all D components
+    np.testing.assert_allclose(np.linalg.norm(full, axis=1), np.linalg.norm(flat - flat.mean(0), axis=1), rtol=1e-10)

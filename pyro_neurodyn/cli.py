@@ -41,17 +41,71 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """Fit an SRNN to switching Lorenz data; print held-out accuracy, R^2, forecast error; save figures."""
     from .demo import run_demo
 
-    try:
-        run_demo(args.output, seed=args.seed, num_steps=args.steps, overwrite=args.overwrite, progress=not args.quiet)
-    except FileExistsError as error:
-        print(f"neurodyn demo: {error}", file=sys.stderr)
-        return 1
+    run_demo(args.output, seed=args.seed, num_steps=args.steps, overwrite=args.overwrite, progress=not args.quiet)
+    return 0
+
+
+def _add_fit_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="the run file (TOML: [model], [data], [fit], [output]; see pyro_neurodyn.runs)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted fit from its checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    """Fit the model of a run file, with periodic checkpoints (--resume continues after any interruption)."""
+    from .runs import fit_run, load_run_config
+
+    config = load_run_config(args.run)
+    estimator = fit_run(config, resume=args.resume, progress=not args.quiet)
+    print(f"fitted {config.estimator.__name__}: {len(estimator.losses)} steps, final loss {estimator.losses[-1]:.6g}; "
+          f"model in {config.output}")  # fmt: skip
+    return 0
+
+
+def _add_evaluate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="the run file of a fitted run")
+    parser.add_argument("--data", default=None, help="held-out recordings (.npy/.npz; default: the run file's [data] test)")
+    parser.add_argument("--samples", type=int, default=100, help="posterior predictive draws (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation (default: %(default)s)")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Held-out log evidence, state accuracy and posterior predictive figures of a fitted run."""
+    from .runs import evaluate_run, load_run_config
+
+    config = load_run_config(args.run)
+    result = evaluate_run(config, args.data, num_samples=args.samples, seed=args.seed)
+    print(f"held-out log evidence: {result['log_evidence_per_bin']:.4f} nats per bin over {result['trials']} trials")
+    if "state_accuracy" in result:
+        print(f"state accuracy: {result['state_accuracy']:.3f}")
+    print(f"evaluation.json and figures in {config.output}")
+    return 0
+
+
+def _add_sample_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="the run file of a fitted run")
+    parser.add_argument("--trials", type=int, required=True, help="number of trials to draw")
+    parser.add_argument("--steps", type=int, required=True, help="time steps per trial")
+    parser.add_argument("--output", required=True, help="new .npz file for the samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    """Draw new trials from a fitted run into an .npz file."""
+    from .runs import load_run_config, sample_run
+
+    arrays = sample_run(load_run_config(args.run), args.output, args.trials, args.steps, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {', '.join(f'{name} {value.shape}' for name, value in arrays.items())} to {args.output}")
     return 0
 
 
 COMMANDS: list[Command] = [
     ("demo", _add_demo_args, _cmd_demo),
+    ("evaluate", _add_evaluate_args, _cmd_evaluate),
+    ("fit", _add_fit_args, _cmd_fit),
     ("info", _add_info_args, _cmd_info),
+    ("sample", _add_sample_args, _cmd_sample),
 ]
 
 
@@ -62,17 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name, add_arguments, run in COMMANDS:
         sub = subparsers.add_parser(name, help=(run.__doc__ or "").strip().splitlines()[0])
         add_arguments(sub)
-        sub.set_defaults(run=run)
+        sub.set_defaults(handler=run)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
+    if not hasattr(args, "handler"):
         parser.print_help()
         return 2
-    return int(args.run(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:  # bad input: one clear line, no traceback
+        print(f"neurodyn {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

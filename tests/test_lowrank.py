@@ -435,3 +435,9 @@ def test_load_the_papers_reach_teacher(shared_data_path):
     np.testing.assert_allclose(teacher.h.numpy(), -arrays["b_rec"])
     data = ring_task_data(8, 80, teacher=teacher, seed=0)
     assert data.y.shape == (8, 80, 60) and torch.isfinite(data.y).all()
+
+
+def test_initialize_from_data_leaves_no_gradient_behind():
+    """A stale .grad (U collected one through the dynamics' least squares) would be added to the first SVI step's."""
+    rnn = LowRankRNN(20, 2, 20, readout="one_to_one", seed=7).initialize_from_data(gaussian_oscillator_data(12, 20, seed=3).y)
+    assert all(p.grad is None for p in list(rnn.model.parameters()) + list(rnn.guide.parameters()))

@@ -164,3 +164,23 @@ def test_gaussian_hmm_em_increases_likelihood_and_finds_lobes():
     history = hmm.fit_em(data.y, num_iters=30)
     assert all(b >= a - 1e-3 * abs(a) for a, b in zip(history, history[1:]))
     assert state_accuracy(data.states, hmm.most_likely_states(data.y)) > 0.9
+
+
+def test_the_filter_phase_trains_only_the_causal_encoder(monkeypatch):
+    """The model and the smoothing encoder end the fit exactly where the main phase left them (Adam's
+    momentum once kept moving the "frozen" parameters during the filter phase)."""
+    from pyro_neurodyn.infer import svi_loop
+
+    y = switching_lorenz(4, 30, seed=1).y
+    model = SRNN(2, 3, 3, seed=7)
+    before_each_step, step = [], svi_loop.GuardedSVI.step
+
+    def recording_step(self, *args, **kwargs):
+        before_each_step.append({name: value.clone() for name, value in model.module.state_dict().items()})
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(svi_loop.GuardedSVI, "step", recording_step)
+    model.fit(y, num_steps=4, filter_steps=5, init="kmeans", progress=False)
+    after_main_phase, final = before_each_step[4], model.module.state_dict()
+    changed = [name for name, value in final.items() if not torch.equal(value, after_main_phase[name])]
+    assert changed and all(name.startswith("filter_encoder.") for name in changed)

@@ -4,10 +4,10 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import Trace_ELBO
 
 from kalman import kalman_log_likelihood
-from pyro_neurodyn.estimators.srnn import only_trainable
+from pyro_neurodyn.infer import fit_svi
 from pyro_neurodyn.models.slds import SLDS
 
 
@@ -42,10 +42,10 @@ def test_importance_weighted_log_evidence_converges_to_the_exact_likelihood():
     untrained = model.log_evidence(y, None, 100).double().numpy()
     assert (untrained < exact).all()
     pyro.set_rng_seed(0)
-    svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1))
-    with only_trainable(model, model.encoder):  # the model's parameters stay those of the Kalman filter
-        for _ in range(150):
-            svi.step(y)
+    elbo = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1)
+    # only the encoder learns: the model's parameters stay those of the Kalman filter
+    fit_svi(model.model, model.guide, elbo, pyro.optim.Adam({"lr": 0.02}), [y], num_steps=150, progress=False,
+            trainable=model.encoder.parameters())  # fmt: skip
     np.testing.assert_allclose(kalman_log_likelihood(y.double().numpy(), **kalman_parameters(model)), exact)
     torch.manual_seed(1)
     np.testing.assert_allclose(model.log_evidence(y, None, 100_000).double().numpy(), exact, atol=0.02)

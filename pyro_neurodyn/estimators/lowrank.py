@@ -45,7 +45,8 @@ from ..dynamics.lowrank import (
 )
 from ..dynamics.readouts import AffineReadoutMap, LowRankGaussianReadout, LowRankPoissonReadout, OneToOneReadoutMap
 from ..guides.proposals import BootstrapProposal, EncoderProposal, OptimalProposal
-from ..infer import VSMC_ELBO, fit_svi, load_checkpoint, save_checkpoint
+from ..infer import VSMC_ELBO, FitRun, fit_svi, load_checkpoint, save_checkpoint
+from ..infer.checkpoint import renamed_modules
 from ..models.lowrank_rnn import LowRankRNNModel
 
 __all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample"]
@@ -96,6 +97,8 @@ class LowRankRNN:
         encoder_kernel_sizes, encoder_channels: the encoder proposal's CNN.
         seed: seed of the parameter initialization (the global RNG is left untouched).
     """
+
+    kind = "LowRankRNN"
 
     def __init__(
         self,
@@ -165,6 +168,7 @@ class LowRankRNN:
         self.losses: list[float] = []
         self.num_particles = 64
         self._optimizer_state: Optional[tuple[str, dict]] = None  # (optimizer, its per-parameter state) after a fit
+        self._running_optimizer: Optional[tuple[str, Any]] = None  # (optimizer, its pyro scheduler) during a fit
         # the random initialization: filter, log_evidence and save refuse a model that still has it (and no fit)
         self._initial_state = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
 
@@ -189,6 +193,10 @@ class LowRankRNN:
         seed: Optional[int] = None,
         progress: bool = True,
         callback: Optional[Callable[[int, float], None]] = None,
+        checkpoint: Optional[PathLike] = None,
+        checkpoint_every: Optional[int] = None,
+        resume: bool = False,
+        on_nonfinite: str = "raise",
     ) -> "LowRankRNN":
         """Maximize the VSMC bound over minibatches of trials; return ``self``.
 
@@ -211,6 +219,11 @@ class LowRankRNN:
                 the smoothed rates' link for counts) and the dynamics at a one-step regression
                 (:meth:`initialize_from_data`).
             seed: seeds Pyro/torch first. progress: show a progress bar.
+            checkpoint, checkpoint_every, resume, on_nonfinite: periodic checkpoints to the file
+                ``checkpoint`` (every ``checkpoint_every`` steps, default 50), resuming from it, and what a
+                NaN/inf loss does (``"raise"``, ``"stop"``, ``"rollback"``): see
+                :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
+                Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
         y, u = self._validate_data(y, u)
         init_from_data = _flag(init_from_data, "init_from_data")
@@ -238,6 +251,10 @@ class LowRankRNN:
         if self._optimizer_state is not None and self._optimizer_state[0] == optimizer:
             scheduler.set_state(_continued_optimizer_state(self._optimizer_state[1], optimizers[optimizer], lr, gamma))
         elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold, resampling_gradient=resampling_gradient)
+        arguments = dict(y=y, u=u, num_particles=num_particles, num_steps=num_steps, batch_size=batch_size, lr=lr, lr_end=lr_end,
+                         optimizer=optimizer, resampling=resampling, ess_threshold=ess_threshold,
+                         resampling_gradient=resampling_gradient, clip_norm=clip_norm, init_from_data=init_from_data, seed=seed)  # fmt: skip
+        run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         if init_from_data and not self.losses:
             self.initialize_from_data(y, u)
 
@@ -256,14 +273,14 @@ class LowRankRNN:
                 if callback is not None:
                     callback(step, loss)
 
-            with pyro.validation_enabled(False):
-                losses = fit_svi(
-                    model, guide, elbo, scheduler, [y, u], num_steps=num_steps, batch_size=batch_size,
-                    clip_norm=clip_norm, seed=seed, progress=False, callback=after_step,
-                )
-        self.losses.extend(losses)
-        self.num_particles = num_particles
-        self._optimizer_state = (optimizer, scheduler.get_state())
+            self.num_particles, self._running_optimizer = num_particles, (optimizer, scheduler)
+            try:
+                with pyro.validation_enabled(False):
+                    fit_svi(model, guide, elbo, scheduler, [y, u], num_steps=num_steps, batch_size=batch_size,
+                            clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run)  # fmt: skip
+                run.finish(scheduler)
+            finally:  # also after an error or Ctrl-C: the optimizer's state goes with the parameters it reached
+                self._optimizer_state, self._running_optimizer = (optimizer, scheduler.get_state()), None
         return self
 
     def initialize_from_data(self, y: Any, u: Any = None, *, smoothing: float = 2.0) -> "LowRankRNN":
@@ -355,7 +372,9 @@ class LowRankRNN:
             return error
 
         optimizer.step(prediction_error)
-        optimizer.zero_grad(set_to_none=True)
+        # every gradient, not only the optimized ones': U (fixed here) collected them through transition(current),
+        # and a stale .grad would be added to the first SVI step's gradient
+        self.model.zero_grad(set_to_none=True)
         with torch.no_grad():
             residuals = following - transition(current, v)
             _set_covariance(self.model.noise, torch.cov(residuals.T).reshape(rank, rank) + 1e-6 * torch.eye(rank))
@@ -487,26 +506,36 @@ class LowRankRNN:
         loaded model with the same optimizer continues as this one would) to ``path``; refuses to overwrite
         unless asked, and refuses a model that still has its random initial parameters."""
         self._check_fitted("save")
+        config, state_dict, extra = self._checkpoint_contents()
+        save_checkpoint(path, self.kind, config, state_dict, overwrite=overwrite, **extra)
+
+    def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
         state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         state.update({f"guide.{k}": v for k, v in self.guide.state_dict().items()})
-        optimizer = {} if self._optimizer_state is None else {"optimizer": self._optimizer_state[0],
-                                                                "optimizer_state": _renamed_modules(self._optimizer_state[1], self._module_prefixes())}
-        save_checkpoint(path, "LowRankRNN", self.config, state, overwrite=overwrite, losses=list(self.losses),
-                        num_particles=self.num_particles, **optimizer)  # fmt: skip
+        extra = {"losses": list(self.losses), "num_particles": self.num_particles}
+        if self._running_optimizer is not None:  # a checkpoint during a fit: that fit's optimizer
+            name, scheduler = self._running_optimizer
+            extra.update(optimizer=name, optimizer_state=renamed_modules(scheduler.get_state(), self._module_prefixes()))
+        elif self._optimizer_state is not None:
+            extra.update(optimizer=self._optimizer_state[0], optimizer_state=renamed_modules(self._optimizer_state[1], self._module_prefixes()))
+        return self.config, state, extra
+
+    def _restore_checkpoint(self, payload: dict) -> None:
+        state = payload["state_dict"]
+        self.model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
+        self.guide.load_state_dict({k[len("guide.") :]: v for k, v in state.items() if k.startswith("guide.")})
+        self.losses[:] = payload.get("losses", [])
+        self.num_particles = int(payload.get("num_particles", 64))
+        if "optimizer_state" in payload:  # a later fit with the same optimizer continues from its moments
+            saved_to_live = {saved: live for live, saved in self._module_prefixes().items()}
+            self._optimizer_state = (payload["optimizer"], renamed_modules(payload["optimizer_state"], saved_to_live))
 
     @classmethod
     def load(cls, path: PathLike) -> "LowRankRNN":
-        """Rebuild a :class:`LowRankRNN` written by :meth:`save`."""
-        payload = load_checkpoint(path, "LowRankRNN")
+        """Rebuild a :class:`LowRankRNN` written by :meth:`save` (or a checkpoint of a fit in progress)."""
+        payload = load_checkpoint(path, cls.kind)
         rnn = cls(**payload["config"])
-        state = payload["state_dict"]
-        rnn.model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
-        rnn.guide.load_state_dict({k[len("guide.") :]: v for k, v in state.items() if k.startswith("guide.")})
-        rnn.losses = list(payload.get("losses", []))
-        rnn.num_particles = int(payload.get("num_particles", 64))
-        if "optimizer_state" in payload:  # a later fit with the same optimizer continues from its moments
-            saved_to_live = {saved: live for live, saved in rnn._module_prefixes().items()}
-            rnn._optimizer_state = (payload["optimizer"], _renamed_modules(payload["optimizer_state"], saved_to_live))
+        rnn._restore_checkpoint(payload)
         return rnn
 
     def _module_prefixes(self) -> dict:
@@ -547,15 +576,6 @@ def _choice(value: Any, name: str, options: tuple) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
-
-
-def _renamed_modules(state: dict, prefixes: dict) -> dict:
-    """``state`` keyed by Pyro parameter names ``module.rest`` with each ``module`` renamed by ``prefixes``."""
-    renamed = {}
-    for name, value in state.items():
-        module, dot, rest = name.partition(".")
-        renamed[prefixes.get(module, module) + dot + rest] = value
-    return renamed
 
 
 def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: float) -> dict:

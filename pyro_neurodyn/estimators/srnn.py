@@ -11,8 +11,9 @@ adds validation of the data, initialization, the fitting schedule and the decodi
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, Optional, Union
+import os
+from contextlib import nullcontext
+from typing import Any, Optional, Union
 
 import numpy as np
 import pyro
@@ -26,27 +27,13 @@ from ..data.validation import as_inputs, as_state_labels, as_trials, check_count
 from ..distributions import switching_filter, switching_posterior, switching_viterbi
 from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
 from ..dynamics.transitions import TRANSITION_KINDS
-from ..infer import fit_svi, load_checkpoint, save_checkpoint
+from ..infer import FitRun, fit_svi, load_checkpoint, save_checkpoint
 from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.srnn import SRNNModel
 from ..models.switching_ssm import SwitchingSample
 
 InitLabels = Union[str, None, np.ndarray, Tensor]
-
-
-@contextmanager
-def only_trainable(module: torch.nn.Module, part: torch.nn.Module) -> Iterator[None]:
-    """Within the block, only the parameters of ``part`` (a submodule of ``module``) require gradients."""
-    saved = [(p, p.requires_grad) for p in module.parameters()]
-    trainable = {id(p) for p in part.parameters()}
-    for p, _ in saved:
-        p.requires_grad_(id(p) in trainable)
-    try:
-        yield
-    finally:
-        for p, flag in saved:
-            p.requires_grad_(flag)
 
 
 class SRNN:
@@ -176,8 +163,15 @@ class SRNN:
         seed: Optional[int] = 0,
         progress: bool = True,
         num_threads: Optional[int] = None,
+        checkpoint: Union[str, os.PathLike, None] = None,
+        checkpoint_every: Optional[int] = None,
+        resume: bool = False,
+        on_nonfinite: str = "raise",
     ) -> list[float]:
-        """Fit by SVI (Adam) and return the loss (negative ELBO) of every step.
+        """Fit by SVI (Adam) and return the loss (negative ELBO) of every step of this fit.
+
+        ``.losses`` holds the whole history: a second ``fit`` extends it (with a new optimizer and
+        learning-rate schedule, from the current parameters).
 
         Args:
             y: recordings ``(trials, time, channels)`` (or ``(time, channels)``); counts for Poisson.
@@ -209,6 +203,11 @@ class SRNN:
             batch_size: trials per step (default: all). clip_norm: global gradient-norm clip.
             seed: random seed (None: leave the RNG as it is). progress: show progress bars.
             num_threads: torch threads during the fit (see :func:`~pyro_neurodyn.infer.fit_svi`).
+            checkpoint, checkpoint_every, resume, on_nonfinite: periodic checkpoints to the file
+                ``checkpoint`` (every ``checkpoint_every`` steps, default 50), resuming from it, and what a
+                NaN/inf loss does (``"raise"``, ``"stop"``, ``"rollback"``): see
+                :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
+                Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
         y, u = self._data(y, u)
         num_steps = check_count(num_steps, "num_steps")
@@ -219,6 +218,10 @@ class SRNN:
         filter_steps = num_steps // 3 if filter_steps is None else check_count(filter_steps, "filter_steps", minimum=0)
         if label_steps > num_steps:
             raise ValueError(f"label_steps ({label_steps}) must not exceed num_steps ({num_steps})")
+        arguments = dict(y=y, u=u, num_steps=num_steps, lr=lr, init=init if isinstance(init, (str, type(None))) else torch.as_tensor(init),
+                         label_steps=label_steps, label_weight=label_weight, filter_steps=filter_steps, num_particles=num_particles,
+                         batch_size=batch_size, clip_norm=clip_norm, seed=seed)  # fmt: skip
+        run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         labels = self._initial_labels(init, y, seed)
         if labels is None:  # init=None: no labels, so every step is an unsupervised one
             label_steps = 0
@@ -233,24 +236,22 @@ class SRNN:
             self._initialize_emission(y)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
-        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads)
+        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run)
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
-        losses = []
         with pyro.validation_enabled(False):  # speed; the caller's setting is restored afterwards
             if labels is not None and label_steps:
-                losses += fit_svi(module.model, module.guide, elbo, optim, [y, u, labels], num_steps=label_steps,
-                                  desc="SRNN (labels)", label_weight=label_weight, **common)  # fmt: skip
-            if num_steps - label_steps:
-                losses += fit_svi(module.model, module.guide, elbo, optim, [y, u], num_steps=num_steps - label_steps,
-                                  desc="SRNN", **common)  # fmt: skip
-            if filter_steps:
-                # Train only the causal encoder. Freezing by requires_grad (not poutine.block): the model's
-                # parameters are also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
-                with only_trainable(module, module.filter_encoder):
-                    fit_svi(module.model, module.filter_guide, elbo, optim, [y, u], num_steps=filter_steps,
-                            desc="SRNN (filter)", **common)  # fmt: skip
-        self.losses = losses
-        return losses
+                fit_svi(module.model, module.guide, elbo, optim, [y, u, labels], num_steps=label_steps,
+                        desc="SRNN (labels)", label_weight=label_weight, **common)  # fmt: skip
+            if num_steps - label_steps and not run.stopped:
+                fit_svi(module.model, module.guide, elbo, optim, [y, u], num_steps=num_steps - label_steps, desc="SRNN", **common)
+            if filter_steps and not run.stopped:
+                # Train only the causal encoder (its losses, of another objective, stay out of .losses).
+                # Freezing by the optimizer's parameter list (not poutine.block): the model's parameters are
+                # also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
+                fit_svi(module.model, module.filter_guide, elbo, optim, [y, u], num_steps=filter_steps, desc="SRNN (filter)",
+                        record_losses=False, trainable=module.filter_encoder.parameters(), **common)  # fmt: skip
+        run.finish(optim)
+        return self.losses[run.fit_start :]
 
     @torch.no_grad()
     def _initialize_emission(self, y: Tensor) -> None:
@@ -376,8 +377,19 @@ class SRNN:
     # ----- persistence -------------------------------------------------------------------------------
     def save(self, path, overwrite: bool = False):
         """Save config, weights and loss history (refuses to overwrite unless ``overwrite=True``)."""
-        module = self._fitted_module()
-        return save_checkpoint(path, self.kind, dict(self.config), module.state_dict(), overwrite=overwrite, losses=list(self.losses))
+        self._fitted_module()
+        config, state_dict, extra = self._checkpoint_contents()
+        return save_checkpoint(path, self.kind, config, state_dict, overwrite=overwrite, **extra)
+
+    def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
+        return dict(self.config), self.module.state_dict(), {"losses": list(self.losses)}
+
+    def _restore_checkpoint(self, payload: dict) -> None:
+        self.module.load_state_dict(payload["state_dict"])
+        self.losses[:] = payload["losses"]
+
+    def _module_prefixes(self) -> dict[str, str]:
+        return {self.module._pyro_name: "srnn"}
 
     @classmethod
     def load(cls, path) -> "SRNN":
@@ -385,6 +397,5 @@ class SRNN:
         payload = load_checkpoint(path, cls.kind)
         config = dict(payload["config"])
         model = cls(**config)
-        model.module.load_state_dict(payload["state_dict"])
-        model.losses = list(payload["losses"])
+        model._restore_checkpoint(payload)
         return model

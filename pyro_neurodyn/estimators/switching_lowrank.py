@@ -30,7 +30,7 @@ from ..data.validation import as_trials, check_count, check_magnitude, check_pos
 from ..distributions import switching_posterior, switching_viterbi
 from ..dynamics.lowrank import ACTIVATIONS, OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
-from ..infer import VSMC_ELBO, fit_svi, load_checkpoint, save_checkpoint
+from ..infer import VSMC_ELBO, FitRun, fit_svi, load_checkpoint, save_checkpoint
 from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
@@ -142,6 +142,10 @@ class SwitchingLowRankRNN:
         seed: Optional[int] = 0,
         progress: bool = False,
         num_threads: Optional[int] = None,
+        checkpoint: Optional[PathLike] = None,
+        checkpoint_every: Optional[int] = None,
+        resume: bool = False,
+        on_nonfinite: str = "raise",
     ) -> "SwitchingLowRankRNN":
         """Fit by SVI (Adam, lr decayed 10x over the fit); return ``self`` (losses in ``.losses``).
 
@@ -156,6 +160,11 @@ class SwitchingLowRankRNN:
             init_from_data: before the first fit, :meth:`initialize_from_data` (Gaussian observations), with
                 ``init_filter_rounds`` rounds of refitting the maps to the particle filter's means (its step 4).
             clip_norm: global gradient-norm clip. seed: seeds Pyro/torch. num_threads: torch threads.
+            checkpoint, checkpoint_every, resume, on_nonfinite: periodic checkpoints to the file
+                ``checkpoint`` (every ``checkpoint_every`` steps, default 50), resuming from it, and what a
+                NaN/inf loss does (``"raise"``, ``"stop"``, ``"rollback"``): see
+                :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
+                Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
         y = self._data(y)
         method = _choice(method, "method", METHODS)
@@ -166,6 +175,9 @@ class SwitchingLowRankRNN:
         if method == "collapsed" and resampling_gradient != "none":
             raise ValueError(f"resampling_gradient={resampling_gradient!r} applies to method='vsmc'; the collapsed objective has no resampling")
         init_filter_rounds = check_count(init_filter_rounds, "init_filter_rounds", minimum=0)
+        arguments = dict(y=y, method=method, num_steps=num_steps, lr=lr, num_particles=num_particles, resampling_gradient=resampling_gradient,
+                         batch_size=batch_size, init_from_data=init_from_data, init_filter_rounds=init_filter_rounds, clip_norm=clip_norm, seed=seed)  # fmt: skip
+        run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         if seed is not None:
             pyro.set_rng_seed(seed)
         module = self.module
@@ -173,20 +185,21 @@ class SwitchingLowRankRNN:
         if init_from_data and not self.losses:
             self.initialize_from_data(y, filter_rounds=init_filter_rounds)
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / num_steps), "clip_norm": 1e6})
-        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})")
+        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})", run=run)
+        self.method, self._initialized = method, True
+        if method == "vsmc":
+            self.num_particles = num_particles
         with pyro.validation_enabled(False):
             if method == "collapsed":
                 elbo = Trace_ELBO(max_plate_nesting=1)
-                losses = fit_svi(module.model, module.guide, elbo, optim, [y], num_steps=num_steps, **common)
+                fit_svi(module.model, module.guide, elbo, optim, [y], num_steps=num_steps, **common)
             else:
                 # the bound per trial and time step, as LowRankRNN.fit (fit_svi scales minibatches up to all trials)
                 normalizer = 1.0 / (y.shape[0] * y.shape[1])
                 elbo = VSMC_ELBO(num_particles, resampling_gradient=resampling_gradient)
                 model, guide = poutine.scale(module, normalizer), poutine.scale(self.proposal, normalizer)
-                losses = fit_svi(model, guide, elbo, optim, [y], num_steps=num_steps, **common)
-                self.num_particles = num_particles
-        self.losses.extend(losses)
-        self.method, self._initialized = method, True
+                fit_svi(model, guide, elbo, optim, [y], num_steps=num_steps, **common)
+        run.finish(optim)
         return self
 
     @torch.no_grad()
@@ -358,18 +371,28 @@ class SwitchingLowRankRNN:
     def save(self, path: PathLike, *, overwrite: bool = False) -> None:
         """Write config, parameters, loss history and fit method to ``path`` (refuses to overwrite unless asked)."""
         self._check_fitted()
-        save_checkpoint(path, self.kind, dict(self.config), self.module.state_dict(), overwrite=overwrite,
-                        losses=list(self.losses), method=self.method, num_particles=self.num_particles)  # fmt: skip
+        config, state_dict, extra = self._checkpoint_contents()
+        save_checkpoint(path, self.kind, config, state_dict, overwrite=overwrite, **extra)
 
     @classmethod
     def load(cls, path: PathLike) -> "SwitchingLowRankRNN":
-        """Rebuild a :class:`SwitchingLowRankRNN` written by :meth:`save`."""
+        """Rebuild a :class:`SwitchingLowRankRNN` written by :meth:`save` (or a checkpoint of a fit in progress)."""
         payload = load_checkpoint(path, cls.kind)
         rnn = cls(**payload["config"])
-        rnn.module.load_state_dict(payload["state_dict"])
-        rnn.losses, rnn.method, rnn.num_particles = list(payload["losses"]), payload["method"], int(payload["num_particles"])
-        rnn._initialized = True
+        rnn._restore_checkpoint(payload)
         return rnn
+
+    def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
+        extra = dict(losses=list(self.losses), method=self.method, num_particles=self.num_particles)
+        return dict(self.config), self.module.state_dict(), extra
+
+    def _restore_checkpoint(self, payload: dict) -> None:
+        self.module.load_state_dict(payload["state_dict"])
+        self.losses[:] = payload["losses"]
+        self.method, self.num_particles, self._initialized = payload["method"], int(payload["num_particles"]), True
+
+    def _module_prefixes(self) -> dict[str, str]:
+        return {self.module._pyro_name: "model", self.proposal._pyro_name: "proposal"}
 
     # ----- validation --------------------------------------------------------------------------------
     def _data(self, y: Any) -> Tensor:

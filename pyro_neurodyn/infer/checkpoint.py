@@ -40,7 +40,7 @@ import torch
 
 from .. import __version__
 
-__all__ = ["CheckpointError", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "FORMAT_VERSION", "fingerprint", "load_checkpoint", "renamed_modules", "save_checkpoint"]
 
 FORMAT = "pyro_neurodyn-checkpoint"
 FORMAT_VERSION = 2  # the checkpoint layout this code writes; it reads 1 .. FORMAT_VERSION
@@ -135,11 +135,17 @@ def _encoding(value: Any) -> bytes:
     return b"".join(parts)
 
 
+def fingerprint(value: Any) -> str:
+    """``"sha256:<hex>"`` of any value a checkpoint can hold (tensors by dtype, shape and bytes; dicts in
+    any key order): equal values give equal fingerprints on every machine."""
+    digest = hashlib.sha256()
+    _feed(value, digest.update)
+    return "sha256:" + digest.hexdigest()
+
+
 def _checksum(payload: dict) -> str:
     """``"sha256:<hex>"`` over every entry of ``payload`` except ``"checksum"`` itself."""
-    digest = hashlib.sha256()
-    _feed({key: value for key, value in payload.items() if key != "checksum"}, digest.update)
-    return "sha256:" + digest.hexdigest()
+    return fingerprint({key: value for key, value in payload.items() if key != "checksum"})
 
 
 # ----- writing -------------------------------------------------------------------------------------
@@ -226,6 +232,16 @@ def save_checkpoint(path: PathLike, kind: str, config: dict, state_dict: dict, *
             os.remove(temporary)
     _fsync_directory(path.parent)
     return path
+
+
+def renamed_modules(state: dict, prefixes: dict) -> dict:
+    """``state`` keyed by Pyro parameter names ``module.rest`` with each ``module`` renamed by ``prefixes``
+    (Pyro module names are unique per process, e.g. ``srnn_3``; files store stable names instead)."""
+    renamed = {}
+    for name, value in state.items():
+        module, dot, rest = name.partition(".")
+        renamed[prefixes.get(module, module) + dot + rest] = value
+    return renamed
 
 
 # ----- reading -------------------------------------------------------------------------------------

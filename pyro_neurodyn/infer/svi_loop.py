@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import pyro
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..data.validation import check_count, check_positive
+from .fit_run import ROLLBACK_INTERVAL, FitRun, Minibatches, deferred_keyboard_interrupt
 
 __all__ = ["GuardedSVI", "NonFiniteLossError", "fit_svi", "torch_threads"]
 
@@ -35,12 +36,17 @@ class GuardedSVI(SVI):
     Args:
         model, guide, optim, loss: as for :class:`pyro.infer.SVI`.
         clip_norm: if set, gradients are rescaled so their joint 2-norm is at most this value.
+        trainable: if given, only these parameters are updated (and clipped); the others the model and
+            guide use stay exactly as they are. (Freezing by ``requires_grad`` is not enough in Pyro: the
+            param store sets ``requires_grad=True`` again when it first sees a parameter.)
     """
 
-    def __init__(self, model, guide, optim, loss, clip_norm: Optional[float] = None, **kwargs):
+    def __init__(self, model, guide, optim, loss, clip_norm: Optional[float] = None, trainable: Optional[Iterable[Tensor]] = None, **kwargs):
         super().__init__(model, guide, optim, loss, **kwargs)
         self.clip_norm = None if clip_norm is None else check_positive(clip_norm, "clip_norm")
+        self.trainable = None if trainable is None else {id(p) for p in trainable}
         self.num_steps_taken = 0
+        self.last_params: list[Tensor] = []  # the unconstrained parameters the last step saw
 
     def step(self, *args, **kwargs) -> float:
         with poutine.trace(param_only=True) as param_capture:
@@ -48,6 +54,12 @@ class GuardedSVI(SVI):
         # trace order, not a set: a set of tensors iterates in memory-address order, which made the
         # float sums below (and so clipping) differ between otherwise identical seeded runs
         params = list(dict.fromkeys(site["value"].unconstrained() for site in param_capture.trace.nodes.values()))
+        if self.trainable is not None:
+            for p in params:
+                if id(p) not in self.trainable:
+                    p.grad = None  # a frozen parameter: no gradient, so no optimizer (or momentum) step
+            params = [p for p in params if id(p) in self.trainable]
+        self.last_params = params
         loss = torch_item(loss)
         grads = [p.grad for p in params if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
@@ -82,9 +94,12 @@ def fit_svi(
     desc: str = "fit",
     callback: Optional[Callable[[int, float], None]] = None,
     num_threads: Optional[int] = None,
+    run: Optional[FitRun] = None,
+    record_losses: bool = True,
+    trainable: Optional[Iterable[Tensor]] = None,
     **kwargs,
 ) -> list[float]:
-    """Run ``num_steps`` SVI steps of ``model``/``guide`` on trials of ``data``; return the losses.
+    """Run ``num_steps`` SVI steps of ``model``/``guide`` on trials of ``data``; return their losses.
 
     Args:
         data: positional arguments of model and guide whose dim 0 is trials (``None`` entries pass
@@ -100,13 +115,22 @@ def fit_svi(
         num_threads: torch threads during the fit (restored afterwards); None keeps the current setting.
             For small models 1 thread is within ~30% of 2 on an idle 2-core machine and does not
             collapse when other processes compete for the cores (measured: 2 threads then ran 100x slower).
+        run: the :class:`~pyro_neurodyn.infer.FitRun` of the estimator's fit this call is one phase of: its
+            loss history (appended to after every step), checkpoints, resumption and ``on_nonfinite``.
+            Default: a run of its own that raises on a non-finite loss.
+        record_losses: append this call's losses to the run's history (False for a phase that optimizes
+            another objective, e.g. the SRNN's causal filter encoder).
+        trainable: only these parameters are updated (default: every parameter of model and guide).
         kwargs: keyword arguments passed unchanged to model and guide.
 
     Returns:
-        The loss (negative ELBO, full-data scale) of every step.
+        The loss (negative ELBO, full-data scale) of every step this call ran (on a resumed phase, those
+        after the checkpoint's step; a rollback drops the losses of the steps it undid).
 
     Raises:
-        NonFiniteLossError: on a NaN/inf loss or gradient (parameters left at their last finite values).
+        NonFiniteLossError: on a NaN/inf loss or gradient with ``on_nonfinite="raise"`` (parameters left at
+            their last finite values, the completed steps' losses in the run's history).
+        KeyboardInterrupt: after the step in flight when Ctrl-C was pressed (a checkpoint written first).
     """
     num_steps = check_count(num_steps, "num_steps")
     tensors = [x for x in data if x is not None]
@@ -121,9 +145,11 @@ def fit_svi(
     scale = num_trials / batch_size
     if batch_size < num_trials:
         model, guide = poutine.scale(model, scale=scale), poutine.scale(guide, scale=scale)
-    svi = GuardedSVI(model, guide, optim, loss, clip_norm=clip_norm)
+    svi = GuardedSVI(model, guide, optim, loss, clip_norm=clip_norm, trainable=None if trainable is None else list(trainable))
+    batches = Minibatches(num_trials, batch_size)
+    run = FitRun() if run is None else run
     with torch_threads(num_threads):
-        return _run_steps(svi, data, num_steps, batch_size, num_trials, progress, desc, callback, kwargs)
+        return _run_steps(svi, list(data), num_steps, batches, run, record_losses, progress, desc, callback, kwargs)
 
 
 @contextmanager
@@ -140,24 +166,41 @@ def torch_threads(num_threads: Optional[int]) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _run_steps(svi, data, num_steps, batch_size, num_trials, progress, desc, callback, kwargs) -> list[float]:
-    """The step loop of :func:`fit_svi`: minibatch selection, progress bar, callback."""
+def _run_steps(svi: GuardedSVI, data: list, num_steps: int, batches: Minibatches, run: FitRun, record_losses: bool,
+               progress: bool, desc: str, callback, kwargs) -> list[float]:  # fmt: skip
+    """The step loop of :func:`fit_svi`: minibatches, progress bar, callback, checkpoints, rollbacks, Ctrl-C."""
+    step = run.begin_phase(svi.optim, batches)
+    if step is None:  # complete in the checkpoint this fit resumes
+        return []
     losses: list[float] = []
-    order = torch.randperm(num_trials)
-    position = 0
-    with tqdm(range(num_steps), desc=desc, disable=not progress, mininterval=0.5, dynamic_ncols=True) as bar:
-        for step in bar:
-            if batch_size < num_trials:
-                if position + batch_size > num_trials:
-                    order, position = torch.randperm(num_trials), 0
-                index = order[position : position + batch_size]
-                position += batch_size
-                args = [None if x is None else x[index] for x in data]
-            else:
-                args = list(data)
-            losses.append(svi.step(*args, **kwargs))
-            if progress and (step % 10 == 0 or step == num_steps - 1):
-                bar.set_postfix(loss_per_trial=f"{losses[-1] / num_trials:.4g}", refresh=False)
+    snapshot = None
+    with tqdm(total=num_steps, initial=step, desc=desc, disable=not progress, mininterval=0.5, dynamic_ncols=True) as bar, \
+            deferred_keyboard_interrupt() as interrupted:  # fmt: skip
+        while step < num_steps:
+            args = batches.next(data)
+            try:
+                loss = svi.step(*args, **kwargs)
+            except NonFiniteLossError as error:
+                run.save(svi.optim, batches, step)
+                resumed_at = run.handle_nonfinite(error, snapshot, svi.last_params, svi.optim)
+                if resumed_at is None:
+                    break
+                del losses[len(losses) - (step - resumed_at) :]  # the steps the rollback undid
+                step = bar.n = resumed_at
+                continue
+            losses.append(loss)
+            if record_losses:
+                run.record(loss)
+            step += 1
+            bar.update()
+            if progress and (step % 10 == 1 or step == num_steps):
+                bar.set_postfix(loss_per_trial=f"{loss / batches.num_trials:.4g}", refresh=False)
             if callback is not None:
-                callback(step, losses[-1])
+                callback(step - 1, loss)
+            run.after_step(svi.optim, batches, step)
+            if step % ROLLBACK_INTERVAL == 0 or snapshot is None:
+                snapshot = run.snapshot(svi.last_params, svi.optim, batches, step)
+            if interrupted[0]:
+                run.save(svi.optim, batches, step)
+                raise KeyboardInterrupt(f"{desc}: interrupted after step {step} of {num_steps}; the model keeps its parameters and losses")
     return losses

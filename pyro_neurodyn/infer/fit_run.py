@@ -1,0 +1,328 @@
+"""One call of an estimator's ``fit``: its loss history, checkpoints, resumption, and non-finite losses.
+
+A fit is a sequence of *phases*, one :func:`~pyro_neurodyn.infer.fit_svi` call each (the SRNN has a
+label phase, a free phase and a filter phase; the low-rank RNNs have one). A :class:`FitRun` travels
+through them and provides three things.
+
+**Checkpoints.** With ``checkpoint=PATH`` it writes, every ``checkpoint_every`` steps, when the fit ends
+and when it stops early (interrupt, non-finite loss), one file holding
+
+* everything the estimator's ``save`` holds (config, parameters, loss history): the file loads as a
+  model with ``Estimator.load(PATH)`` at any moment, and
+* ``"fit_progress"``: the phase and step reached, the optimizer's state (moments, learning-rate
+  schedule), the RNG states (torch, numpy, Python), the minibatch permutation, where this fit's losses
+  begin in the history, and a fingerprint of the data and the fit's arguments.
+
+Writes are atomic and ``fsync``'d (:func:`~pyro_neurodyn.infer.save_checkpoint`): a fit killed at any
+moment leaves the previous checkpoint or the new one, never a partial file.
+
+**Resumption.** ``resume=True`` checks that the file was written by a fit of the same data and
+arguments, then, at the start of the phase the file was written in (earlier phases are skipped),
+restores parameters, history, optimizer, RNG and minibatch order, and goes on. A fit killed with
+SIGKILL and resumed ends with the same parameters as the uninterrupted fit (bitwise, on the same
+machine and thread count). An existing file is never replaced by a new fit: ``resume=False`` with an
+existing ``PATH`` is a :class:`FileExistsError` before any work is done.
+
+**Stopping well.** The parameters never take a non-finite step (:class:`~pyro_neurodyn.infer.GuardedSVI`)
+and every completed step's loss is in the history at once, so after a :class:`NonFiniteLossError` or
+Ctrl-C the model holds its last good parameters and can be saved and used. Ctrl-C is deferred to the
+end of the step in flight (a second Ctrl-C interrupts at once). ``on_nonfinite`` chooses what a
+non-finite loss does: ``"raise"`` (default), ``"stop"`` (warn and end the fit there) or ``"rollback"``
+(return to the state of the last snapshot, taken every :data:`ROLLBACK_INTERVAL` steps, halve the
+learning rate and go on; after :data:`MAX_ROLLBACKS` rollbacks, stop).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import signal
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol, Union
+
+import numpy as np
+import pyro
+import torch
+from torch import Tensor
+
+from ..data.validation import check_count
+from .checkpoint import CheckpointError, fingerprint, load_checkpoint, renamed_modules, save_checkpoint
+
+__all__ = ["FitRun", "MAX_ROLLBACKS", "NONFINITE_ACTIONS", "ROLLBACK_INTERVAL", "Resumable"]
+
+NONFINITE_ACTIONS = ("raise", "stop", "rollback")
+ROLLBACK_INTERVAL = 10  # steps between the in-memory snapshots that on_nonfinite="rollback" returns to
+MAX_ROLLBACKS = 3  # rollbacks in one fit before on_nonfinite="rollback" stops it
+DEFAULT_CHECKPOINT_EVERY = 50
+
+
+class Resumable(Protocol):
+    """What an estimator provides so that its fits can be checkpointed and resumed."""
+
+    kind: str
+    losses: list[float]
+
+    def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
+        """``(config, state_dict, extra entries)`` exactly as its ``save`` writes them."""
+
+    def _restore_checkpoint(self, payload: dict) -> None:
+        """Take parameters and loss history (and whatever ``save`` stores) from a loaded payload."""
+
+    def _module_prefixes(self) -> dict[str, str]:
+        """Pyro parameter-name prefixes of its modules (unique per process) -> stable names for files."""
+
+
+@dataclass
+class Minibatches:
+    """Which trials each step uses: a random permutation consumed ``batch_size`` trials at a time (a new
+    one every epoch), or all trials every step when ``batch_size == num_trials``."""
+
+    num_trials: int
+    batch_size: int
+    order: Optional[Tensor] = None
+    position: int = 0
+
+    def __post_init__(self) -> None:
+        if self.order is None:
+            self.order = torch.randperm(self.num_trials)
+
+    def next(self, data: list) -> list:
+        """The arguments of the next step: each tensor of ``data`` indexed by the next batch of trials."""
+        if self.batch_size >= self.num_trials:
+            return list(data)
+        if self.position + self.batch_size > self.num_trials:
+            self.order, self.position = torch.randperm(self.num_trials), 0
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return [None if x is None else x[index] for x in data]
+
+
+@dataclass
+class _Snapshot:
+    """An in-memory copy of a phase's state (for ``on_nonfinite="rollback"``)."""
+
+    step: int
+    params: list[Tensor]
+    optimizer_state: dict
+    batches: Minibatches
+    history_length: int
+
+
+class FitRun:
+    """The bookkeeping of one ``fit`` call (see the module docstring).
+
+    Args:
+        owner: the estimator (:class:`Resumable`); None for a bare :func:`fit_svi` (no checkpoints).
+        history: the list each completed step's loss is appended to at once (an estimator's ``.losses``).
+        on_nonfinite: ``"raise"``, ``"stop"`` or ``"rollback"``.
+        checkpoint: file to write checkpoints to (None: none). checkpoint_every: steps between them.
+        resume: continue from ``checkpoint``, which must exist and come from a fit of the same data and
+            arguments.
+        arguments: what the fit depends on (data tensors and options), fingerprinted so that ``resume``
+            can refuse a file written by another fit; name -> value.
+
+    All arguments are checked here, before any work: a wrong ``on_nonfinite``, an existing checkpoint
+    without ``resume``, a missing one with it, or a file from another fit raise at once.
+    """
+
+    def __init__(
+        self,
+        owner: Optional[Resumable] = None,
+        history: Optional[list[float]] = None,
+        *,
+        on_nonfinite: str = "raise",
+        checkpoint: Union[str, os.PathLike, None] = None,
+        checkpoint_every: Optional[int] = None,
+        resume: bool = False,
+        arguments: Optional[dict[str, Any]] = None,
+    ):
+        if on_nonfinite not in NONFINITE_ACTIONS:
+            raise ValueError(f"on_nonfinite must be one of {list(NONFINITE_ACTIONS)}, got {on_nonfinite!r}")
+        if not isinstance(resume, bool):
+            raise ValueError(f"resume must be True or False, got {resume!r}")
+        self.owner = owner
+        self.history = history if history is not None else (owner.losses if owner is not None else [])
+        self.on_nonfinite = on_nonfinite
+        self.path = None if checkpoint is None else Path(checkpoint)
+        self.every = DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else check_count(checkpoint_every, "checkpoint_every")
+        self.fingerprints = {name: fingerprint(value) for name, value in (arguments or {}).items()}
+        self.fit_start = len(self.history)  # where this fit's losses begin in the history
+        self.stopped = False  # set when the fit ended early (on_nonfinite="stop" or rollbacks exhausted)
+        self.rollbacks = 0
+        self._phase = -1
+        self._estimator_restored = False
+        self._saved: Optional[dict] = None  # the payload being resumed from, until it is consumed
+        self._check_checkpoint(resume)
+
+    # ----- checks before any work ----------------------------------------------------------------
+    def _check_checkpoint(self, resume: bool) -> None:
+        if self.path is None:
+            if resume:
+                raise ValueError("resume=True needs checkpoint=PATH: the file to resume from")
+            return
+        if self.owner is None:
+            raise ValueError("checkpoints need an estimator (FitRun(owner=...)) whose state they hold")
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"checkpoint: the folder {self.path.parent} does not exist")
+        if not resume:
+            if os.path.lexists(self.path):
+                raise FileExistsError(
+                    f"checkpoint: {self.path} already exists; pass resume=True to continue the fit it holds, or "
+                    "choose another path (an existing file is never replaced by a new fit)"
+                )
+            return
+        if not self.path.is_file():
+            raise FileNotFoundError(f"resume=True: there is no checkpoint at {self.path} to resume from")
+        payload = load_checkpoint(self.path, self.owner.kind)
+        progress = payload.get("fit_progress")
+        if not isinstance(progress, dict):
+            raise CheckpointError(f"{self.path} holds a saved model, not a fit in progress: it cannot be resumed (load it with {self.owner.kind}.load)")
+        differing = sorted(set(progress["fingerprints"]) ^ set(self.fingerprints)) + sorted(
+            name for name in set(progress["fingerprints"]) & set(self.fingerprints) if progress["fingerprints"][name] != self.fingerprints[name]
+        )
+        if differing:
+            raise ValueError(
+                f"resume=True: {self.path} was written by a fit with different {', '.join(differing)}; resume with the "
+                "same data and arguments, or start a new fit with another checkpoint path"
+            )
+        self._saved = payload
+
+    # ----- phases ------------------------------------------------------------------------------------
+    def begin_phase(self, optim: pyro.optim.PyroOptim, batches: Minibatches) -> Optional[int]:
+        """Called at the start of each phase: the step to start from (0 for a fresh phase), or None if the
+        phase was already complete in the checkpoint being resumed. When resuming, the first call restores
+        the estimator's parameters and history, and the call for the phase the file was written in
+        restores optimizer, RNG and minibatch order."""
+        self._phase += 1
+        if self._saved is None:
+            return 0
+        progress = self._saved["fit_progress"]
+        self._restore_estimator()
+        if self._phase < progress["phase"]:
+            return None
+        optim.set_state(renamed_modules(progress["optimizer_state"], {stable: live for live, stable in self.owner._module_prefixes().items()}))
+        _set_rng_state(progress["rng"])
+        batches.order, batches.position = progress["batch_order"].clone(), int(progress["batch_position"])
+        self._saved = None
+        return int(progress["step"])
+
+    def _restore_estimator(self) -> None:
+        if self._estimator_restored:
+            return
+        self.owner._restore_checkpoint(self._saved)
+        self.fit_start = int(self._saved["fit_progress"]["fit_start"])
+        self._estimator_restored = True
+
+    def finish(self, optim: Optional[pyro.optim.PyroOptim] = None) -> None:
+        """Called when the fit ends normally: restore a completed fit being resumed, write the final checkpoint."""
+        if self._saved is not None:  # every phase was complete in the file: take its state and RNG
+            self._restore_estimator()
+            _set_rng_state(self._saved["fit_progress"]["rng"])
+            self._saved = None
+            return
+        self._phase += 1  # past the last phase: a resumed complete fit skips them all
+        self.save(optim, None, 0)
+
+    # ----- steps -------------------------------------------------------------------------------------
+    def record(self, loss: float) -> None:
+        self.history.append(loss)
+
+    def after_step(self, optim: pyro.optim.PyroOptim, batches: Minibatches, step: int) -> None:
+        """``step`` steps of the current phase are complete: write a checkpoint every ``checkpoint_every``."""
+        if self.path is not None and step % self.every == 0:
+            self.save(optim, batches, step)
+
+    def save(self, optim: Optional[pyro.optim.PyroOptim], batches: Optional[Minibatches], step: int) -> None:
+        """Write the estimator and the fit's progress (phase, ``step`` steps into it) to the checkpoint file."""
+        if self.path is None:
+            return
+        config, state_dict, extra = self.owner._checkpoint_contents()
+        optimizer_state = {} if optim is None else renamed_modules(optim.get_state(), self.owner._module_prefixes())
+        progress = {
+            "phase": self._phase, "step": step, "optimizer_state": optimizer_state, "rng": _rng_state(),
+            "batch_order": torch.zeros(0, dtype=torch.long) if batches is None else batches.order.clone(),
+            "batch_position": 0 if batches is None else batches.position,
+            "fit_start": self.fit_start, "fingerprints": dict(self.fingerprints),
+        }  # fmt: skip
+        save_checkpoint(self.path, self.owner.kind, config, state_dict, overwrite=True, fit_progress=progress, **extra)
+
+    # ----- non-finite losses -------------------------------------------------------------------------
+    def snapshot(self, params: list[Tensor], optim: pyro.optim.PyroOptim, batches: Minibatches, step: int) -> Optional[_Snapshot]:
+        """An in-memory copy of the phase's state, kept only for ``on_nonfinite="rollback"``."""
+        if self.on_nonfinite != "rollback":
+            return None
+        return _Snapshot(step, [p.detach().clone() for p in params], copy.deepcopy(optim.get_state()),
+                         copy.deepcopy(batches), len(self.history))  # fmt: skip
+
+    def handle_nonfinite(self, error: Exception, snapshot: Optional[_Snapshot], params: list[Tensor], optim) -> Optional[int]:
+        """After a non-finite step: re-raise, stop (None), or roll back to ``snapshot`` and return its step."""
+        if self.on_nonfinite == "raise":
+            raise error
+        if self.on_nonfinite == "rollback" and snapshot is not None and self.rollbacks < MAX_ROLLBACKS:
+            self.rollbacks += 1
+            with torch.no_grad():
+                for param, saved in zip(params, snapshot.params):
+                    param.copy_(saved)
+            optim.optim_objs.clear()  # new per-parameter optimizers, loaded from the snapshot at the next step
+            optim.grad_clip.clear()
+            optim.set_state(_scaled_learning_rates(snapshot.optimizer_state, 0.5))
+            del self.history[snapshot.history_length :]
+            warnings.warn(f"{error} Rolled back to step {snapshot.step} with half the learning rate "
+                          f"(rollback {self.rollbacks} of at most {MAX_ROLLBACKS}).", RuntimeWarning, stacklevel=4)  # fmt: skip
+            return snapshot.step
+        reason = "" if self.on_nonfinite == "stop" else f" after {MAX_ROLLBACKS} rollbacks"
+        warnings.warn(f"{error} The fit stopped there{reason}; the model keeps its last good parameters.", RuntimeWarning, stacklevel=4)
+        self.stopped = True
+        return None
+
+
+@contextmanager
+def deferred_keyboard_interrupt() -> Iterator[list[bool]]:
+    """Inside the block, Ctrl-C (SIGINT) only sets ``flag[0]``; the loop raises KeyboardInterrupt after the
+    step in flight. A second Ctrl-C raises at once. Outside the main thread it changes nothing."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ----- helpers -----------------------------------------------------------------------------------------
+def _scaled_learning_rates(state: dict, factor: float) -> dict:
+    """A copy of ``PyroOptim.get_state()`` with every parameter group's learning rate times ``factor``."""
+    scaled = copy.deepcopy(state)
+    for per_parameter in scaled.values():
+        optimizer_state = per_parameter.get("optimizer", per_parameter)  # a scheduler's state nests its optimizer's
+        for group in optimizer_state["param_groups"]:
+            group["lr"] *= factor
+    return scaled
+
+
+def _rng_state() -> dict:
+    """torch's, numpy's and Python's global RNG states as tensors and plain values (a weights-only file)."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)]}  # fmt: skip
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))

@@ -179,15 +179,16 @@ class SRNN:
             num_steps: SVI steps of the main phase.
             lr: Adam learning rate (decayed 10x over the fit).
             init: labels that anchor the states (the SRNN paper's initialization): ``"arhmm"`` (default:
-                Viterbi path of an autoregressive HMM fit by exact EM, on the data for Gaussian
+                Viterbi path of an autoregressive HMM with a full noise covariance per state (diagonal
+                ones labelled Lorenz lobes 0.01-0.02 worse), fit by exact EM, on the data for Gaussian
                 observations, on smoothed square-root counts projected on ``latent_dim`` principal
                 components for Poisson), ``"hmm"`` (a Gaussian HMM: a mixture, no dynamics),
                 ``"kmeans"`` (k-means of the observations), an int array ``(trials, time)`` of your own,
                 or None (no labels, purely unsupervised). Why ARHMM labels: where regimes differ only in
                 their dynamics (``pyro_neurodyn.data.rotation_switching_data`` and its siblings) a
                 Gaussian HMM is at chance and so is an SRNN anchored to it (held-out 0.525), while
-                ARHMM labels give 0.995-1.0; on switching Lorenz, whose lobes a mixture already
-                separates, they give 0.935-0.985 against 0.96-0.98 from Gaussian-HMM labels, and a
+                ARHMM labels give 0.985-1.0; on switching Lorenz, whose lobes a mixture already
+                separates, they give 0.955-0.980 against 0.96-0.98 from Gaussian-HMM labels, and a
                 higher ELBO after 150 steps on both kinds of data (README, SRNN section).
             label_steps: steps (from the start) during which the ELBO gets the extra term
                 ``label_weight * sum_t log p(z_t = label_t | h)``; default: all ``num_steps``. The paper
@@ -290,7 +291,7 @@ class SRNN:
                 return hmm.most_likely_states(y)
             if init == "arhmm":
                 features = self._label_features(y)
-                arhmm = AutoregressiveHMM(num_states, features.shape[-1])
+                arhmm = AutoregressiveHMM(num_states, features.shape[-1], covariance="full")
                 arhmm.fit_em(features, seed=seed)
                 return arhmm.most_likely_states(features)
             raise ValueError(f"init must be 'kmeans', 'hmm', 'arhmm', None or an array of labels, got {init!r}")

@@ -105,11 +105,10 @@ def load_run_config(path: Any) -> RunConfig:
 
 
 def _check_arguments(path: Path, section: str, arguments: dict, function: Any) -> None:
-    accepted = [name for name in inspect.signature(function).parameters if name != "self"]
-    unknown = sorted(set(arguments) - set(accepted) - {"y", "u"})
-    if unknown or {"y", "u"} & set(arguments):
-        raise ValueError(f"{path}: [{section}] has unknown entries {unknown or sorted({'y', 'u'} & set(arguments))}; "
-                         f"accepted: {[name for name in accepted if name not in ('y', 'u')]}")  # fmt: skip
+    accepted = [name for name in inspect.signature(function).parameters if name not in ("self", "y", "u")]  # data: [data]
+    unknown = sorted(set(arguments) - set(accepted))
+    if unknown:
+        raise ValueError(f"{path}: [{section}] has unknown entries {unknown}; accepted: {accepted}")
 
 
 def load_recordings(path: Path) -> dict[str, torch.Tensor]:

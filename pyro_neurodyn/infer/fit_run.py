@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 import signal
 import threading
 import warnings
@@ -47,6 +46,7 @@ from typing import Any, Iterator, Optional, Protocol, Union
 
 import numpy as np
 import pyro
+import pyro.util
 import torch
 from torch import Tensor
 
@@ -109,7 +109,6 @@ class _Snapshot:
     step: int
     params: list[Tensor]
     optimizer_state: dict
-    batches: Minibatches
     history_length: int
 
 
@@ -117,8 +116,8 @@ class FitRun:
     """The bookkeeping of one ``fit`` call (see the module docstring).
 
     Args:
-        owner: the estimator (:class:`Resumable`); None for a bare :func:`fit_svi` (no checkpoints).
-        history: the list each completed step's loss is appended to at once (an estimator's ``.losses``).
+        owner: the estimator (:class:`Resumable`), whose ``.losses`` each completed step's loss is appended
+            to at once; None for a bare :func:`fit_svi` (no checkpoints; the losses go to ``.history``).
         on_nonfinite: ``"raise"``, ``"stop"`` or ``"rollback"``.
         checkpoint: file to write checkpoints to (None: none). checkpoint_every: steps between them.
         resume: continue from ``checkpoint``, which must exist and come from a fit of the same data and
@@ -133,7 +132,6 @@ class FitRun:
     def __init__(
         self,
         owner: Optional[Resumable] = None,
-        history: Optional[list[float]] = None,
         *,
         on_nonfinite: str = "raise",
         checkpoint: Union[str, os.PathLike, None] = None,
@@ -146,7 +144,7 @@ class FitRun:
         if not isinstance(resume, bool):
             raise ValueError(f"resume must be True or False, got {resume!r}")
         self.owner = owner
-        self.history = history if history is not None else (owner.losses if owner is not None else [])
+        self.history = owner.losses if owner is not None else []
         self.on_nonfinite = on_nonfinite
         self.path = None if checkpoint is None else Path(checkpoint)
         self.every = DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else check_count(checkpoint_every, "checkpoint_every")
@@ -252,12 +250,12 @@ class FitRun:
         save_checkpoint(self.path, self.owner.kind, config, state_dict, overwrite=True, fit_progress=progress, **extra)
 
     # ----- non-finite losses -------------------------------------------------------------------------
-    def snapshot(self, params: list[Tensor], optim: pyro.optim.PyroOptim, batches: Minibatches, step: int) -> Optional[_Snapshot]:
-        """An in-memory copy of the phase's state, kept only for ``on_nonfinite="rollback"``."""
+    def snapshot(self, params: list[Tensor], optim: pyro.optim.PyroOptim, step: int) -> Optional[_Snapshot]:
+        """An in-memory copy of the parameters and optimizer state, kept only for ``on_nonfinite="rollback"``
+        (the minibatch stream is not rewound: the replayed steps see new batches)."""
         if self.on_nonfinite != "rollback":
             return None
-        return _Snapshot(step, [p.detach().clone() for p in params], copy.deepcopy(optim.get_state()),
-                         copy.deepcopy(batches), len(self.history))  # fmt: skip
+        return _Snapshot(step, [p.detach().clone() for p in params], copy.deepcopy(optim.get_state()), len(self.history))
 
     def handle_nonfinite(self, error: Exception, snapshot: Optional[_Snapshot], params: list[Tensor], optim) -> Optional[int]:
         """After a non-finite step: re-raise, stop (None), or roll back to ``snapshot`` and return its step."""
@@ -314,15 +312,16 @@ def _scaled_learning_rates(state: dict, factor: float) -> dict:
 
 
 def _rng_state() -> dict:
-    """torch's, numpy's and Python's global RNG states as tensors and plain values (a weights-only file)."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)]}  # fmt: skip
+    """``pyro.util.get_rng_state()`` (torch, Python, numpy) with numpy's key array as a tensor: a weights-only
+    checkpoint holds no ndarray."""
+    state = pyro.util.get_rng_state()
+    name, keys, *rest = state["numpy"]
+    return {**state, "numpy": [name, torch.from_numpy(keys.astype(np.int64)), *rest]}
 
 
 def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    """Inverse of :func:`_rng_state`, through ``pyro.util.set_rng_state``."""
+    name, keys, *rest = state["numpy"]
+    version, internal, gauss = state["random"]  # a weights-only load may return the inner tuple as a list
+    pyro.util.set_rng_state({"torch": state["torch"], "random": (version, tuple(internal), gauss),
+                             "numpy": (name, keys.numpy().astype(np.uint32), *rest)})  # fmt: skip

@@ -198,8 +198,8 @@ def _run_steps(svi: GuardedSVI, data: list, num_steps: int, batches: Minibatches
             if callback is not None:
                 callback(step - 1, loss)
             run.after_step(svi.optim, batches, step)
-            if step % ROLLBACK_INTERVAL == 0 or snapshot is None:
-                snapshot = run.snapshot(svi.last_params, svi.optim, batches, step)
+            if run.on_nonfinite == "rollback" and (step % ROLLBACK_INTERVAL == 0 or snapshot is None):
+                snapshot = run.snapshot(svi.last_params, svi.optim, step)
             if interrupted[0]:
                 run.save(svi.optim, batches, step)
                 raise KeyboardInterrupt(f"{desc}: interrupted after step {step} of {num_steps}; the model keeps its parameters and losses")

@@ -152,9 +152,9 @@ class _Network(NamedTuple):
 
 # ---------------------------------------------------------------------------------------- validation
 def _as_array(value: Any, name: str) -> np.ndarray:
-    tensor = _to_numeric_tensor(value, name)
-    _check_finite(tensor.double(), name)
-    return tensor.double().numpy()
+    tensor = _to_numeric_tensor(value, name).cpu().double()  # any device and dtype -> float64 numpy
+    _check_finite(tensor, name)
+    return tensor.numpy()
 
 
 def _validate(a, V, U, h, activation, clip) -> _Network:

@@ -8,7 +8,7 @@ usually spanned by the first two principal components of posterior latents (:fun
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
@@ -58,11 +58,13 @@ def pca_plane(latents: Tensor) -> Plane:
     return Plane(center.to(latents.dtype), vh[:2].T.to(latents.dtype), explained)
 
 
-def coordinate_plane(dim: int = 2, dtype: torch.dtype = torch.get_default_dtype()) -> Plane:
-    """The plane of the first two coordinates of R^dim through the origin (``explained`` NaN)."""
+def coordinate_plane(dim: int = 2, dtype: Optional[torch.dtype] = None, device: Union[str, torch.device, None] = None) -> Plane:
+    """The plane of the first two coordinates of R^dim through the origin (``explained`` NaN), in
+    ``dtype`` (default: torch's default dtype) on ``device`` (default: the CPU), e.g. a model's."""
     if dim < 2:
         raise ValueError(f"a flow field needs a latent dimension >= 2, got {dim}")
-    return Plane(torch.zeros(dim, dtype=dtype), torch.eye(dim, 2, dtype=dtype), float("nan"))
+    like = dict(dtype=dtype or torch.get_default_dtype(), device=device)
+    return Plane(torch.zeros(dim, **like), torch.eye(dim, 2, **like), float("nan"))
 
 
 def map_in_basis(latent_map: LatentMap, transform: Tensor) -> LatentMap:
@@ -90,8 +92,9 @@ def flow_field(
         extent: ``(a_min, a_max, b_min, b_max)`` in plane coordinates (default: [-1, 1]^2).
     """
     a_min, a_max, b_min, b_max = extent if extent is not None else (-1.0, 1.0, -1.0, 1.0)
-    a = torch.linspace(a_min, a_max, resolution, dtype=plane.basis.dtype)
-    b = torch.linspace(b_min, b_max, resolution, dtype=plane.basis.dtype)
+    like = dict(dtype=plane.basis.dtype, device=plane.basis.device)  # the grid lives where the plane does
+    a = torch.linspace(a_min, a_max, resolution, **like)
+    b = torch.linspace(b_min, b_max, resolution, **like)
     coords = torch.stack(torch.meshgrid(a, b, indexing="xy"), -1)  # (n_b, n_a, 2): row i is b[i]
     points = plane.lift(coords)
     displacement = latent_map(points) - points

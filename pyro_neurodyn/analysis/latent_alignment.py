@@ -35,8 +35,9 @@ class AffineAlignment(NamedTuple):
 
 def affine_alignment(latents: Any, reference: Any) -> AffineAlignment:
     """Fit the map above from paired latents ``(..., R)`` (student) and ``(..., R)`` (reference)."""
-    student = torch.as_tensor(latents).reshape(-1, torch.as_tensor(latents).shape[-1]).double()
-    truth = torch.as_tensor(reference).reshape(student.shape[0], -1).double()
+    student = _float64_cpu(latents)
+    student = student.reshape(-1, student.shape[-1])
+    truth = _float64_cpu(reference).reshape(student.shape[0], -1)
     if truth.shape[-1] != student.shape[-1]:
         raise ValueError(f"latents have dimension {student.shape[-1]} but reference has {truth.shape[-1]}")
     if not (torch.isfinite(student).all() and torch.isfinite(truth).all()):
@@ -44,6 +45,11 @@ def affine_alignment(latents: Any, reference: Any) -> AffineAlignment:
     design = torch.cat([truth, torch.ones(len(truth), 1, dtype=truth.dtype)], 1)
     solution = torch.linalg.lstsq(design, student).solution.numpy()
     return AffineAlignment(solution[:-1], solution[-1])
+
+
+def _float64_cpu(values: Any) -> torch.Tensor:
+    """An array or a tensor (any dtype and device) as a float64 CPU tensor."""
+    return torch.as_tensor(values).detach().cpu().double()
 
 
 def fixed_points_in_reference(fitted: Any, y: Any, reference_latents: Any, reference_states: Any) -> dict:

@@ -162,7 +162,7 @@ def _dataset(num_trials, num_steps, obs_dim, observation, seed, omegas, switch_p
 
 def _sticky(stay: float) -> SwitchProb:
     stay = _check_unit_interval(stay, "stay")
-    return lambda x, z: torch.full(z.shape, 1.0 - stay, dtype=x.dtype)
+    return lambda x, z: torch.full(z.shape, 1.0 - stay, dtype=x.dtype, device=x.device)
 
 
 def rotation_switching_data(

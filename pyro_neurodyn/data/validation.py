@@ -10,13 +10,15 @@ Shapes: recordings are ``(trials, time, channels)``; a 2-D array ``(time, channe
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ["as_trials", "as_inputs", "as_state_labels", "check_count", "check_magnitude", "check_positive"]
+
+Device = Union[str, torch.device, None]
 
 
 def _to_numeric_tensor(data: Any, name: str) -> Tensor:
@@ -56,8 +58,12 @@ def as_trials(
     counts: bool = False,
     min_steps: int = 2,
     dtype: Optional[torch.dtype] = None,
+    device: Device = None,
 ) -> Tensor:
     """Validate a recording and return it as a float tensor ``(trials, time, channels)``.
+
+    The checks run on the data as given; the result is then converted to ``dtype`` on ``device`` (an
+    estimator passes its own, so a float32 array given to a float64 model arrives in float64).
 
     Args:
         data: numpy array, torch tensor or nested list, ``(trials, time, channels)`` or
@@ -66,6 +72,7 @@ def as_trials(
         counts: require non-negative integer values (spike counts for a Poisson readout).
         min_steps: the least number of time steps accepted (2: a dynamics model needs a transition).
         dtype: float dtype of the result (default: torch's default dtype).
+        device: device of the result (default: where ``data`` is, the CPU for arrays and lists).
 
     Raises:
         TypeError: non-numeric or complex data.
@@ -90,7 +97,7 @@ def as_trials(
     if counts:
         _check_counts(tensor, name)
     dtype = dtype or torch.get_default_dtype()
-    converted = tensor.to(dtype)
+    converted = tensor.to(device=device, dtype=dtype)
     if tensor.dtype.is_floating_point and torch.finfo(tensor.dtype).max > torch.finfo(dtype).max:
         if not bool(torch.isfinite(converted).all()):  # finite values that overflow the narrower dtype
             raise ValueError(
@@ -104,11 +111,12 @@ def as_inputs(u: Any, y: Tensor, name: str = "u", y_name: str = "y") -> Optional
     """Validate external inputs ``u`` against a validated recording ``y`` ``(trials, time, channels)``.
 
     Returns ``None`` for ``None``, else a float tensor ``(trials, time, input_dim)`` with the trials and
-    time steps of ``y`` (a 2-D ``u`` is one trial, and is shared by all trials of ``y``).
+    time steps of ``y`` (a 2-D ``u`` is one trial, and is shared by all trials of ``y``), in ``y``'s
+    dtype on ``y``'s device.
     """
     if u is None:
         return None
-    u = as_trials(u, name, min_steps=1, dtype=y.dtype)
+    u = as_trials(u, name, min_steps=1, dtype=y.dtype, device=y.device)
     if u.shape[0] == 1 and y.shape[0] > 1:
         u = u.expand(y.shape[0], -1, -1)
     if u.shape[:2] != y.shape[:2]:
@@ -119,10 +127,11 @@ def as_inputs(u: Any, y: Tensor, name: str = "u", y_name: str = "y") -> Optional
     return u
 
 
-def as_state_labels(labels: Any, name: str = "states", *, num_states: Optional[int] = None) -> Tensor:
+def as_state_labels(labels: Any, name: str = "states", *, num_states: Optional[int] = None, device: Device = None) -> Tensor:
     """Validate discrete state labels; return int64 ``(trials, time)`` (a 1-D input is one trial).
 
-    Labels must be non-negative integers, and below ``num_states`` when it is given.
+    Labels must be non-negative integers, and below ``num_states`` when it is given. ``device``: where
+    the result goes (default: where ``labels`` are, the CPU for arrays and lists).
     """
     tensor = _to_numeric_tensor(labels, name)
     if tensor.dim() == 1:
@@ -136,7 +145,7 @@ def as_state_labels(labels: Any, name: str = "states", *, num_states: Optional[i
     tensor = tensor.long()
     if num_states is not None and int(tensor.max()) >= num_states:
         raise ValueError(f"{name} must be below num_states = {num_states}, found label {int(tensor.max())}")
-    return tensor
+    return tensor.to(device) if device is not None else tensor
 
 
 def check_count(value: Any, name: str, minimum: int = 1) -> int:

@@ -129,11 +129,11 @@ class LinearGaussianPath(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         residual = (value - self.conditional_means(value)) / self.scale
-        log_density = -0.5 * residual.pow(2) - self.scale.log() - 0.5 * torch.log(torch.tensor(2 * torch.pi, dtype=value.dtype))
+        log_density = -0.5 * residual.pow(2) - self.scale.log() - 0.5 * torch.log(value.new_tensor(2 * torch.pi))
         return log_density.sum((-2, -1))
 
     def entropy(self) -> Tensor:
-        return (0.5 * torch.log(torch.tensor(2 * torch.pi * torch.e, dtype=self.scale.dtype)) + self.scale.log()).sum((-2, -1))
+        return (0.5 * torch.log(self.scale.new_tensor(2 * torch.pi * torch.e)) + self.scale.log()).sum((-2, -1))
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(LinearGaussianPath, _instance)

@@ -408,7 +408,7 @@ def switching_sample(
     last_log_probs, log_kernel = switching_backward_kernel(init_logits.detach(), trans_logits.detach(), emission_logp.detach())
     shape = sample_shape + last_log_probs.shape[:-1]
     num_steps, num_states = log_kernel.shape[-3] + 1, last_log_probs.shape[-1]
-    gumbel = -torch.empty(shape + (num_steps, num_states), dtype=last_log_probs.dtype).exponential_().log()
+    gumbel = -last_log_probs.new_empty(shape + (num_steps, num_states)).exponential_().log()
     states = [(last_log_probs + gumbel[..., -1, :]).argmax(-1)]
     log_kernel = log_kernel.expand(shape + log_kernel.shape[-3:])
     for t in range(num_steps - 2, -1, -1):

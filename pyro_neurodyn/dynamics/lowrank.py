@@ -110,7 +110,8 @@ class CovarianceFactors(NamedTuple):
 
     @classmethod
     def from_scale_tril(cls, scale_tril: Tensor) -> "CovarianceFactors":
-        inverse = torch.linalg.solve_triangular(scale_tril, torch.eye(scale_tril.shape[-1], dtype=scale_tril.dtype), upper=False)
+        eye = torch.eye(scale_tril.shape[-1], dtype=scale_tril.dtype, device=scale_tril.device)
+        inverse = torch.linalg.solve_triangular(scale_tril, eye, upper=False)
         return cls(scale_tril, inverse, scale_tril.diagonal().log().sum())
 
     @classmethod
@@ -149,7 +150,7 @@ class SharedCovarianceNormal(dist.TorchDistribution):
         return self.factors.variance().expand(self.loc.shape)
 
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
-        eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype)
+        eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
         return self.loc + _apply_factor(self.factors.scale, eps)
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -202,7 +203,7 @@ class Covariance(nn.Module):
         if self.kind != "full":
             return torch.diag_embed(self.std())
         rows, cols = self._tril_index
-        lower = torch.zeros(self.dim, self.dim, dtype=self.log_diag.dtype).index_put((rows, cols), self.lower)
+        lower = self.log_diag.new_zeros(self.dim, self.dim).index_put((rows, cols), self.lower)
         return lower + torch.diag_embed(self.log_diag.exp())
 
     def matrix(self) -> Tensor:
@@ -222,8 +223,10 @@ class Covariance(nn.Module):
 
     @torch.no_grad()
     def set_(self, matrix: Tensor) -> "Covariance":
-        """Set ``Sigma`` to ``matrix`` (symmetric positive definite; diagonal for kinds diag/scalar)."""
-        matrix = torch.as_tensor(matrix, dtype=torch.get_default_dtype())
+        """Set ``Sigma`` to ``matrix`` (symmetric positive definite; diagonal for kinds diag/scalar), converted
+        to the parameters' dtype and device."""
+        parameter = self.log_diag if self.kind == "full" else self.log_scale
+        matrix = torch.as_tensor(matrix, dtype=parameter.dtype, device=parameter.device)
         if self.kind == "full":
             scale_tril = torch.linalg.cholesky(matrix)
             self.log_diag.copy_(scale_tril.diagonal().log())
@@ -377,5 +380,5 @@ def orthogonal_basis(U: Tensor, V: Tensor, noise_cov: Optional[Tensor] = None) -
     U_new = left[:, :rank]
     V_new = singular[:rank, None] * right_t[:rank]
     transform = U_new.T @ U
-    cov = torch.eye(rank) if noise_cov is None else noise_cov.detach()
+    cov = torch.eye(rank, dtype=U.dtype, device=U.device) if noise_cov is None else noise_cov.detach()
     return OrthogonalBasis(transform, U_new, V_new, transform @ cov @ transform.T)

@@ -48,6 +48,7 @@ from ..guides.proposals import BootstrapProposal, EncoderProposal, OptimalPropos
 from ..infer import VSMC_ELBO, FitRun, fit_svi, load_checkpoint, save_checkpoint
 from ..infer.checkpoint import renamed_modules
 from ..models.lowrank_rnn import LowRankRNNModel
+from .placement import DeviceLike, PlacedEstimator, saved_dtype
 
 __all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample"]
 
@@ -76,7 +77,7 @@ class LowRankSample(NamedTuple):
     means: Tensor
 
 
-class LowRankRNN:
+class LowRankRNN(PlacedEstimator):
     """A stochastic low-rank RNN ``z_{t+1} = a z_t + V phi(U z_t + W_u v_t, h) + eps`` with a readout.
 
     Args:
@@ -96,6 +97,10 @@ class LowRankRNN:
             Gaussian one-to-one readout, which stay 1 and 0 as in the paper: U already sets the scale).
         encoder_kernel_sizes, encoder_channels: the encoder proposal's CNN.
         seed: seed of the parameter initialization (the global RNG is left untouched).
+
+    Device and dtype: the parameters start on the CPU in torch's default dtype; :meth:`to` moves
+    ``.model`` and ``.guide`` (``LowRankRNN(...).to(dtype=torch.float64)``), and every method converts
+    the data it is given to :attr:`device` and :attr:`dtype`, so its outputs come in that dtype.
     """
 
     kind = "LowRankRNN"
@@ -171,6 +176,19 @@ class LowRankRNN:
         self._running_optimizer: Optional[tuple[str, Any]] = None  # (optimizer, its pyro scheduler) during a fit
         # the random initialization: filter, log_evidence and save refuse a model that still has it (and no fit)
         self._initial_state = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
+
+    def _placed_modules(self) -> list:
+        return [self.model, self.guide]
+
+    def to(self, device: DeviceLike = None, dtype: Optional[torch.dtype] = None) -> "LowRankRNN":
+        """Move ``.model`` and ``.guide`` (see :meth:`PlacedEstimator.to`); return ``self``. The record of
+        the random initialization (what "not fit yet" compares against) moves with them."""
+        super().to(device, dtype)
+        device, dtype = self._placement()
+        self._initial_state = {
+            key: value.to(device=device, dtype=dtype if value.is_floating_point() else None) for key, value in self._initial_state.items()
+        }
+        return self
 
     # ---------------------------------------------------------------------------------------------
     def fit(
@@ -319,7 +337,7 @@ class LowRankRNN:
         """Step 0 of :meth:`initialize_from_data`: ``y`` itself, or the link of smoothed counts ``(B, T, D)``."""
         if self.config["observation"] == "gaussian":
             return y
-        rates = torch.as_tensor(gaussian_filter1d(y.numpy(), smoothing, axis=1, mode="nearest"), dtype=y.dtype)
+        rates = torch.as_tensor(gaussian_filter1d(y.cpu().numpy(), smoothing, axis=1, mode="nearest"), dtype=y.dtype, device=y.device)
         rates = rates.clamp(min=SMOOTHED_RATE_FLOOR)
         return rates + torch.log(-torch.expm1(-rates))  # softplus^-1(r) = log(e^r - 1), stable for large r
 
@@ -347,7 +365,7 @@ class LowRankRNN:
         latents = (m - offset) @ top
         model.initial_mean.copy_(latents[:, 0].mean(0))
         if m.shape[0] > rank:
-            _set_covariance(model.initial_noise, torch.cov(latents[:, 0].T).reshape(rank, rank) + 1e-4 * torch.eye(rank))
+            _set_covariance(model.initial_noise, torch.cov(latents[:, 0].T).reshape(rank, rank) + 1e-4 * _eye_like(latents, rank))
         return latents
 
     def _initialize_dynamics(self, latents: Tensor, u: Optional[Tensor]) -> None:
@@ -377,7 +395,7 @@ class LowRankRNN:
         self.model.zero_grad(set_to_none=True)
         with torch.no_grad():
             residuals = following - transition(current, v)
-            _set_covariance(self.model.noise, torch.cov(residuals.T).reshape(rank, rank) + 1e-6 * torch.eye(rank))
+            _set_covariance(self.model.noise, torch.cov(residuals.T).reshape(rank, rank) + 1e-6 * _eye_like(residuals, rank))
 
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
@@ -427,11 +445,12 @@ class LowRankRNN:
         """
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps")
         if u is not None:
-            u = as_inputs(u, torch.zeros(num_trials, num_steps, 1), y_name="(num_trials, num_steps)")
+            shape = torch.empty(num_trials, num_steps, 0, dtype=self.dtype, device=self.device)  # u's trials, steps, dtype and device
+            u = as_inputs(u, shape, y_name="(num_trials, num_steps)")
         self._check_inputs(u)
         model = self.model
         if initial_latents is not None:
-            z0 = as_trials(initial_latents, "initial_latents", min_steps=1)
+            z0 = as_trials(initial_latents, "initial_latents", min_steps=1, dtype=self.dtype, device=self.device)
             rank = self.config["rank"]
             if z0.shape != (1, num_trials, rank):
                 raise ValueError(f"initial_latents must have shape (num_trials, R) = ({num_trials}, {rank}), got {tuple(z0.shape[1:])}")
@@ -481,7 +500,7 @@ class LowRankRNN:
         return self.model.readout.mean(self.model.readout_source(z, v))
 
     def _latents_and_unit_inputs(self, z: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
-        z = as_trials(z, "z", min_steps=1)
+        z = as_trials(z, "z", min_steps=1, dtype=self.dtype, device=self.device)
         if z.shape[2] != self.config["rank"]:
             raise ValueError(f"z must have rank = {self.config['rank']} latent dims, got shape {tuple(z.shape)}")
         u = as_inputs(u, z, y_name="z")
@@ -534,7 +553,7 @@ class LowRankRNN:
     def load(cls, path: PathLike) -> "LowRankRNN":
         """Rebuild a :class:`LowRankRNN` written by :meth:`save` (or a checkpoint of a fit in progress)."""
         payload = load_checkpoint(path, cls.kind)
-        rnn = cls(**payload["config"])
+        rnn = cls(**payload["config"]).to(dtype=saved_dtype(payload["state_dict"]))  # on the CPU, in the saved dtype
         rnn._restore_checkpoint(payload)
         return rnn
 
@@ -556,7 +575,7 @@ class LowRankRNN:
         )
 
     def _validate_data(self, y: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
-        y = as_trials(y, "y", counts=self.config["observation"] == "poisson")
+        y = as_trials(y, "y", counts=self.config["observation"] == "poisson", dtype=self.dtype, device=self.device)
         if y.shape[2] != self.config["obs_dim"]:
             raise ValueError(f"y has {y.shape[2]} channels but the model was built with obs_dim={self.config['obs_dim']}")
         check_magnitude(y, "y")
@@ -619,6 +638,11 @@ def _open_unit_interval(value: Any, name: str) -> float:
     if not 0.0 < float(value) < 1.0:
         raise ValueError(f"{name} must be in (0, 1), got {value}")
     return float(value)
+
+
+def _eye_like(like: Tensor, size: int) -> Tensor:
+    """The identity ``(size, size)`` in ``like``'s dtype, on its device."""
+    return torch.eye(size, dtype=like.dtype, device=like.device)
 
 
 def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:

@@ -32,11 +32,12 @@ from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_s
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.srnn import SRNNModel
 from ..models.switching_ssm import SwitchingSample
+from .placement import PlacedEstimator, saved_dtype
 
 InitLabels = Union[str, None, np.ndarray, Tensor]
 
 
-class SRNN:
+class SRNN(PlacedEstimator):
     """Switching RNN with exact state marginalization and an amortized encoder.
 
     Args:
@@ -51,6 +52,11 @@ class SRNN:
         encoder_hidden: width of the recurrent encoder (per direction).
         seed: seed of the parameter initialization (None: draw from torch's global RNG); the global RNG is
             left untouched either way. ``fit(seed=...)`` seeds the fit itself.
+
+    Device and dtype: the parameters start on the CPU in torch's default dtype; :meth:`to` moves them
+    (``SRNN(...).to(dtype=torch.float64)``; before the first fit, when ``obs_dim`` is unknown, the
+    request is kept and applied when the model is built), and every method converts the data it is
+    given to :attr:`device` and :attr:`dtype`, so its outputs come in that dtype (states int64).
     """
 
     kind = "SRNN"
@@ -113,6 +119,12 @@ class SRNN:
                 observation=c["observation"], link=c["link"], latent_scale=c["latent_scale"],
                 encoder_hidden=c["encoder_hidden"],
             )  # fmt: skip
+        if self._requested_placement():  # what to() asked before obs_dim was known
+            self.module.to(**self._requested_placement())
+
+    def _placed_modules(self) -> list:
+        """The module to move (None until ``obs_dim`` is known: :meth:`to` then waits for :meth:`_build`)."""
+        return [self.module]
 
     def _fitted_module(self) -> SRNNModel:
         if self.module is None or not self.losses:
@@ -134,8 +146,9 @@ class SRNN:
         return self.module.guide
 
     def _data(self, y: Any, u: Any = None, name: str = "y", min_steps: int = 2) -> tuple[Tensor, Optional[Tensor]]:
-        y = check_magnitude(as_trials(y, name, counts=self.config["observation"] == "poisson", min_steps=min_steps), name)
-        u = as_inputs(u, y, "u", name)
+        counts = self.config["observation"] == "poisson"
+        y = check_magnitude(as_trials(y, name, counts=counts, min_steps=min_steps, dtype=self.dtype, device=self.device), name)
+        u = as_inputs(u, y, "u", name)  # in y's dtype, on y's device
         obs_dim, input_dim = self.config["obs_dim"], self.config["input_dim"]
         if obs_dim is not None and y.shape[-1] != obs_dim:
             raise ValueError(f"{name} has {y.shape[-1]} channels but this SRNN was built with obs_dim = {obs_dim}")
@@ -226,6 +239,8 @@ class SRNN:
         labels = self._initial_labels(init, y, seed)
         if labels is None:  # init=None: no labels, so every step is an unsupervised one
             label_steps = 0
+        else:
+            labels = labels.to(y.device)  # int64 (trials, T), next to the data
         if seed is not None:
             pyro.set_rng_seed(seed)
         if self.module is None:
@@ -268,7 +283,7 @@ class SRNN:
         latent_dim = self.config["latent_dim"]
         components = vh[:latent_dim]  # (<=P, D)
         scale = singular[: latent_dim] / (flat.shape[0] - 1) ** 0.5 / 0.5  # projection std / 0.5
-        weight = torch.zeros(y.shape[-1], latent_dim, dtype=torch.float64)
+        weight = flat.new_zeros(y.shape[-1], latent_dim)  # float64, on the data's device
         weight[:, : components.shape[0]] = components.T * scale
         emission.mapping.weight.copy_(weight)
         emission.mapping.bias.copy_(mean)
@@ -307,8 +322,8 @@ class SRNN:
         ARHMM on raw or square-root counts of the rotation data is at chance, on these features 0.95-0.97)."""
         if self.config["observation"] != "poisson":
             return y
-        smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().numpy(), 1.0, axis=1))
-        return principal_component_scores(smooth, self.config["latent_dim"]).to(y.dtype)
+        smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().cpu().numpy(), 1.0, axis=1))
+        return principal_component_scores(smooth, self.config["latent_dim"]).to(device=y.device, dtype=y.dtype)
 
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -359,7 +374,7 @@ class SRNN:
         steps, num_samples = check_count(steps, "steps"), check_count(num_samples, "num_samples")
         y_prefix = as_trials(y_prefix, "y_prefix", counts=self.config["observation"] == "poisson", min_steps=1)
         prefix_length = y_prefix.shape[1]
-        u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps)
+        u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps, dtype=self.dtype, device=self.device)
         y_prefix, u_prefix = self._data(y_prefix, None if u_all is None else u_all[:, :prefix_length], "y_prefix", min_steps=1)
         module = self._fitted_module()
         h = module.filter_encoder(y_prefix, u_prefix).rsample((num_samples,))  # (S, trials, t, P)
@@ -372,7 +387,7 @@ class SRNN:
     def sample(self, num_trials: int, num_steps: int, u: Any = None) -> SwitchingSample:
         """Generate ``(y, h, z)`` for ``num_trials`` new trials of ``num_steps`` steps from the model."""
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)
-        u = None if u is None else as_trials(u, "u", min_steps=num_steps)
+        u = None if u is None else as_trials(u, "u", min_steps=num_steps, dtype=self.dtype, device=self.device)
         return self._fitted_module().sample(num_trials, num_steps, u)
 
     # ----- persistence -------------------------------------------------------------------------------
@@ -397,6 +412,6 @@ class SRNN:
         """Rebuild a saved SRNN (weights only; see :func:`~pyro_neurodyn.infer.load_checkpoint`)."""
         payload = load_checkpoint(path, cls.kind)
         config = dict(payload["config"])
-        model = cls(**config)
+        model = cls(**config).to(dtype=saved_dtype(payload["state_dict"]))  # on the CPU, in the saved dtype
         model._restore_checkpoint(payload)
         return model

@@ -35,7 +35,8 @@ from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample, gaussian_log_density
-from .lowrank import _choice
+from .lowrank import _choice, _eye_like
+from .placement import PlacedEstimator, saved_dtype
 
 __all__ = ["SwitchingLowRankRNN"]
 
@@ -43,7 +44,7 @@ PathLike = Union[str, os.PathLike]
 METHODS = ("collapsed", "vsmc")
 
 
-class SwitchingLowRankRNN:
+class SwitchingLowRankRNN(PlacedEstimator):
     """K low-rank RNNs ``x_{t+1} = a x_t + V_k phi(U_k x_t - h_k) + N(0, sigma_x^2 I)`` over one latent,
     switched by a Markov chain (see :mod:`pyro_neurodyn.models.switching_lowrank`).
 
@@ -58,6 +59,11 @@ class SwitchingLowRankRNN:
         proposal: the VSMC proposal's moments (:class:`~pyro_neurodyn.guides.SwitchingKalmanProposal`):
             ``"prior_mean"`` (default) or ``"posterior_moments"`` (follows switches of state at once:
             a tighter bound and a likelier fit, see the README). seed: seed of the initialization.
+
+    Device and dtype: the parameters start on the CPU in torch's default dtype; :meth:`to` moves
+    ``.module`` and ``.proposal`` (``SwitchingLowRankRNN(...).to(dtype=torch.float64)``), and every
+    method converts the data it is given to :attr:`device` and :attr:`dtype`, so its outputs come in
+    that dtype (states int64).
     """
 
     kind = "SwitchingLowRankRNN"
@@ -114,6 +120,9 @@ class SwitchingLowRankRNN:
         self.method: Optional[str] = None
         self.num_particles = 16
         self._initialized = False  # set by fit, initialize_from_data and load
+
+    def _placed_modules(self) -> list:
+        return [self.module, self.proposal]
 
     @property
     def model(self):
@@ -241,7 +250,7 @@ class SwitchingLowRankRNN:
         module.emission.log_scale.fill_(0.5 * float(residual.log()))
         latents = (y - mean) @ top  # (B, T, R)
         features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
-        hmm = GaussianHMM(self.config["num_states"], 1)
+        hmm = GaussianHMM(self.config["num_states"], 1).to(features)  # in the data's dtype, on its device
         hmm.fit_em(features, seed=self.config["seed"])
         labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
         labels = self._affine_labels(latents, labels)
@@ -269,14 +278,14 @@ class SwitchingLowRankRNN:
         inputs = torch.cat([latents[:, :-1], torch.ones_like(latents[:, :-1, :1])], -1)  # (B, T-1, R+1)
         targets = latents[:, 1:]
         trans_logits = module.transitions(latents[:, :-1]).expand(latents.shape[:-2] + (latents.shape[-2] - 1,) + (module.num_states,) * 2)
-        eye = torch.eye(inputs.shape[-1])
+        eye = _eye_like(inputs, inputs.shape[-1])
         for _ in range(max_iters):
             weights = torch.nn.functional.one_hot(labels[:, 1:], module.num_states).to(inputs)  # (B, T-1, K)
             gram = torch.einsum("btk,bti,btj->kij", weights, inputs, inputs) + 1e-6 * eye
             W = torch.linalg.solve(gram, torch.einsum("btk,bti,btr->kir", weights, inputs, targets))  # (K, R+1, R)
             residuals = targets.unsqueeze(-2) - torch.einsum("bti,kir->btkr", inputs, W)  # (B, T-1, K, R)
             scale = ((weights.unsqueeze(-1) * residuals.square()).sum() / (weights.sum() * latents.shape[-1])).sqrt()
-            step_logp = gaussian_log_density(residuals, torch.zeros(()), scale)
+            step_logp = gaussian_log_density(residuals, residuals.new_zeros(()), scale)
             emission_logp = torch.cat([torch.zeros_like(step_logp[:, :1]), step_logp], 1)
             updated = switching_viterbi(module.init_logits, trans_logits, emission_logp).states
             if torch.equal(updated, labels):
@@ -364,7 +373,8 @@ class SwitchingLowRankRNN:
     def orthogonal_basis(self, state: int) -> OrthogonalBasis:
         """State ``state``'s parameters in the latent basis where its ``U_k`` has orthonormal columns."""
         _, V, U, _, _ = self.module.dynamics.latent_map(state)
-        noise = self.module.latent_log_scale.detach().exp().square() * torch.eye(self.config["rank"])
+        scale = self.module.latent_log_scale.detach().exp()
+        noise = scale.square() * _eye_like(scale, self.config["rank"])
         return orthogonal_basis(U, V, noise)
 
     # ----- persistence -------------------------------------------------------------------------------
@@ -378,7 +388,7 @@ class SwitchingLowRankRNN:
     def load(cls, path: PathLike) -> "SwitchingLowRankRNN":
         """Rebuild a :class:`SwitchingLowRankRNN` written by :meth:`save` (or a checkpoint of a fit in progress)."""
         payload = load_checkpoint(path, cls.kind)
-        rnn = cls(**payload["config"])
+        rnn = cls(**payload["config"]).to(dtype=saved_dtype(payload["state_dict"]))  # on the CPU, in the saved dtype
         rnn._restore_checkpoint(payload)
         return rnn
 
@@ -396,7 +406,7 @@ class SwitchingLowRankRNN:
 
     # ----- validation --------------------------------------------------------------------------------
     def _data(self, y: Any) -> Tensor:
-        y = as_trials(y, "y", counts=self.config["observation"] == "poisson", min_steps=2)
+        y = as_trials(y, "y", counts=self.config["observation"] == "poisson", min_steps=2, dtype=self.dtype, device=self.device)
         if y.shape[-1] != self.config["obs_dim"]:
             raise ValueError(f"y has {y.shape[-1]} channels but the model was built with obs_dim={self.config['obs_dim']}")
         return check_magnitude(y, "y")

@@ -148,7 +148,8 @@ def kalman_update(prior: CovarianceFactors, form: LinearForm) -> KalmanUpdate:
     prior_precision = inverse.T @ inverse
     weighted_weight_t = weight.T / form.variance.double()  # G = C^T diag(1/r), (R, D)
     precision_tril = torch.linalg.cholesky(prior_precision + weighted_weight_t @ weight)
-    scale = torch.linalg.solve_triangular(precision_tril, torch.eye(weight.shape[1], dtype=weight.dtype), upper=False).T
+    eye = torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device)
+    scale = torch.linalg.solve_triangular(precision_tril, eye, upper=False).T
     covariance = scale @ scale.T
     posterior = CovarianceFactors(scale.to(dtype), precision_tril.T.to(dtype), -precision_tril.diagonal().log().sum().to(dtype))
     return KalmanUpdate((prior_precision @ covariance).to(dtype), (weighted_weight_t.T @ covariance).to(dtype), posterior)
@@ -310,7 +311,7 @@ def moment_matched_normal(means: Tensor, log_weights: Tensor, factors: Covarianc
     weights = log_weights.exp()
     mean = (weights.unsqueeze(-1) * means).sum(-2)
     white = (means - mean.unsqueeze(-2)) @ factors.inverse.T  # (..., K, R)
-    eye = torch.eye(means.shape[-1], dtype=means.dtype)
+    eye = torch.eye(means.shape[-1], dtype=means.dtype, device=means.device)
     spread_tril = torch.linalg.cholesky(eye + torch.einsum("...k,...ki,...kj->...ij", weights, white, white))
     inverse = torch.linalg.solve_triangular(spread_tril, factors.inverse.expand(spread_tril.shape), upper=False)
     half_log_det = factors.half_log_det + spread_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)

@@ -43,7 +43,8 @@ def systematic_ancestors(log_weights: Tensor) -> Tensor:
     weights = _normalized_weights(log_weights)  # (B, K)
     cumulative = weights.cumsum(-1)
     cumulative = cumulative / cumulative[:, -1:]  # exact 1 at the end despite rounding
-    positions = (torch.rand(weights.shape[0], 1, dtype=weights.dtype) + torch.arange(num_particles, dtype=weights.dtype)) / num_particles
+    like = dict(dtype=weights.dtype, device=weights.device)
+    positions = (torch.rand(weights.shape[0], 1, **like) + torch.arange(num_particles, **like)) / num_particles
     ancestors = torch.searchsorted(cumulative, positions, right=True).clamp_(max=num_particles - 1)
     return ancestors.T.reshape(log_weights.shape)
 

@@ -208,8 +208,8 @@ class VSMC_ELBO(ELBO):
         num_particles = self.num_particles
         particle_plate = pyro.plate("vsmc_particles", num_particles, dim=-(self.max_plate_nesting + 1))
         state: dict[str, Tensor] = {}
-        log_prev = torch.tensor(-math.log(num_particles))  # normalized log weights W_{t-1}
-        bound = torch.zeros(())
+        log_prev: Optional[Tensor] = None  # normalized log weights W_{t-1}: 1/K before the first step
+        bound = 0.0
         log_evidence = 0.0
         history = {"log_normalizers": [], "states": [], "log_weights": [], "ess": [], "resampled": []}
         for t in range(num_steps):
@@ -219,6 +219,8 @@ class VSMC_ELBO(ELBO):
                 guide_trace = poutine.trace(guide_fn).get_trace(*call_args, **kwargs)
                 model_trace = poutine.trace(poutine.replay(model_fn, trace=guide_trace)).get_trace(*call_args, **kwargs)
             log_w, scale = self._step_log_weight(model_trace, guide_trace, t)
+            if log_prev is None:  # in the weights' dtype, on their device
+                log_prev = log_w.new_full((), -math.log(num_particles))
             log_joint = log_prev + log_w
             log_normalizer = torch.logsumexp(log_joint, dim=0)  # (*W)
             bound = bound + scale * log_normalizer.sum()
@@ -234,7 +236,7 @@ class VSMC_ELBO(ELBO):
             if t < num_steps - 1:
                 log_prev = self._resample(state, log_prev, resample)
         result = self._record(history) if record else None
-        return bound, log_evidence, result
+        return torch.as_tensor(bound), log_evidence, result
 
     def _step_log_weight(self, model_trace, guide_trace, t: int) -> tuple[Tensor, float]:
         """``log w_t`` ``(K, *W)`` of one step and the scale of its sites (see the module docstring)."""
@@ -253,7 +255,7 @@ class VSMC_ELBO(ELBO):
         system_shape = _broadcast_shape([shape for _, shape in sites.latent_shapes])
         for name, shape in sites.latent_shapes + [(name, log_p.shape) for name, log_p in terms]:
             _check_inside_system_plates(shape, system_shape, name, t)
-        log_w = torch.zeros(system_shape)  # model-proposed latents alone weigh 1
+        log_w = _zero_log_weights(model_trace, terms, sites.latent_shapes[0][0], system_shape)  # model-proposed latents alone weigh 1
         for _, log_p in terms:
             log_w = log_w + _sum_to_system_shape(log_p, system_shape)
         return log_w, sites.scale
@@ -275,7 +277,7 @@ class VSMC_ELBO(ELBO):
             survivors = gather_particles(log_weights, ancestors)
             uniform = uniform + (survivors - survivors.detach())
         if which is not None:
-            keep = torch.arange(num_particles).reshape((num_particles,) + (1,) * (log_weights.dim() - 1))
+            keep = torch.arange(num_particles, device=ancestors.device).reshape((num_particles,) + (1,) * (log_weights.dim() - 1))
             ancestors = torch.where(which, ancestors, keep)
             uniform = torch.where(which, uniform, log_weights)
         for key, value in state.items():
@@ -290,7 +292,7 @@ class VSMC_ELBO(ELBO):
                 states[key] = torch.stack(values)
         log_weights = [lw.expand_as(history["log_weights"][-1]) for lw in history["log_weights"]]
         resampled = [
-            torch.ones(lw.shape[1:], dtype=torch.bool) if r is None else r for r, lw in zip(history["resampled"], log_weights)
+            torch.ones(lw.shape[1:], dtype=torch.bool, device=lw.device) if r is None else r for r, lw in zip(history["resampled"], log_weights)
         ]
         resampled[-1] = torch.zeros_like(resampled[-1])  # nothing follows the last step
         log_normalizers = torch.stack(history["log_normalizers"])
@@ -306,7 +308,8 @@ class VSMC_ELBO(ELBO):
 
 def _same_scale(a, b) -> bool:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
-        return bool(torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
+        device = (a if isinstance(a, Tensor) else b).device
+        return bool(torch.equal(torch.as_tensor(a, device=device), torch.as_tensor(b, device=device)))
     return a == b
 
 
@@ -371,6 +374,14 @@ def _check_inside_system_plates(shape: torch.Size, system_shape: torch.Size, nam
             f"site {name!r} at step {t} (batch shape {tuple(shape)}) lies outside a plate in which the latents vary "
             f"({tuple(system_shape)}): it would couple the independent particle systems"
         )
+
+
+def _zero_log_weights(model_trace, terms: list, latent_name: str, system_shape: torch.Size) -> Tensor:
+    """Zeros ``system_shape`` in the dtype and on the device of the step's log-densities ``terms`` (else of
+    the latent ``latent_name``'s value, or torch's default float dtype for a discrete one)."""
+    like = terms[0][1] if terms else model_trace.nodes[latent_name]["value"]
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    return torch.zeros(system_shape, dtype=dtype, device=like.device)
 
 
 def _sum_to_system_shape(log_p: Tensor, system_shape: torch.Size) -> Tensor:

@@ -81,9 +81,10 @@ def _check_origins(origins: Any, num_steps: int, k: int, k_name: str) -> Tensor:
     return torch.as_tensor(array, dtype=torch.int64)
 
 
-def _checked_samples(output: Any, expected: tuple[int, ...], what: str) -> Tensor:
-    """The forecaster's output as float64 ``(num_samples, *expected)``, or a ValueError saying why not."""
-    samples = torch.as_tensor(output).detach().to(torch.float64)
+def _checked_samples(output: Any, expected: tuple[int, ...], what: str, device: torch.device) -> Tensor:
+    """The forecaster's output as float64 ``(num_samples, *expected)`` on ``device`` (the data's), or a
+    ValueError saying why not."""
+    samples = torch.as_tensor(output).detach().to(device=device, dtype=torch.float64)
     if samples.dim() != len(expected) + 1 or tuple(samples.shape[1:]) != expected:
         raise ValueError(f"{what} returned shape {tuple(samples.shape)}, expected (num_samples, *{expected})")
     if samples.shape[0] == 0:
@@ -101,10 +102,10 @@ def _point_forecasts(y: Tensor, forecast: Forecaster, k: int, origins: Tensor, b
         last = int(origins.max())
         output = forecast(y_model[:, : last + 1], origins.clone(), k)
         expected = (len(origins), trials, k, channels)
-        return _checked_samples(output, expected, "forecast(y, origins, k)").mean(0)
+        return _checked_samples(output, expected, "forecast(y, origins, k)", y.device).mean(0)
     return torch.stack(
         [
-            _checked_samples(forecast(y_model[:, : t + 1], k), (trials, k, channels), f"forecast(y_prefix, k) at origin {t}").mean(0)
+            _checked_samples(forecast(y_model[:, : t + 1], k), (trials, k, channels), f"forecast(y_prefix, k) at origin {t}", y.device).mean(0)
             for t in origins.tolist()
         ]
     )

@@ -34,15 +34,17 @@ def check_multioutput(multioutput: Any, allowed: tuple[str, ...] = MULTIOUTPUT_O
 
 
 def reduce_channels(values: Union[Tensor, np.ndarray], multioutput: str) -> Union[float, np.ndarray]:
-    """Per-channel values ``(channels,)`` -> a float64 array for ``"raw_values"``, else their plain mean."""
-    values = np.asarray(values, dtype=np.float64)
+    """Per-channel values ``(channels,)`` (array, or tensor on any device) -> a float64 array for
+    ``"raw_values"``, else their plain mean."""
+    values = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values, dtype=np.float64)
     return values if multioutput == "raw_values" else float(values.mean())
 
 
 def paired_recordings(y_true: Any, y_pred: Any, pred_name: str = "y_pred") -> tuple[Tensor, Tensor]:
-    """Validate two recordings of identical shape ``(trials, time, channels)``; float64 tensors."""
+    """Validate two recordings of identical shape ``(trials, time, channels)``; float64 tensors on
+    ``y_true``'s device."""
     true = as_trials(y_true, "y_true", min_steps=1, dtype=torch.float64)
-    pred = as_trials(y_pred, pred_name, min_steps=1, dtype=torch.float64)
+    pred = as_trials(y_pred, pred_name, min_steps=1, dtype=torch.float64, device=true.device)
     if true.shape != pred.shape:
         raise ValueError(
             f"y_true and {pred_name} must have the same shape (trials, time, channels), "

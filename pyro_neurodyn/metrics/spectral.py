@@ -91,7 +91,7 @@ def smoothed_power_spectrum(y: Any, smoothing: float = 20.0) -> PowerSpectrum:
         ValueError: a channel is constant within a trial (nothing to z-score).
     """
     smoothing = _check_smoothing(smoothing)
-    return _spectrum_of(as_trials(y, "y", dtype=torch.float64).numpy(), smoothing, "y")
+    return _spectrum_of(as_trials(y, "y", dtype=torch.float64, device="cpu").numpy(), smoothing, "y")
 
 
 def power_spectrum_distance(
@@ -120,8 +120,8 @@ def power_spectrum_distance(
     """
     multioutput = check_multioutput(multioutput)
     smoothing = _check_smoothing(smoothing)
-    true = as_trials(y_true, "y_true", dtype=torch.float64).numpy()
-    gen = as_trials(y_gen, "y_gen", dtype=torch.float64).numpy()
+    true = as_trials(y_true, "y_true", dtype=torch.float64, device="cpu").numpy()
+    gen = as_trials(y_gen, "y_gen", dtype=torch.float64, device="cpu").numpy()
     if true.shape[1:] != gen.shape[1:]:
         raise ValueError(
             f"y_true and y_gen must have the same time steps and channels (one frequency grid), "

@@ -29,9 +29,10 @@ def _poisson_log_likelihood(rates: Tensor, spikes: Tensor) -> Tensor:
 
 
 def _rates_and_counts(rates: Any, spikes: Any) -> tuple[Tensor, Tensor]:
-    """Validate predicted rates and observed counts of one shape ``(trials, time, neurons)``; float64."""
+    """Validate predicted rates and observed counts of one shape ``(trials, time, neurons)``; float64, on
+    the device of ``spikes``."""
     y = as_trials(spikes, "spikes", counts=True, min_steps=1, dtype=torch.float64)
-    r = as_trials(rates, "rates", min_steps=1, dtype=torch.float64)
+    r = as_trials(rates, "rates", min_steps=1, dtype=torch.float64, device=y.device)
     if r.shape != y.shape:
         raise ValueError(f"rates and spikes must have the same shape, got {tuple(r.shape)} and {tuple(y.shape)}")
     if bool((r < 0).any()):

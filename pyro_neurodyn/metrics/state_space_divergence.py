@@ -43,9 +43,9 @@ class KLEstimate(NamedTuple):
 
 
 def _point_sets(y_true: Any, y_gen: Any) -> tuple[Tensor, Tensor]:
-    """Validate both recordings and pool trials and time: float64 ``(N, D)`` and ``(M, D)``."""
+    """Validate both recordings and pool trials and time: float64 ``(N, D)`` and ``(M, D)`` on ``y_true``'s device."""
     true = as_trials(y_true, "y_true", min_steps=1, dtype=torch.float64)
-    gen = as_trials(y_gen, "y_gen", min_steps=1, dtype=torch.float64)
+    gen = as_trials(y_gen, "y_gen", min_steps=1, dtype=torch.float64, device=true.device)
     if true.shape[-1] != gen.shape[-1]:
         raise ValueError(
             f"y_true and y_gen must have the same number of dimensions (last axis), "
@@ -57,7 +57,7 @@ def _point_sets(y_true: Any, y_gen: Any) -> tuple[Tensor, Tensor]:
 def _bin_indices(points: Tensor, low: Tensor, width: Tensor, bins: int) -> Tensor:
     """Linear index of each point's bin ``(N,)``; points outside ``[low, low + width]`` go to the edge bins."""
     coordinates = torch.floor(bins * (points - low) / width).clamp_(0, bins - 1).long()
-    strides = bins ** torch.arange(points.shape[1], dtype=torch.int64)
+    strides = bins ** torch.arange(points.shape[1], dtype=torch.int64, device=points.device)
     return (coordinates * strides).sum(1)
 
 
@@ -95,7 +95,7 @@ def histogram_kl(y_true: Any, y_gen: Any, bins: int = 30, smoothing_alpha: float
     dims = true.shape[1]
     if dims * math.log(bins) >= 62 * math.log(2):
         raise ValueError(f"bins^D = {bins}^{dims} bins is too many to index; use gaussian_mixture_kl for D = {dims}")
-    spread = true.std(0) if len(true) > 1 else torch.zeros(dims, dtype=true.dtype)
+    spread = true.std(0) if len(true) > 1 else true.new_zeros(dims)
     flat = (spread == 0).nonzero().flatten()
     if len(flat):
         raise ValueError(f"y_true is constant along dimension(s) {flat.tolist()}: the histogram box has zero width")
@@ -120,7 +120,7 @@ def _thinned(points: Tensor, max_points: Optional[int]) -> Tensor:
     """At most ``max_points`` evenly spaced rows of ``points`` (all of them when ``max_points`` is None)."""
     if max_points is None or len(points) <= max_points:
         return points
-    return points[torch.linspace(0, len(points) - 1, max_points, dtype=torch.float64).round().long()]
+    return points[torch.linspace(0, len(points) - 1, max_points, dtype=torch.float64, device=points.device).round().long()]
 
 
 def mixture_log_density(x: Tensor, centers: Tensor, scale: float) -> Tensor:
@@ -184,8 +184,9 @@ def gaussian_mixture_kl(
         max_points = check_count(max_points, "max_points")
     generator = None if seed is None else torch.Generator().manual_seed(check_count(seed, "seed", minimum=0))
     true, gen = _thinned(true, max_points), _thinned(gen, max_points)
-    which = torch.randint(len(true), (num_samples,), generator=generator)
-    x = true[which] + scale * torch.randn(num_samples, true.shape[1], generator=generator, dtype=torch.float64)
+    # drawn on the CPU (the seeded generator's), the same numbers wherever the data are
+    which = torch.randint(len(true), (num_samples,), generator=generator).to(true.device)
+    x = true[which] + scale * torch.randn(num_samples, true.shape[1], generator=generator, dtype=torch.float64).to(true.device)
     log_ratio = mixture_log_density(x, true, scale) - mixture_log_density(x, gen, scale)
     return KLEstimate(float(log_ratio.mean()), float(log_ratio.std() / math.sqrt(num_samples)))
 

@@ -20,8 +20,8 @@ MAX_LABEL = 4096  # labels below it: a (K_true, K_pred) matrix of at most 2^24 i
 
 
 def _paired_labels(true_states: Any, pred_states: Any) -> tuple[np.ndarray, np.ndarray]:
-    true = as_state_labels(true_states, "true_states").numpy().ravel()
-    pred = as_state_labels(pred_states, "pred_states").numpy().ravel()
+    true = as_state_labels(true_states, "true_states", device="cpu").numpy().ravel()
+    pred = as_state_labels(pred_states, "pred_states", device="cpu").numpy().ravel()
     if true.shape != pred.shape:
         raise ValueError(
             f"true_states and pred_states must have the same shape, got {np.shape(true_states)} and {np.shape(pred_states)}"

@@ -139,8 +139,8 @@ class AutoregressiveHMM(PyroModule):
         """``(..., T-L, K)``: ``log N(y_t; step mean_k, Sigma_k)``."""
         diff = y[..., self.lags :, :].unsqueeze(-2) - self.step_means(y)
         if self.covariance == "diag":
-            return gaussian_log_density(diff, torch.zeros((), dtype=diff.dtype), self.log_scale.exp())
-        eye = torch.eye(self.obs_dim, dtype=diff.dtype)
+            return gaussian_log_density(diff, diff.new_zeros(()), self.log_scale.exp())
+        eye = torch.eye(self.obs_dim, dtype=diff.dtype, device=diff.device)
         inverse_tril = torch.linalg.solve_triangular(self.scale_tril(), eye, upper=False)  # (K, D, D)
         white = torch.einsum("kij,...kj->...ki", inverse_tril, diff)
         return -0.5 * white.square().sum(-1) - self.log_scale.sum(-1) - 0.5 * LOG_2PI * self.obs_dim
@@ -166,7 +166,7 @@ class AutoregressiveHMM(PyroModule):
         pass  # nothing latent is sampled: z is summed out exactly inside the model
 
     def _validate(self, y, name: str = "y", min_steps: int = 2) -> Tensor:
-        y = as_trials(y, name, min_steps=min_steps, dtype=self.weight.dtype)
+        y = as_trials(y, name, min_steps=min_steps, dtype=self.weight.dtype, device=self.weight.device)  # the model's dtype and device
         if y.shape[-1] != self.obs_dim:
             raise ValueError(f"{name} has {y.shape[-1]} channels but the model has obs_dim = {self.obs_dim}")
         return y
@@ -264,7 +264,8 @@ class AutoregressiveHMM(PyroModule):
         self.init_log_scale.copy_(0.5 * torch.maximum(spread, design.variance_floor).log().expand_as(self.init_log_scale))
         first = stats.first_state + options.transition_prior
         self.init_logits.copy_(first.clamp_min(1e-12).log() - first.sum().log())
-        counts = stats.transition_counts + options.transition_prior + options.sticky_prior * torch.eye(self.num_states)
+        eye = torch.eye(self.num_states, dtype=stats.transition_counts.dtype, device=stats.transition_counts.device)
+        counts = stats.transition_counts + options.transition_prior + options.sticky_prior * eye
         self.transitions.logits.copy_(counts.clamp_min(1e-12).log().log_softmax(-1))
 
     def _maximize_from_labels(self, design: "_Design", labels: Tensor, options: "_EMOptions") -> None:
@@ -359,16 +360,16 @@ class AutoregressiveHMM(PyroModule):
         """Labels of restart ``start`` >= 1: k-means on positions first, then random sticky segmentations."""
         if start == 1:
             return _kmeans_labels(y, self.num_states, generator, dynamics_features=False)
-        return _random_segmentation(y.shape[:2], self.num_states, generator)
+        return _random_segmentation(y.shape[:2], self.num_states, generator).to(y.device)
 
     def _initial_labels(self, y: Tensor, init: Union[str, Tensor], generator: np.random.Generator) -> Tensor:
         if isinstance(init, str):
             if init not in INITS:
                 raise ValueError(f"init must be one of {INITS} or a (trials, T) tensor of labels, got {init!r}")
             if init == "random":
-                return _random_segmentation(y.shape[:2], self.num_states, generator)
+                return _random_segmentation(y.shape[:2], self.num_states, generator).to(y.device)
             return _kmeans_labels(y, self.num_states, generator)
-        labels = as_state_labels(init, "init", num_states=self.num_states)
+        labels = as_state_labels(init, "init", num_states=self.num_states, device=y.device)
         if labels.shape != y.shape[:2]:
             raise ValueError(f"init labels must have shape (trials, T) = {tuple(y.shape[:2])}, got {tuple(labels.shape)}")
         return labels
@@ -396,7 +397,7 @@ class _Design(NamedTuple):
 def _design(y: Tensor, lags: int, min_scale: float) -> _Design:
     regressors = lagged_regressors(y, lags).reshape(-1, lags * y.shape[-1])
     regressors = torch.cat([regressors, torch.ones_like(regressors[:, :1])], -1)
-    mask = torch.eye(regressors.shape[-1], dtype=y.dtype)
+    mask = torch.eye(regressors.shape[-1], dtype=y.dtype, device=y.device)
     mask[-1, -1] = 0.0
     std = y.reshape(-1, y.shape[-1]).std(0)
     floor = (min_scale * torch.where(std > 0, std, torch.ones_like(std))).square()
@@ -421,21 +422,21 @@ def _rotation_features(y: Tensor, max_dim: int = 10) -> Tensor:
     """
     u = principal_component_scores(y, max_dim) if y.shape[-1] > max_dim else y - y.reshape(-1, y.shape[-1]).mean(0)
     outer = u[:, 1:].unsqueeze(-1) * u[:, :-1].unsqueeze(-2)
-    rows, cols = torch.triu_indices(u.shape[-1], u.shape[-1], 1)
+    rows, cols = torch.triu_indices(u.shape[-1], u.shape[-1], 1, device=u.device)
     return (outer - outer.transpose(-1, -2))[..., rows, cols]
 
 
 def _kmeans_labels(y: Tensor, num_states: int, generator: np.random.Generator, dynamics_features: bool = True) -> Tensor:
     """k-means labels ``(trials, T)`` on standardized ``[y_t, y_t - y_{t-1}, rotation features]``
-    (:func:`_rotation_features`), or on ``y_t`` alone; step 0 takes step 1's label."""
-    y = y.double()
+    (:func:`_rotation_features`), or on ``y_t`` alone; step 0 takes step 1's label. On ``y``'s device."""
+    device, y = y.device, y.double().cpu()
     parts = [y[:, 1:], y[:, 1:] - y[:, :-1], _rotation_features(y)] if dynamics_features else [y[:, 1:]]
     features = torch.cat(parts, -1).flatten(0, 1)
     std = features.std(0)
     features = (features - features.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
     _, labels = kmeans2(features.numpy(), num_states, minit="++", seed=generator)
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(y.shape[0], y.shape[1] - 1)
-    return torch.cat([labels[:, :1], labels], 1)
+    return torch.cat([labels[:, :1], labels], 1).to(device)
 
 
 def _random_segmentation(shape: torch.Size, num_states: int, generator: np.random.Generator) -> Tensor:

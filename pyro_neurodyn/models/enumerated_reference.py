@@ -27,7 +27,7 @@ __all__ = ["enumerated_program", "elbo_fast_and_enumerated"]
 def enumerated_program(module: SwitchingStateSpaceModel, y: Tensor, h: Tensor, u: Optional[Tensor] = None) -> Callable[[], None]:
     """A Pyro model scoring the latent path ``h (trials, T, P)`` and data ``y`` with z enumerated step by step."""
     num_trials, num_steps = y.shape[:2]
-    trials = torch.arange(num_trials)
+    trials = torch.arange(num_trials, device=h.device)
     sigma_h = module.latent_log_scale.exp()
 
     def inputs_at(t: int) -> Optional[Tensor]:

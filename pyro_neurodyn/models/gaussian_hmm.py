@@ -55,10 +55,12 @@ class GaussianHMM(PyroModule):
         """Baum-Welch on ``y (trials, T, D)`` from a k-means start; returns log p(y) per iteration.
 
         E step: :func:`switching_posterior`; M step: weighted means/variances, expected transition counts.
+        ``y`` is converted to the model's dtype and device.
         """
+        y = self._placed(y)
         flat = y.reshape(-1, y.shape[-1])
-        centroids, _ = kmeans2(flat.double().numpy(), self.num_states, minit="++", seed=seed)
-        self.loc.copy_(torch.as_tensor(centroids, dtype=y.dtype))
+        centroids, _ = kmeans2(flat.double().cpu().numpy(), self.num_states, minit="++", seed=seed)
+        self.loc.copy_(torch.as_tensor(centroids, dtype=y.dtype, device=y.device))
         self.log_scale.copy_(flat.std(0).clamp_min(min_scale).log().expand_as(self.log_scale))
         history = []
         for _ in range(num_iters):
@@ -77,5 +79,9 @@ class GaussianHMM(PyroModule):
 
     @torch.no_grad()
     def most_likely_states(self, y: Tensor) -> Tensor:
-        """Viterbi path ``(trials, T)``."""
-        return switching_viterbi(*self.factors(y)).states
+        """Viterbi path ``(trials, T)`` int64 (``y`` converted to the model's dtype and device)."""
+        return switching_viterbi(*self.factors(self._placed(y))).states
+
+    def _placed(self, y: Tensor) -> Tensor:
+        """``y`` in the dtype and on the device of the parameters."""
+        return y.to(device=self.loc.device, dtype=self.loc.dtype)

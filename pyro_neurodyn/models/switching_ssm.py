@@ -210,7 +210,8 @@ class SwitchingStateSpaceModel(PyroModule):
         """Sample ``sample_shape + (num_trials,)`` sequences of length ``num_steps`` from the prior."""
         shape = torch.Size(sample_shape) + (num_trials,)
         z_1 = td.Categorical(logits=self.init_logits).sample(shape)
-        h_1 = self.init_loc[z_1] + self.init_log_scale.exp() * torch.randn(shape + (self.latent_dim,))
+        noise = torch.randn(shape + (self.latent_dim,), dtype=self.init_loc.dtype, device=self.init_loc.device)
+        h_1 = self.init_loc[z_1] + self.init_log_scale.exp() * noise
         rest = self.simulate(h_1, z_1, num_steps - 1, None if u is None else u[..., 1:, :])
         h = torch.cat([h_1.unsqueeze(-2), rest.h], -2)
         z = torch.cat([z_1.unsqueeze(-1), rest.z], -1)

@@ -27,8 +27,8 @@ def plot_flow_field(
     (arrays ``(time, 2)`` in plane coordinates), fixed points (``(n, 2)``) filled if stable, open if not.
     ``axis_labels`` replace the default "latent PC 1/2" (e.g. for a coordinate plane). Returns the
     streamplot's line collection."""
-    a, b = field.a.numpy(), field.b.numpy()
-    velocity, speed = field.velocity.numpy(), field.speed.numpy()
+    a, b = field.a.cpu().numpy(), field.b.cpu().numpy()
+    velocity, speed = field.velocity.cpu().numpy(), field.speed.cpu().numpy()
     stream = ax.streamplot(a, b, velocity[..., 0], velocity[..., 1], color=speed, cmap="viridis", density=1.2, linewidth=0.8, arrowsize=0.8)
     if colorbar:
         ax.figure.colorbar(stream.lines, ax=ax, label="speed |f(h) - h| per step")
@@ -75,9 +75,10 @@ def plot_lowrank_flow_field(
             trajectories and fixed points, else [-1, 1]^2).
     Returns the :class:`FlowField` drawn (its ``velocity`` is ``T f(T^{-1} z') - z'`` on the grid).
     """
-    transform = torch.as_tensor(transform, dtype=torch.get_default_dtype())
-    points = None if fixed_points is None else fixed_points.points @ transform.double().numpy().T
-    paths = [(torch.as_tensor(p, dtype=transform.dtype) @ transform.T).numpy() for p in trajectories]
+    # a tensor keeps its dtype and device (the model's: the grid goes through latent_map); arrays: default dtype
+    transform = transform if torch.is_tensor(transform) else torch.as_tensor(transform, dtype=torch.get_default_dtype())
+    points = None if fixed_points is None else fixed_points.points @ transform.double().cpu().numpy().T
+    paths = [(torch.as_tensor(p, dtype=transform.dtype, device=transform.device) @ transform.T).cpu().numpy() for p in trajectories]
     if extent is None:
         seen = [p[:, :2] for p in paths] + ([] if points is None or not len(points) else [points[:, :2]])
         if seen:
@@ -85,7 +86,7 @@ def plot_lowrank_flow_field(
             low, high = stacked.min(0), stacked.max(0)
             margin = 0.15 * (high - low).max() + 1e-3
             extent = (low[0] - margin, high[0] + margin, low[1] - margin, high[1] + margin)
-    field = flow_field(map_in_basis(latent_map, transform), coordinate_plane(transform.shape[0], transform.dtype), extent, resolution)
+    field = flow_field(map_in_basis(latent_map, transform), coordinate_plane(transform.shape[0], transform.dtype, transform.device), extent, resolution)
     plot_flow_field(
         ax, field, trajectories=[p[:, :2] for p in paths],
         fixed_points=None if points is None else points[:, :2], stable=None if fixed_points is None else fixed_points.stable,

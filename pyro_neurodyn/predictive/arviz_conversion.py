@@ -57,7 +57,7 @@ def to_arviz(
     """
     if not isinstance(result, PosteriorPredictive):
         raise TypeError(f"result must be a PosteriorPredictive (from posterior_predictive), got {type(result).__name__}")
-    y = as_trials(y, "y", min_steps=1)
+    y = as_trials(y, "y", min_steps=1, dtype=result.y_rep.dtype)  # observed data in the draws' dtype
     if tuple(y.shape) != tuple(result.y_rep.shape[1:]):
         raise ValueError(f"y has shape {tuple(y.shape)} but the draws were made for recordings of shape {tuple(result.y_rep.shape[1:])}")
     num_trials, num_steps, num_channels = y.shape

@@ -32,7 +32,7 @@ class GaussianHMMPredictive:
     def validate(self, y: Any, u: Any) -> tuple[Tensor, None]:
         if u is not None:
             raise ValueError("a GaussianHMM takes no inputs, but inputs were given")
-        y = as_trials(y, "y")
+        y = as_trials(y, "y", dtype=self.hmm.loc.dtype, device=self.hmm.loc.device)  # the HMM's dtype and device
         if y.shape[-1] != self.hmm.loc.shape[-1]:
             raise ValueError(f"y has {y.shape[-1]} channels but the HMM has {self.hmm.loc.shape[-1]}")
         return y, None

@@ -43,7 +43,7 @@ def backward_simulation(particles: Tensor, log_weights: Tensor, transition_log_d
     because z_t is drawn given the drawn z_{t+1}.
     """
     num_steps, _, num_trials, _ = particles.shape
-    trials = torch.arange(num_trials)
+    trials = torch.arange(num_trials, device=particles.device)
     index = torch.distributions.Categorical(logits=log_weights[-1].T).sample((num_samples,))  # (S, B)
     path = [particles[-1][index, trials]]  # (S, B, R)
     for t in range(num_steps - 2, -1, -1):

@@ -117,9 +117,9 @@ def observed_log_likelihood(model: Callable, latents: dict, num_samples: int, ma
     one vectorized trace. Observed sites must have batch shape ``(S, *batch)`` (events summed inside)."""
     with _sample_plate(num_samples, max_plate_nesting):
         trace = poutine.trace(poutine.condition(model, data=latents)).get_trace(*args, **kwargs)
-    total = torch.zeros(())
+    total = 0.0
     for name, site in trace.nodes.items():
         # condition() marks the latents it fixed as observed too: they are not part of the likelihood
         if site["type"] == "sample" and site["is_observed"] and name not in latents:
             total = total + site["fn"].log_prob(site["value"])
-    return total
+    return torch.as_tensor(total)  # in the model's dtype, on its device

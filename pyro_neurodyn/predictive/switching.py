@@ -20,6 +20,7 @@ from torch import Tensor
 from ..data import as_inputs, as_trials
 from ..distributions import switching_sample
 from ..dynamics import PoissonEmission
+from ..estimators.placement import module_placement
 from ..estimators.srnn import SRNN
 from ..models.switching_ssm import SwitchingStateSpaceModel
 from .protocol import PosteriorDraws, observed_log_likelihood, register_predictive, replicated_observations
@@ -54,10 +55,12 @@ class SwitchingPredictive:
 
 
 def _validate_for(module: SwitchingStateSpaceModel) -> Callable[[Any, Any], tuple[Tensor, Optional[Tensor]]]:
-    """Input checks for a bare module (an SLDS, rSLDS or SRNNModel used without an estimator)."""
+    """Input checks for a bare module (an SLDS, rSLDS or SRNNModel used without an estimator); the data
+    is converted to the module's dtype and device."""
 
     def validate(y: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
-        y = as_trials(y, "y", counts=isinstance(module.emission, PoissonEmission))
+        device, dtype = module_placement([module])
+        y = as_trials(y, "y", counts=isinstance(module.emission, PoissonEmission), dtype=dtype, device=device)
         return y, (None if u is None else as_inputs(u, y, "inputs"))
 
     return validate

@@ -4,7 +4,7 @@ Sizes: the Lorenz demo (15 trials x 200 steps x 3 channels, K = 2, P = 3) and a 
 x 50, K = 5, P = 16). One "step" is the loss, its gradient and an Adam update (what fit() does per step).
 
 * ``fast``: SRNNModel.model / .guide with Trace_ELBO (z summed by the parallel scan).
-* ``enumerated``: the same model with every z_t an enumerated Pyro site (models/enumerated_reference.py),
+* ``enumerated``: the same model with every z_t an enumerated Pyro site (``stepwise_model``, see models/model_check.py),
   TraceEnum_ELBO, same guide sample; a handful of steps (it takes seconds per step). Its timing
   includes one fast evaluation of the same sample, negligible next to it.
 
@@ -26,9 +26,9 @@ import time
 
 import pyro
 import torch
-from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import Trace_ELBO
 
-from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated, enumerated_program
+from pyro_neurodyn.models.model_check import elbo_fast_and_enumerated, enumerated_log_joint
 from pyro_neurodyn.models.srnn import SRNNModel
 
 SIZES = [
@@ -98,11 +98,11 @@ def model_term_seconds(module, y, args):
     num_trials, num_steps = y.shape[:2]
 
     def fast_term():
-        log_joint = module.latent_prior(num_trials, num_steps).log_prob(h).sum() + module.emission(h).log_prob(y).sum()
+        log_joint = module.latent_prior(num_trials, num_steps).log_prob(h).sum() + module.observation(h).log_prob(y).sum()
         log_joint.backward()
 
     def enumerated_term():
-        TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(enumerated_program(module, y, h), lambda: None).backward()
+        (-enumerated_log_joint(module, y, h)).backward()
 
     return median_seconds(fast_term, args.repeats), median_seconds(enumerated_term, args.enumerated_repeats)
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from pyro_neurodyn.dynamics import RNNBank
-from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated
+from pyro_neurodyn.models.model_check import elbo_fast_and_enumerated
 from pyro_neurodyn.models.srnn import SRNNModel
-from pyro_neurodyn.models.switching_ssm import gaussian_log_density
+from pyro_neurodyn.distributions import gaussian_log_density
 
 B, T, D, K, P, M = 3, 8, 4, 3, 2, 2
 

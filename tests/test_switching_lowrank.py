@@ -23,7 +23,7 @@ from pyro_neurodyn.guides import SwitchingKalmanProposal
 from pyro_neurodyn.infer import VSMC_ELBO
 from pyro_neurodyn.metrics import state_accuracy
 from pyro_neurodyn.models import SwitchingLowRankModel
-from pyro_neurodyn.models.enumerated_reference import elbo_fast_and_enumerated
+from pyro_neurodyn.models.model_check import elbo_fast_and_enumerated
 from pyro_neurodyn.plots import plot_lowrank_flow_field
 
 torch.set_num_threads(1)

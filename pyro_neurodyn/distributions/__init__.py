@@ -1,7 +1,9 @@
 """Exact inference for discrete switching chains, and the Pyro distributions built on it."""
 
 from .collapsed_switching_path import CollapsedSwitchingPath
+from .diagonal_normal import DiagonalNormal, gaussian_log_density
 from .linear_gaussian_path import LinearGaussianPath, linear_recurrence
+from .state_component import StateComponent
 from .switching import (
     SwitchingBackwardKernel,
     SwitchingFactors,
@@ -17,11 +19,14 @@ from .switching import (
 
 __all__ = [
     "CollapsedSwitchingPath",
+    "DiagonalNormal",
     "LinearGaussianPath",
+    "StateComponent",
     "SwitchingBackwardKernel",
     "SwitchingFactors",
     "SwitchingPosterior",
     "ViterbiPath",
+    "gaussian_log_density",
     "linear_recurrence",
     "switching_backward_kernel",
     "switching_filter",

@@ -34,7 +34,8 @@ from ..infer import VSMC_ELBO, FitRun, fit_svi, load_checkpoint, save_checkpoint
 from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
-from ..models.switching_ssm import SwitchingSample, gaussian_log_density
+from ..distributions import gaussian_log_density
+from ..models.switching_ssm import SwitchingSample
 from .lowrank import _choice, _eye_like
 from .placement import PlacedEstimator, saved_dtype
 

@@ -1,13 +1,14 @@
 """Pyro programs: the switching state-space model and its variants, the low-rank RNN."""
 
 from .autoregressive_hmm import AutoregressiveHMM
-from .enumerated_reference import elbo_fast_and_enumerated, enumerated_program
 from .gaussian_hmm import GaussianHMM
 from .lowrank_rnn import LatentPrior, LowRankRNNModel, PassConstants
+from .model_check import ModelCheck, ModelCheckError, check_model, elbo_fast_and_enumerated, enumerated_log_joint
 from .module_names import unique_module_name
 from .slds import RSLDS, SLDS
 from .srnn import SRNNModel
 from .switching_lowrank import StatePrediction, SwitchingLowRankModel
+from .switching_definition import SwitchingStepDefinition
 from .switching_ssm import SwitchingSample, SwitchingStateSpaceModel
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "GaussianHMM",
     "LatentPrior",
     "LowRankRNNModel",
+    "ModelCheck",
+    "ModelCheckError",
     "PassConstants",
     "RSLDS",
     "SLDS",
@@ -23,7 +26,9 @@ __all__ = [
     "SwitchingLowRankModel",
     "SwitchingSample",
     "SwitchingStateSpaceModel",
+    "SwitchingStepDefinition",
+    "check_model",
     "elbo_fast_and_enumerated",
-    "enumerated_program",
+    "enumerated_log_joint",
     "unique_module_name",
 ]

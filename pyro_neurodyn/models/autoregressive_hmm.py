@@ -49,7 +49,7 @@ from .autoregressive_hmm_em import (
 )
 from .autoregressive_hmm_init import principal_component_scores
 from .module_names import unique_module_name
-from .switching_ssm import gaussian_log_density
+from ..distributions.diagonal_normal import gaussian_log_density
 
 __all__ = ["ARHMMStatistics", "AutoregressiveHMM", "principal_component_scores"]
 

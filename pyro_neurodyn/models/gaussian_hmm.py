@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..distributions import CollapsedSwitchingPath, SwitchingFactors, switching_log_marginal, switching_posterior, switching_viterbi
 from ..dynamics import StationaryTransitions
 from .module_names import unique_module_name
-from .switching_ssm import gaussian_log_density
+from ..distributions import gaussian_log_density
 
 
 class GaussianHMM(PyroModule):

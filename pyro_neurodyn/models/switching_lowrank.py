@@ -106,7 +106,7 @@ class SwitchingLowRankModel(PassCache, SwitchingStateSpaceModel):
             latent_scale=latent_scale,
             name=unique_module_name("switching_lowrank"),
         )
-        self.observation = observation
+        self.observation_family = observation
         self._clear_pass_caches()
 
     # (state["x"], t, StatePrediction of step t): the proposal and the model both ask for it
@@ -134,7 +134,7 @@ class SwitchingLowRankModel(PassCache, SwitchingStateSpaceModel):
     @pyro_method
     def emission_linear_form(self) -> Optional[LinearForm]:
         """``y = C x + d + N(0, diag r)`` of the Gaussian readout (None for Poisson)."""
-        if self.observation != "gaussian":
+        if self.observation_family != "gaussian":
             return None
         mapping = self.emission.mapping
         return LinearForm(mapping.weight, mapping.bias, (2.0 * self.emission.log_scale).exp())

@@ -17,6 +17,13 @@ an amortized encoder, z never sampled: the model scores the guide's concrete h w
 exactly, at O(T K^2) per sample. All K candidate means f_k(h_{t-1}) come from ONE batched op on the
 sampled h (shape (..., T-1, K, P)); sampling h in the model, or letting the guide's h depend on z,
 would leak the enumeration dim into h and cost K^T.
+
+The model is defined once, step by step (:class:`~pyro_neurodyn.models.switching_definition.SwitchingStepDefinition`:
+``initial_logits``, ``initial_latent``, ``transition_logits``, ``latent_step``, ``observation``); the
+collapsed program, the stepwise program with a ``z_t`` site per step, simulation and decoding are all
+derived from those five methods. A variant overrides one of them (per-state noise, a Student-t
+observation, input-driven switching) and everything follows; :func:`~pyro_neurodyn.models.check_model`
+verifies it against Pyro's generic enumeration.
 """
 
 from __future__ import annotations
@@ -30,13 +37,13 @@ import torch
 import torch.distributions as td
 from pyro.nn import PyroModule, pyro_method
 from pyro.nn.module import to_pyro_module_
+from pyro.ops.indexing import Vindex
 from torch import Tensor, nn
 
 from ..data.validation import check_count
-from ..distributions import CollapsedSwitchingPath, SwitchingFactors, switching_posterior
+from ..distributions import CollapsedSwitchingPath, DiagonalNormal, StateComponent, SwitchingFactors, switching_posterior
 from .module_names import unique_module_name
 
-LOG_2PI = math.log(2 * math.pi)
 PARTICLE_BATCH_NUMBERS = 2**25  # log_evidence: numbers per intermediate tensor (128 MiB in float32)
 
 
@@ -46,22 +53,6 @@ class SwitchingSample(NamedTuple):
     y: Tensor
     h: Tensor
     z: Tensor
-
-
-def gaussian_log_density(x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
-    """``log N(x; mean, diag(scale^2))`` summed over the last dim (broadcasting).
-
-    The normalizer ``sum_i log scale_i + P/2 log 2 pi`` is summed over the small ``scale`` alone and
-    subtracted once per density: the (..., K, P) tensors of a switching model's K candidates then see only
-    the quadratic form (measured 1.7x faster with its backward at (64, 999, 5, 16)). A scale shared by all
-    P dims (shape ``()`` or ``(..., 1)``, as sigma_h) divides the (..., K) sums of squares instead of the
-    (..., K, P) differences (1.3x faster again)."""
-    diff = x - mean
-    log_scale = scale.log()
-    log_norm = torch.broadcast_to(log_scale, log_scale.shape[:-1] + diff.shape[-1:]).sum(-1) + 0.5 * LOG_2PI * diff.shape[-1]
-    if scale.dim() == 0 or scale.shape[-1] == 1:
-        return -0.5 * diff.square().sum(-1) / scale.squeeze(-1).square() - log_norm
-    return -0.5 * (diff / scale).square().sum(-1) - log_norm
 
 
 class SwitchingStateSpaceModel(PyroModule):
@@ -107,19 +98,41 @@ class SwitchingStateSpaceModel(PyroModule):
             self.register_buffer("latent_log_scale", log_scale)
         to_pyro_module_(self)
 
-    # ----- the maths, shared by model, decoding and simulation -------------------------------------------
+    # ----- the per-step definition (override these to write a variant) ------------------------------------
+    def initial_logits(self, u_first: Optional[Tensor] = None) -> Tensor:
+        """Unnormalized ``log p(z_1)``: ``(K,)``."""
+        return self.init_logits
+
+    def initial_latent(self, u_first: Optional[Tensor] = None) -> td.Distribution:
+        """``p(h_1 | z_1 = k) = N(mu_k, diag(s_0^2))`` for every k: batch ``(K,)``, event ``(P,)``."""
+        return DiagonalNormal(self.init_loc, self.init_log_scale.exp())
+
+    def transition_logits(self, h_prev: Tensor, u: Optional[Tensor] = None) -> Tensor:
+        """``L(h_{t-1}, u_t)``, row = previous state: ``(K, K)`` or ``(..., K, K)``."""
+        return self.transitions(h_prev, u)
+
+    def latent_step(self, h_prev: Tensor, u: Optional[Tensor] = None) -> td.Distribution:
+        """``p(h_t | h_{t-1}, z_t = k) = N(f_k(h_{t-1}, u_t), sigma_h^2 I)`` for every k: ``h_prev (..., P)`` ->
+        batch ``(..., K)``, event ``(P,)``. All K means come from one batched call of the dynamics bank."""
+        return DiagonalNormal(self.dynamics(h_prev, u), self.latent_log_scale.exp())
+
+    def observation(self, h: Tensor, u: Optional[Tensor] = None) -> td.Distribution:
+        """``p(y_t | h_t)``: ``h (..., P)`` -> batch ``(...)``, event ``(D,)``."""
+        return dist.Independent(self.emission(h), 1)
+
+    # ----- derived: the chain's factors of a concrete latent path ---------------------------------------
     def latent_factors(self, h: Tensor, u: Optional[Tensor] = None) -> SwitchingFactors:
-        """Chain factors of a latent path ``h (..., T, P)``: for every step and state k,
-        ``emission_logp[..., t, k] = log p(h_t | h_{t-1}, z_t = k)`` and the transition logits."""
-        u_next = None if u is None else u[..., 1:, :]
-        candidates = self.dynamics(h[..., :-1, :], u_next)  # (..., T-1, K, P)
-        sigma_h = self.latent_log_scale.exp()
-        step_logp = gaussian_log_density(h[..., 1:, None, :], candidates, sigma_h)  # (..., T-1, K)
-        first_logp = gaussian_log_density(h[..., :1, None, :], self.init_loc, self.init_log_scale.exp())  # (..., 1, K)
-        trans_logits = self.transitions(h[..., :-1, :], u_next)
+        """Chain factors of a latent path ``h (..., T, P)`` (inputs ``u (..., T, M)``): for every step and
+        state k, ``emission_logp[..., t, k] = log p(h_t | h_{t-1}, z_t = k)`` ``(..., T, K)``, the transition
+        logits ``(..., T-1, K, K)`` and the initial logits, each from ONE call of the step definition."""
+        u_first, u_next = (None, None) if u is None else (u[..., :1, :], u[..., 1:, :])
+        first_logp = self.initial_latent(u_first).log_prob(h[..., :1, None, :])  # (..., 1, K)
+        step_logp = self.latent_step(h[..., :-1, :], u_next).log_prob(h[..., 1:, None, :])  # (..., T-1, K)
+        trans_logits = self.transition_logits(h[..., :-1, :], u_next)
         if trans_logits.dim() == 2:
             trans_logits = trans_logits.expand(h.shape[:-2] + (h.shape[-2] - 1,) + trans_logits.shape)
-        return SwitchingFactors(self.init_logits, trans_logits, torch.cat([first_logp, step_logp], -2))
+        init_logits = self.initial_logits(None if u is None else u[..., 0, :])
+        return SwitchingFactors(init_logits, trans_logits, torch.cat([first_logp, step_logp], -2))
 
     def latent_prior(self, num_trials: int, num_steps: int, u: Optional[Tensor] = None) -> CollapsedSwitchingPath:
         """p(h) = sum_z p(z, h) as a distribution with batch shape ``(num_trials,)``."""
@@ -142,8 +155,7 @@ class SwitchingStateSpaceModel(PyroModule):
                 log_marginals = switching_posterior(*self.latent_factors(h, u), log_space=True).marginals
                 log_match = log_marginals.gather(-1, labels.expand(log_marginals.shape[:-1]).unsqueeze(-1)).squeeze(-1)
                 pyro.factor("labels", label_weight * log_match.sum(-1))
-            # a Pyro distribution (callable), so the site can also be sampled (y unobserved, e.g. by Predictive)
-            pyro.sample("y", dist.Independent(self.emission(h), 2), obs=y)
+            pyro.sample("y", dist.Independent(self.observation(h, u), 1), obs=y)
 
     @pyro_method
     def guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
@@ -181,10 +193,47 @@ class SwitchingStateSpaceModel(PyroModule):
         log_weights = []
         for start in range(0, num_particles, particle_batch):
             h = proposal.sample((min(particle_batch, num_particles - start),))  # (batch, trials, T, P)
-            log_weights.append(prior.log_prob(h) + self.emission(h).log_prob(y).sum((-2, -1)) - proposal.log_prob(h))
+            log_weights.append(prior.log_prob(h) + self.observation(h, u).log_prob(y).sum(-1) - proposal.log_prob(h))
         return torch.cat(log_weights).logsumexp(0) - math.log(num_particles)
 
-    # ----- ancestral simulation -------------------------------------------------------------------------
+    # ----- derived: the stepwise Pyro program, every z_t a site ----------------------------------------
+    @pyro_method
+    def stepwise_model(
+        self,
+        y: Optional[Tensor] = None,
+        u: Optional[Tensor] = None,
+        h: Optional[Tensor] = None,
+        num_trials: Optional[int] = None,
+        num_steps: Optional[int] = None,
+    ):
+        """The same model written the generic way: sites ``z_t``, ``h_t``, ``y_t`` for t = 0..T-1 in ``pyro.markov``.
+
+        ``y (trials, T, D)`` observed if given; ``h (trials, T, P)`` observed if given (give it whenever the
+        z sites are enumerated: a sampled h under enumerated z would grow as K^T); without ``y`` and ``h``,
+        ``num_trials`` and ``num_steps`` set the size. Uses: ``config_enumerate`` + ``TraceEnum_ELBO`` (the
+        cross-check of :func:`~pyro_neurodyn.models.check_model`), ``Predictive`` (prior draws with the states),
+        ``infer_discrete`` (posterior state draws given h). A Python loop of Pyro sites: slow; never train with it.
+        """
+        known = y if y is not None else h
+        num_trials = known.shape[0] if known is not None else num_trials
+        num_steps = known.shape[1] if known is not None else num_steps
+        if num_trials is None or num_steps is None:
+            raise ValueError("stepwise_model needs y, h, or num_trials and num_steps")
+
+        def at(x: Optional[Tensor], t: int) -> Optional[Tensor]:
+            return None if x is None else x[:, t]
+
+        with pyro.plate("trials", num_trials, dim=-1):
+            z = pyro.sample("z_0", dist.Categorical(logits=self.initial_logits(at(u, 0))))
+            h_t = pyro.sample("h_0", StateComponent(self.initial_latent(at(u, 0)), z), obs=at(h, 0))
+            pyro.sample("y_0", self.observation(h_t, at(u, 0)), obs=at(y, 0))
+            for t in pyro.markov(range(1, num_steps)):
+                logits = self.transition_logits(h_t, at(u, t))  # (K, K) or (trials, K, K)
+                z = pyro.sample(f"z_{t}", dist.Categorical(logits=Vindex(logits)[..., z, :]))
+                h_t = pyro.sample(f"h_{t}", StateComponent(self.latent_step(h_t, at(u, t)), z), obs=at(h, t))
+                pyro.sample(f"y_{t}", self.observation(h_t, at(u, t)), obs=at(y, t))
+
+    # ----- derived: ancestral simulation -----------------------------------------------------------------
     @torch.no_grad()
     def simulate(self, h_prev: Tensor, z_prev: Tensor, num_steps: int, u: Optional[Tensor] = None) -> SwitchingSample:
         """Continue paths from ``h_prev (..., P)``, ``z_prev (...)`` for ``num_steps`` steps.
@@ -193,26 +242,25 @@ class SwitchingStateSpaceModel(PyroModule):
         are the inputs of the new steps. Returns y, h, z of the new steps only.
         """
         hs, zs = [], []
-        sigma_h = self.latent_log_scale.exp()
         for t in range(num_steps):
             u_t = None if u is None else u[..., t, :]
-            row = self.transitions(h_prev, u_t).expand(h_prev.shape[:-1] + (self.num_states, self.num_states))
-            z_prev = td.Categorical(logits=row.gather(-2, z_prev[..., None, None].expand(row.shape[:-2] + (1, self.num_states))).squeeze(-2)).sample()
-            mean = self.dynamics(h_prev, u_t).gather(-2, z_prev[..., None, None].expand(h_prev.shape[:-1] + (1, self.latent_dim))).squeeze(-2)
-            h_prev = mean + sigma_h * torch.randn_like(mean)
+            logits = self.transition_logits(h_prev, u_t)
+            z_prev = td.Categorical(logits=Vindex(logits)[..., z_prev, :]).sample()
+            h_prev = StateComponent(self.latent_step(h_prev, u_t), z_prev).sample()
             hs.append(h_prev)
             zs.append(z_prev)
         h, z = torch.stack(hs, -2), torch.stack(zs, -1)
-        return SwitchingSample(self.emission(h).sample(), h, z)
+        return SwitchingSample(self.observation(h, u).sample(), h, z)
 
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int, u: Optional[Tensor] = None, sample_shape: torch.Size = torch.Size()) -> SwitchingSample:
         """Sample ``sample_shape + (num_trials,)`` sequences of length ``num_steps`` from the prior."""
         shape = torch.Size(sample_shape) + (num_trials,)
-        z_1 = td.Categorical(logits=self.init_logits).sample(shape)
-        noise = torch.randn(shape + (self.latent_dim,), dtype=self.init_loc.dtype, device=self.init_loc.device)
-        h_1 = self.init_loc[z_1] + self.init_log_scale.exp() * noise
+        u_first = None if u is None else u[..., 0, :]
+        initial = td.Categorical(logits=self.initial_logits(u_first))
+        z_1 = initial.sample(shape[: len(shape) - len(initial.batch_shape)]).expand(shape)
+        h_1 = StateComponent(self.initial_latent(u_first), z_1).sample()
         rest = self.simulate(h_1, z_1, num_steps - 1, None if u is None else u[..., 1:, :])
         h = torch.cat([h_1.unsqueeze(-2), rest.h], -2)
         z = torch.cat([z_1.unsqueeze(-1), rest.z], -1)
-        return SwitchingSample(self.emission(h).sample(), h, z)
+        return SwitchingSample(self.observation(h, u).sample(), h, z)

@@ -83,7 +83,7 @@ def test_registry_plugs_in_a_new_model_type_with_one_call(fitted_srnn):
         def __init__(self, module):
             self.module = module
 
-    register_predictive(OtherSwitchingModel, lambda m: SwitchingPredictive(m.module, model._data))
+    register_predictive(OtherSwitchingModel, lambda m: SwitchingPredictive(m.module, model.validate))
     adapter = predictive_model(OtherSwitchingModel(model.module))
     assert isinstance(adapter, SwitchingPredictive)
     assert posterior_predictive(OtherSwitchingModel(model.module), y, num_samples=3).states.shape == (3, 4, 15)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_fresh_param_store")
 
 
 def srnn_losses(y):
-    return SRNN(2, 3, 3, seed=7).fit(y, num_steps=4, filter_steps=2, seed=11, progress=False)
+    return SRNN(2, 3, 3, seed=7).fit(y, num_steps=4, filter_steps=2, seed=11, progress=False).losses
 
 
 def lowrank_losses(y):

@@ -67,10 +67,10 @@ def test_same_seeds_give_identical_fits_and_leave_global_state_alone(lorenz):
         model = SRNN(2, 3, obs_dim, seed=123)
         assert torch.equal(torch.get_rng_state(), state)
         with pyro.validation_enabled(True):
-            fits.append(model.fit(lorenz.y, seed=123, **QUICK))
+            fits.append(model.fit(lorenz.y, seed=123, **QUICK).losses)
             assert pyro.infer.util.is_validation_enabled()
     assert fits[0] == fits[1]
-    assert SRNN(2, 3, 3, seed=1).fit(lorenz.y, seed=123, **QUICK) != fits[0]
+    assert SRNN(2, 3, 3, seed=1).fit(lorenz.y, seed=123, **QUICK).losses != fits[0]
     with pytest.raises(ValueError, match="seed"):
         SRNN(2, 3, 3, seed=-1)
 
@@ -143,9 +143,11 @@ def test_poisson_inputs_and_user_labels(lorenz):
 def test_unsupervised_fit_runs_every_step(lorenz):
     """init=None has no label phase: all num_steps are unsupervised steps (it once ran none)."""
     model = SRNN(2, 3, 3)
-    losses = model.fit(lorenz.y, init=None, num_steps=6, filter_steps=0, progress=False)
-    assert len(losses) == 6 and np.isfinite(losses).all() and model.losses == losses
-    assert len(model.fit(lorenz.y, init=None, num_steps=4, label_steps=2, filter_steps=0, progress=False)) == 4
+    assert model.fit(lorenz.y, init=None, num_steps=6, filter_steps=0, progress=False) is model  # fit returns the estimator
+    losses = list(model.losses)
+    assert len(losses) == 6 and np.isfinite(losses).all()
+    model.fit(lorenz.y, init=None, num_steps=4, label_steps=2, filter_steps=0, progress=False)
+    assert len(model.losses) == 10 and model.losses[:6] == losses  # a second fit extends the history
 
 
 def test_variants_train_with_svi(lorenz):

@@ -94,7 +94,7 @@ print("y:", tuple(data.y.shape), " states:", tuple(data.states.shape))
 # %%
 model = SRNN(num_states=2, latent_dim=3, obs_dim=3)
 fit_options = {"num_steps": 300, "filter_steps": 100} if FAST else {}
-losses = model.fit(train_y, seed=0, progress=False, **fit_options)
+losses = model.fit(train_y, seed=0, progress=False, **fit_options).losses
 print(f"{len(losses)} SVI steps; final loss {losses[-1]:.1f}")
 
 # %% [markdown]

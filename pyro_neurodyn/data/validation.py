@@ -16,7 +16,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_trials", "as_inputs", "as_state_labels", "check_count", "check_magnitude", "check_positive"]
+__all__ = [
+    "as_trials",
+    "as_inputs",
+    "as_state_labels",
+    "check_choice",
+    "check_count",
+    "check_flag",
+    "check_magnitude",
+    "check_open_unit_interval",
+    "check_positive",
+    "check_sequence",
+]
 
 Device = Union[str, torch.device, None]
 
@@ -196,3 +207,33 @@ def check_magnitude(tensor: Tensor, name: str, dtype: Optional[torch.dtype] = No
             f"covariances overflow {dtype}: rescale {name} (e.g. z-score each channel)"
         )
     return tensor
+
+
+def check_choice(value: Any, name: str, options: tuple) -> str:
+    """``value`` if it is one of ``options``, else a ValueError naming ``name`` and the options."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+    return value
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` if it is a bool, else a ValueError naming ``name``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_sequence(value: Any, name: str) -> list:
+    """``value`` as a list, if it is a sequence other than a string, else a TypeError naming ``name``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of integers (list or tuple), got {value!r}")
+    return list(value)
+
+
+def check_open_unit_interval(value: Any, name: str) -> float:
+    """``value`` as a float in (0, 1), else a ValueError (TypeError for a non-number) naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    return float(value)

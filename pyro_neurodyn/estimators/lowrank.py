@@ -18,66 +18,46 @@ learning rate (lr -> lr_end over the fit, as in the paper) by :func:`~pyro_neuro
 from __future__ import annotations
 
 import math
-import numbers
 import os
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import pyro
 import pyro.optim
 import torch
 from pyro import poutine
-from scipy.ndimage import gaussian_filter1d
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
-from ..data.validation import as_inputs, as_trials, check_count, check_magnitude, check_positive
+from ..data.validation import (
+    as_inputs,
+    as_trials,
+    check_choice,
+    check_count,
+    check_flag,
+    check_magnitude,
+    check_open_unit_interval,
+    check_positive,
+    check_sequence,
+)
 from ..dynamics.lowrank import (
     ACTIVATIONS,
     Covariance,
-    LatentMap,
-    LowRankTransition,
-    OrthogonalBasis,
-    UnitNetwork,
-    latent_to_units,
-    orthogonal_basis,
-    unit_network,
 )
-from ..dynamics.readouts import AffineReadoutMap, LowRankGaussianReadout, LowRankPoissonReadout, OneToOneReadoutMap
-from ..guides.proposals import BootstrapProposal, EncoderProposal, OptimalProposal
-from ..infer import VSMC_ELBO, FitRun, fit_svi, load_checkpoint, save_checkpoint
+from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.checkpoint import renamed_modules
-from ..models.lowrank_rnn import LowRankRNNModel
-from .placement import DeviceLike, PlacedEstimator, saved_dtype
+from .base import Estimator
+from .lowrank_initialization import check_enough_pairs, initialize_dynamics, initialize_readout, readout_scale
+from .lowrank_network import LowRankNetworkViews
+from .lowrank_particles import LowRankFilterResult, LowRankParticleMethods, LowRankSample
+from .lowrank_parts import build_guide, build_model, unit_inputs
+from .placement import DeviceLike
 
 __all__ = ["LowRankFilterResult", "LowRankRNN", "LowRankSample"]
 
 PathLike = Union[str, os.PathLike]
-SMOOTHED_RATE_FLOOR = 0.01  # counts per step; where smoothed Poisson counts are lower, initialization clamps them
 
 
-class LowRankFilterResult(NamedTuple):
-    """Particle filter output, batch-first: ``means`` ``(B, T, R)`` = ``sum_k W_t^k z_t^k`` (the filtering
-    means ``E[z_t | y_{<=t}]``), ``particles`` ``(B, T, K, R)``, normalized ``log_weights`` ``(B, T, K)``,
-    ``ess`` ``(B, T)``, and ``log_evidence`` ``(B,)`` the estimate of ``log p(y)``."""
-
-    means: Tensor
-    particles: Tensor
-    log_weights: Tensor
-    ess: Tensor
-    log_evidence: Tensor
-
-
-class LowRankSample(NamedTuple):
-    """Generated trials: ``latents`` ``(B, T, R)``, recordings ``y`` ``(B, T, D)``, and ``means``
-    ``(B, T, D)`` the readout means (Gaussian mean or Poisson rate) given the latents."""
-
-    latents: Tensor
-    y: Tensor
-    means: Tensor
-
-
-class LowRankRNN(PlacedEstimator):
+class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
     """A stochastic low-rank RNN ``z_{t+1} = a z_t + V phi(U z_t + W_u v_t, h) + eps`` with a readout.
 
     Args:
@@ -134,20 +114,20 @@ class LowRankRNN(PlacedEstimator):
             rank=check_count(rank, "rank"),
             num_units=check_count(num_units, "num_units"),
             input_dim=check_count(input_dim, "input_dim", minimum=0),
-            activation=_choice(activation, "activation", tuple(ACTIVATIONS)),
-            observation=_choice(observation, "observation", ("gaussian", "poisson")),
-            readout=_choice(readout, "readout", ("affine", "one_to_one")),
-            proposal=_choice(proposal if proposal is not None else ("optimal" if observation == "gaussian" else "encoder"), "proposal", ("optimal", "bootstrap", "encoder")),
-            noise=_choice(noise, "noise", Covariance.KINDS),
-            initial_noise=_choice(initial_noise, "initial_noise", Covariance.KINDS),
-            filter_inputs=_flag(filter_inputs, "filter_inputs"),
-            decay=_open_unit_interval(decay, "decay"),
-            train_decay=_flag(train_decay, "train_decay"),
+            activation=check_choice(activation, "activation", tuple(ACTIVATIONS)),
+            observation=check_choice(observation, "observation", ("gaussian", "poisson")),
+            readout=check_choice(readout, "readout", ("affine", "one_to_one")),
+            proposal=check_choice(proposal if proposal is not None else ("optimal" if observation == "gaussian" else "encoder"), "proposal", ("optimal", "bootstrap", "encoder")),
+            noise=check_choice(noise, "noise", Covariance.KINDS),
+            initial_noise=check_choice(initial_noise, "initial_noise", Covariance.KINDS),
+            filter_inputs=check_flag(filter_inputs, "filter_inputs"),
+            decay=check_open_unit_interval(decay, "decay"),
+            train_decay=check_flag(train_decay, "train_decay"),
             noise_scale=check_positive(noise_scale, "noise_scale"),
             initial_noise_scale=check_positive(initial_noise_scale, "initial_noise_scale"),
             obs_noise_scale=check_positive(obs_noise_scale, "obs_noise_scale"),
-            train_readout=None if train_readout is None else _flag(train_readout, "train_readout"),
-            encoder_kernel_sizes=[check_count(k, "encoder_kernel_sizes") for k in _sequence(encoder_kernel_sizes, "encoder_kernel_sizes")],
+            train_readout=None if train_readout is None else check_flag(train_readout, "train_readout"),
+            encoder_kernel_sizes=[check_count(k, "encoder_kernel_sizes") for k in check_sequence(encoder_kernel_sizes, "encoder_kernel_sizes")],
             encoder_channels=check_count(encoder_channels, "encoder_channels"),
             seed=None if seed is None else check_count(seed, "seed", minimum=0),
         )
@@ -168,8 +148,8 @@ class LowRankRNN(PlacedEstimator):
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
-            self.model = _build_model(config)
-            self.guide = _build_guide(config, self.model)
+            self.model = build_model(config)
+            self.guide = build_guide(config, self.model)
         self.losses: list[float] = []
         self.num_particles = 64
         self._optimizer_state: Optional[tuple[str, dict]] = None  # (optimizer, its per-parameter state) after a fit
@@ -243,10 +223,10 @@ class LowRankRNN(PlacedEstimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        y, u = self._validate_data(y, u)
-        init_from_data = _flag(init_from_data, "init_from_data")
+        y, u = self.validate(y, u)
+        init_from_data = check_flag(init_from_data, "init_from_data")
         if init_from_data and not self.losses:
-            _check_enough_pairs(y)
+            check_enough_pairs(y)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable as callback(step, loss), got {type(callback).__name__}")
         if seed is not None:
@@ -262,7 +242,7 @@ class LowRankRNN(PlacedEstimator):
         if lr_end > lr:
             raise ValueError(f"lr_end must be <= lr (the learning rate decays from lr to lr_end), got lr_end={lr_end} > lr={lr}")
         optimizers = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
-        optimizer = _choice(optimizer, "optimizer", tuple(optimizers))
+        optimizer = check_choice(optimizer, "optimizer", tuple(optimizers))
         num_epochs = math.ceil(num_steps / steps_per_epoch)
         gamma = (lr_end / lr) ** (1.0 / num_epochs)
         scheduler = pyro.optim.ExponentialLR({"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": gamma})
@@ -326,208 +306,17 @@ class LowRankRNN(PlacedEstimator):
             y: recordings ``(trials, T, D)``. u: inputs ``(trials, T, Du)``.
             smoothing: std in time steps of the Gaussian filter on Poisson counts (ignored for Gaussian).
         """
-        y, u = self._validate_data(y, u)
+        y, u = self.validate(y, u)
         smoothing = check_positive(smoothing, "smoothing")
-        _check_enough_pairs(y)
-        latents = self._initialize_readout(self._readout_scale(y, smoothing))
-        self._initialize_dynamics(latents, u)
+        check_enough_pairs(y)
+        gaussian = self.config["observation"] == "gaussian"
+        latents = initialize_readout(self.model, readout_scale(y, gaussian, smoothing), self.config["rank"], gaussian)
+        with torch.no_grad():  # the inputs the units see, with the initial decay
+            inputs = None if u is None else unit_inputs(self.model.transition, u, self.config["filter_inputs"])
+        initialize_dynamics(self.model, latents, inputs)
         return self
 
-    def _readout_scale(self, y: Tensor, smoothing: float) -> Tensor:
-        """Step 0 of :meth:`initialize_from_data`: ``y`` itself, or the link of smoothed counts ``(B, T, D)``."""
-        if self.config["observation"] == "gaussian":
-            return y
-        rates = torch.as_tensor(gaussian_filter1d(y.cpu().numpy(), smoothing, axis=1, mode="nearest"), dtype=y.dtype, device=y.device)
-        rates = rates.clamp(min=SMOOTHED_RATE_FLOOR)
-        return rates + torch.log(-torch.expm1(-rates))  # softplus^-1(r) = log(e^r - 1), stable for large r
-
-    @torch.no_grad()
-    def _initialize_readout(self, m: Tensor) -> Tensor:
-        """Step 1 of :meth:`initialize_from_data` on the mean scale ``m`` ``(B, T, D)``; returns the projected latents ``(B, T, R)``."""
-        model, rank = self.model, self.config["rank"]
-        flat = m.reshape(-1, m.shape[2])
-        mean = flat.mean(0)
-        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T))
-        top = eigenvectors[:, -rank:].flip(-1)  # (D, R)
-        readout = model.readout
-        if readout.reads_units:
-            model.transition.U.copy_(top)
-            if isinstance(readout.map.bias, nn.Parameter):
-                readout.map.bias.copy_(mean)
-            offset = readout.map.bias
-        else:
-            readout.map.weight.copy_(top)
-            readout.map.bias.copy_(mean)
-            offset = mean
-        if self.config["observation"] == "gaussian":
-            residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if m.shape[2] > rank else eigenvalues.min().clamp(min=1e-8)
-            readout.noise.set_(torch.diag_embed(residual.expand(m.shape[2])))
-        latents = (m - offset) @ top
-        model.initial_mean.copy_(latents[:, 0].mean(0))
-        if m.shape[0] > rank:
-            _set_covariance(model.initial_noise, torch.cov(latents[:, 0].T).reshape(rank, rank) + 1e-4 * _eye_like(latents, rank))
-        return latents
-
-    def _initialize_dynamics(self, latents: Tensor, u: Optional[Tensor]) -> None:
-        """Step 2 of :meth:`initialize_from_data`: least squares one step ahead, then Sigma_z from the residuals."""
-        transition = self.model.transition
-        rank = latents.shape[-1]
-        current, following = latents[:, :-1].reshape(-1, rank), latents[:, 1:].reshape(-1, rank)
-        with torch.no_grad():  # the inputs the units see, with the initial decay
-            v = None if u is None else self._unit_inputs(u)[:, :-1].reshape(current.shape[0], -1)
-        if current.shape[0] > 20000:
-            keep = torch.randperm(current.shape[0], generator=torch.Generator().manual_seed(0))[:20000]
-            current, following, v = current[keep], following[keep], None if v is None else v[keep]
-        parameters = [transition.V, transition.h] + ([transition.W_u] if v is not None else [])
-        if isinstance(transition.decay_logit, nn.Parameter):  # a fixed decay (train_decay=False) stays put
-            parameters.append(transition.decay_logit)
-        optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
-
-        def prediction_error() -> Tensor:
-            optimizer.zero_grad()
-            error = (following - transition(current, v)).square().sum(-1).mean()
-            error.backward()
-            return error
-
-        optimizer.step(prediction_error)
-        # every gradient, not only the optimized ones': U (fixed here) collected them through transition(current),
-        # and a stale .grad would be added to the first SVI step's gradient
-        self.model.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            residuals = following - transition(current, v)
-            _set_covariance(self.model.noise, torch.cov(residuals.T).reshape(rank, rank) + 1e-6 * _eye_like(residuals, rank))
-
-    @torch.no_grad()
-    def log_evidence(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
-        """Per-trial estimates of ``log p(y | u)`` ``(trials,)`` from the particle filter (``exp`` of it is unbiased).
-
-        Raises a RuntimeError on a model that still has its random initial parameters (not fit, not
-        loaded, parameters not set by hand), like :meth:`filter` and :meth:`save`."""
-        return self._filter(y, u, num_particles, seed, "log_evidence").log_evidence
-
-    @torch.no_grad()
-    def filter(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> LowRankFilterResult:
-        """Run the particle filter (the fit's proposal) over ``y``; see :class:`LowRankFilterResult`."""
-        return self._filter(y, u, num_particles, seed, "filter")
-
-    def _filter(self, y: Any, u: Any, num_particles: Optional[int], seed: Optional[int], action: str) -> LowRankFilterResult:
-        y, u = self._validate_data(y, u)
-        if num_particles is not None:
-            num_particles = check_count(num_particles, "num_particles")
-        if seed is not None:
-            seed = check_count(seed, "seed", minimum=0)
-        self._check_fitted(action)
-        elbo = VSMC_ELBO(self.num_particles if num_particles is None else num_particles)
-        if seed is not None:
-            pyro.set_rng_seed(seed)
-        with pyro.validation_enabled(False):
-            record = elbo.filter(self.model, self.guide, y, u)
-        particles = record.states["z"]  # (T, K, B, R)
-        weights = record.log_weights.exp()  # (T, K, B)
-        means = (weights.unsqueeze(-1) * particles).sum(1)  # (T, B, R)
-        return LowRankFilterResult(
-            means=means.transpose(0, 1),
-            particles=particles.permute(2, 0, 1, 3),
-            log_weights=record.log_weights.permute(2, 0, 1),
-            ess=record.ess.T,
-            log_evidence=record.log_evidence,
-        )
-
-    @torch.no_grad()
-    def sample(
-        self, num_trials: int, num_steps: int, u: Any = None, *, initial_latents: Any = None, seed: Optional[int] = None
-    ) -> LowRankSample:
-        """Generate ``num_trials`` trials of ``num_steps`` steps (given inputs ``u`` ``(num_trials, num_steps, Du)``).
-
-        ``initial_latents`` ``(num_trials, R)`` fixes ``z_0`` (e.g. particles of :meth:`filter` at the end
-        of a recording, to run the network on from there) instead of drawing it from ``N(mu_1, Sigma_1)``;
-        ``y_0`` is still drawn from the readout given ``z_0``.
-        """
-        num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps")
-        if u is not None:
-            shape = torch.empty(num_trials, num_steps, 0, dtype=self.dtype, device=self.device)  # u's trials, steps, dtype and device
-            u = as_inputs(u, shape, y_name="(num_trials, num_steps)")
-        self._check_inputs(u)
-        model = self.model
-        if initial_latents is not None:
-            z0 = as_trials(initial_latents, "initial_latents", min_steps=1, dtype=self.dtype, device=self.device)
-            rank = self.config["rank"]
-            if z0.shape != (1, num_trials, rank):
-                raise ValueError(f"initial_latents must have shape (num_trials, R) = ({num_trials}, {rank}), got {tuple(z0.shape[1:])}")
-            model = poutine.condition(model, data={"0/z": z0[0]})
-        if seed is not None:
-            pyro.set_rng_seed(seed)
-        with pyro.validation_enabled(False):
-            out = model(None, u, num_trials=num_trials, num_steps=num_steps)
-        return LowRankSample(out["z"], out["y"], self.readout_means(out["z"], u))
-
     # ---------------------------------------------------------------------------------------------
-    # the fitted network
-    def latent_map(self) -> LatentMap:
-        """``(a, V (R, N), U (N, R), h (N,), activation)`` of ``z -> a z + V phi(U z, h)``, detached."""
-        return self.model.transition.latent_map()
-
-    def fixed_points(self, **options: Any) -> FixedPoints:
-        """All fixed points of the latent map (ReLU or clipped ReLU), exactly: one call into
-        :func:`~pyro_neurodyn.analysis.fixed_points` with :meth:`latent_map` (see
-        :func:`~pyro_neurodyn.analysis.latent_map_fixed_points`; ``options``: ``tol``, ``merge_tol``, ...)."""
-        return latent_map_fixed_points(self.latent_map(), **options)
-
-    def noise_covariance(self) -> Tensor:
-        """Sigma_z ``(R, R)``, detached."""
-        return self.model.noise.matrix().detach()
-
-    def orthogonal_basis(self) -> OrthogonalBasis:
-        """The parameters in the latent basis where U has orthonormal columns (for plots and comparisons)."""
-        _, V, U, _, _ = self.latent_map()
-        return orthogonal_basis(U, V, self.noise_covariance())
-
-    def unit_network(self) -> UnitNetwork:
-        """The equivalent N-unit RNN (connectivity ``J = U V``, noise ``U Sigma_z U^T``)."""
-        return unit_network(self.model.transition, self.noise_covariance())
-
-    @torch.no_grad()
-    def to_units(self, z: Any, u: Any = None) -> Tensor:
-        """The units' currents ``x = U z + W_u v`` ``(B, T, N)`` of latents ``z`` ``(B, T, R)`` (inputs ``u`` ``(B, T, Du)``)."""
-        z, v = self._latents_and_unit_inputs(z, u)
-        transition = self.model.transition
-        return latent_to_units(z, transition.U, transition.W_u, v)
-
-    @torch.no_grad()
-    def readout_means(self, z: Any, u: Any = None) -> Tensor:
-        """The readout's mean (Gaussian) or rate (Poisson) ``(B, T, D)`` for latents ``z`` ``(B, T, R)``."""
-        z, v = self._latents_and_unit_inputs(z, u)
-        return self.model.readout.mean(self.model.readout_source(z, v))
-
-    def _latents_and_unit_inputs(self, z: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
-        z = as_trials(z, "z", min_steps=1, dtype=self.dtype, device=self.device)
-        if z.shape[2] != self.config["rank"]:
-            raise ValueError(f"z must have rank = {self.config['rank']} latent dims, got shape {tuple(z.shape)}")
-        u = as_inputs(u, z, y_name="z")
-        self._check_inputs(u)
-        return z, None if u is None else self._unit_inputs(u)
-
-    def _unit_inputs(self, u: Tensor) -> Tensor:
-        """The inputs ``v_t`` the units see, ``(B, T, Du)``: filtered or raw ``u``."""
-        if not self.config["filter_inputs"]:
-            return u
-        transition = self.model.transition
-        v = torch.zeros_like(u[:, 0])
-        seen = [v]
-        for t in range(1, u.shape[1]):
-            v = transition.filter_input(v, u[:, t - 1])
-            seen.append(v)
-        return torch.stack(seen, 1)
-
-    # ---------------------------------------------------------------------------------------------
-    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
-        """Write config, parameters, loss history and the optimizer's state (moments: a later ``fit`` of the
-        loaded model with the same optimizer continues as this one would) to ``path``; refuses to overwrite
-        unless asked, and refuses a model that still has its random initial parameters."""
-        self._check_fitted("save")
-        config, state_dict, extra = self._checkpoint_contents()
-        save_checkpoint(path, self.kind, config, state_dict, overwrite=overwrite, **extra)
-
     def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
         state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         state.update({f"guide.{k}": v for k, v in self.guide.state_dict().items()})
@@ -549,21 +338,13 @@ class LowRankRNN(PlacedEstimator):
             saved_to_live = {saved: live for live, saved in self._module_prefixes().items()}
             self._optimizer_state = (payload["optimizer"], renamed_modules(payload["optimizer_state"], saved_to_live))
 
-    @classmethod
-    def load(cls, path: PathLike) -> "LowRankRNN":
-        """Rebuild a :class:`LowRankRNN` written by :meth:`save` (or a checkpoint of a fit in progress)."""
-        payload = load_checkpoint(path, cls.kind)
-        rnn = cls(**payload["config"]).to(dtype=saved_dtype(payload["state_dict"]))  # on the CPU, in the saved dtype
-        rnn._restore_checkpoint(payload)
-        return rnn
-
     def _module_prefixes(self) -> dict:
         """Pyro parameter-name prefixes of the model and guide (unique per process, e.g. ``lowrank_rnn_0``)
         and the names they have in a saved optimizer state."""
         return {self.model._pyro_name: "model", self.guide._pyro_name: "guide"}
 
     # ---------------------------------------------------------------------------------------------
-    def _check_fitted(self, action: str) -> None:
+    def check_fitted(self, action: str = "this") -> None:
         """RuntimeError unless the model was fit, loaded, or its parameters were set (differ from the initialization)."""
         if self.losses:
             return
@@ -574,7 +355,9 @@ class LowRankRNN(PlacedEstimator):
             "call fit(y) or initialize_from_data(y) first (or LowRankRNN.load(path), or set the parameters of .model)"
         )
 
-    def _validate_data(self, y: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
+    def validate(self, y: Any, u: Any = None) -> tuple[Tensor, Optional[Tensor]]:
+        """Recordings ``(trials, T, obs_dim)`` (counts for Poisson) and inputs ``(trials, T, input_dim)``, checked
+        and converted to the model's device and dtype."""
         y = as_trials(y, "y", counts=self.config["observation"] == "poisson", dtype=self.dtype, device=self.device)
         if y.shape[2] != self.config["obs_dim"]:
             raise ValueError(f"y has {y.shape[2]} channels but the model was built with obs_dim={self.config['obs_dim']}")
@@ -591,12 +374,6 @@ class LowRankRNN(PlacedEstimator):
             raise ValueError(f"u has {u.shape[2]} input channels but the model was built with input_dim={input_dim}")
 
 
-def _choice(value: Any, name: str, options: tuple) -> str:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
-    return value
-
-
 def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: float) -> dict:
     """``PyroOptim.get_state()`` of a previous fit with its moment estimates kept and the learning-rate
     schedule replaced by a fresh one (``lr``, decaying by ``gamma`` per epoch)."""
@@ -607,76 +384,3 @@ def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: f
         optimizer_state["param_groups"] = [{**group, "lr": lr, "initial_lr": lr} for group in optimizer_state["param_groups"]]
         continued[name] = {"scheduler": dict(fresh), "optimizer": optimizer_state}
     return continued
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _sequence(value: Any, name: str) -> list:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of integers (list or tuple), got {value!r}")
-    return list(value)
-
-
-def _check_enough_pairs(y: Tensor) -> None:
-    """initialize_from_data estimates covariances of one-step pairs ``(z_t, z_{t+1})``: it needs two."""
-    pairs = y.shape[0] * (y.shape[1] - 1)
-    if pairs < 2:
-        raise ValueError(
-            f"y of shape {tuple(y.shape)} holds {pairs} one-step pair (trials * (T - 1)); initializing from data "
-            "needs at least 2: pass more trials or steps, or fit(init_from_data=False)"
-        )
-
-
-def _open_unit_interval(value: Any, name: str) -> float:
-    """``value`` as a float in (0, 1), else a ValueError (TypeError for a non-number) naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value}")
-    return float(value)
-
-
-def _eye_like(like: Tensor, size: int) -> Tensor:
-    """The identity ``(size, size)`` in ``like``'s dtype, on its device."""
-    return torch.eye(size, dtype=like.dtype, device=like.device)
-
-
-def _set_covariance(covariance: Covariance, matrix: Tensor) -> None:
-    """Set a Covariance to ``matrix``, or to its diagonal when the covariance is diagonal."""
-    covariance.set_(matrix if covariance.kind == "full" else torch.diag_embed(matrix.diagonal()))
-
-
-def _build_model(config: dict) -> LowRankRNNModel:
-    rank, num_units, obs_dim = config["rank"], config["num_units"], config["obs_dim"]
-    transition = LowRankTransition(
-        rank, num_units, config["input_dim"], config["activation"], config["decay"], config.get("train_decay", True)
-    )
-    gaussian = config["observation"] == "gaussian"
-    train = config["train_readout"]
-    if config["readout"] == "affine":
-        train = True if train is None else train
-        readout_map = AffineReadoutMap(rank, obs_dim, train_weight=train, train_bias=train)
-        source = "latent"
-    else:
-        train = (not gaussian) if train is None else train
-        readout_map = OneToOneReadoutMap(obs_dim, train_gain=train, train_bias=train)
-        source = "units"
-    if gaussian:
-        readout = LowRankGaussianReadout(readout_map, obs_dim, source, config["obs_noise_scale"])
-    else:
-        readout = LowRankPoissonReadout(readout_map, source)
-    noise = Covariance(rank, config["noise"], config["noise_scale"])
-    initial_noise = Covariance(rank, config["initial_noise"], config["initial_noise_scale"])
-    return LowRankRNNModel(transition, readout, noise, initial_noise, filter_inputs=config["filter_inputs"])
-
-
-def _build_guide(config: dict, model: LowRankRNNModel):
-    if config["proposal"] == "optimal":
-        return OptimalProposal(model)
-    if config["proposal"] == "bootstrap":
-        return BootstrapProposal()
-    return EncoderProposal(model, config["obs_dim"], kernel_sizes=config["encoder_kernel_sizes"], channels=config["encoder_channels"])

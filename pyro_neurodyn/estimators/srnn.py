@@ -1,7 +1,7 @@
 """``SRNN``: fit a switching recurrent neural network to recordings, decode states, forecast, generate.
 
     m = SRNN(num_states=2, latent_dim=3, obs_dim=3)
-    losses = m.fit(y)                       # y: (trials, time, channels)
+    m.fit(y)                                # y: (trials, time, channels); losses in m.losses
     m.most_likely_states(y)                 # (trials, time)
     m.forecast(y[:, :100], steps=10)        # (samples, trials, 10, channels)
 
@@ -15,29 +15,23 @@ import os
 from contextlib import nullcontext
 from typing import Any, Optional, Union
 
-import numpy as np
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
-from scipy.cluster.vq import kmeans2
-from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
-from ..data.validation import as_inputs, as_state_labels, as_trials, check_count, check_magnitude, check_positive
+from ..data.validation import as_inputs, as_trials, check_count, check_magnitude, check_positive
 from ..distributions import switching_filter, switching_posterior, switching_viterbi
 from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
 from ..dynamics.transitions import TRANSITION_KINDS
-from ..infer import FitRun, fit_svi, load_checkpoint, save_checkpoint
-from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
-from ..models.gaussian_hmm import GaussianHMM
+from ..infer import FitRun, fit_svi
 from ..models.srnn import SRNNModel
 from ..models.switching_ssm import SwitchingSample
-from .placement import PlacedEstimator, saved_dtype
+from .base import Estimator
+from .srnn_start import InitLabels, initial_labels, initialize_linear_readout
 
-InitLabels = Union[str, None, np.ndarray, Tensor]
 
-
-class SRNN(PlacedEstimator):
+class SRNN(Estimator):
     """Switching RNN with exact state marginalization and an amortized encoder.
 
     Args:
@@ -126,9 +120,12 @@ class SRNN(PlacedEstimator):
         """The module to move (None until ``obs_dim`` is known: :meth:`to` then waits for :meth:`_build`)."""
         return [self.module]
 
-    def _fitted_module(self) -> SRNNModel:
+    def check_fitted(self, action: str = "this") -> None:
         if self.module is None or not self.losses:
-            raise RuntimeError("this SRNN has not been fit yet: call fit(y) (or SRNN.load(path))")
+            raise RuntimeError(f"this SRNN has not been fit yet: {action} needs a fitted model; call fit(y) (or SRNN.load(path))")
+
+    def _fitted_module(self) -> SRNNModel:
+        self.check_fitted()
         return self.module
 
     @property
@@ -145,7 +142,9 @@ class SRNN(PlacedEstimator):
             raise RuntimeError("obs_dim is unknown until the first fit: pass obs_dim=... to SRNN(...)")
         return self.module.guide
 
-    def _data(self, y: Any, u: Any = None, name: str = "y", min_steps: int = 2) -> tuple[Tensor, Optional[Tensor]]:
+    def validate(self, y: Any, u: Any = None, *, name: str = "y", min_steps: int = 2) -> tuple[Tensor, Optional[Tensor]]:
+        """Recordings ``(trials, time, obs_dim)`` (counts for Poisson) and inputs ``(trials, time, input_dim)``,
+        checked and converted to the model's device and dtype (see :meth:`Estimator.validate`)."""
         counts = self.config["observation"] == "poisson"
         y = check_magnitude(as_trials(y, name, counts=counts, min_steps=min_steps, dtype=self.dtype, device=self.device), name)
         u = as_inputs(u, y, "u", name)  # in y's dtype, on y's device
@@ -180,11 +179,11 @@ class SRNN(PlacedEstimator):
         checkpoint_every: Optional[int] = None,
         resume: bool = False,
         on_nonfinite: str = "raise",
-    ) -> list[float]:
-        """Fit by SVI (Adam) and return the loss (negative ELBO) of every step of this fit.
+    ) -> "SRNN":
+        """Fit by SVI (Adam); return ``self``.
 
-        ``.losses`` holds the whole history: a second ``fit`` extends it (with a new optimizer and
-        learning-rate schedule, from the current parameters).
+        ``.losses`` holds the loss (negative ELBO) of every step: a second ``fit`` extends it (with a new
+        optimizer and learning-rate schedule, from the current parameters).
 
         Args:
             y: recordings ``(trials, time, channels)`` (or ``(time, channels)``); counts for Poisson.
@@ -223,7 +222,7 @@ class SRNN(PlacedEstimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        y, u = self._data(y, u)
+        y, u = self.validate(y, u)
         num_steps = check_count(num_steps, "num_steps")
         num_particles = check_count(num_particles, "num_particles")
         lr = check_positive(lr, "lr")
@@ -236,7 +235,7 @@ class SRNN(PlacedEstimator):
                          label_steps=label_steps, label_weight=label_weight, filter_steps=filter_steps, num_particles=num_particles,
                          batch_size=batch_size, clip_norm=clip_norm, seed=seed)  # fmt: skip
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
-        labels = self._initial_labels(init, y, seed)
+        labels = initial_labels(init, y, self.config, seed)
         if labels is None:  # init=None: no labels, so every step is an unsupervised one
             label_steps = 0
         else:
@@ -249,7 +248,8 @@ class SRNN(PlacedEstimator):
         module.encoder.set_input_statistics(y, u)
         module.filter_encoder.set_input_statistics(y, u)
         if not self.losses:
-            self._initialize_emission(y)
+            if self.config["observation"] == "gaussian" and self.config["emission"] == "linear":
+                initialize_linear_readout(self.module.emission, y, self.config["latent_dim"])
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run)
@@ -267,89 +267,33 @@ class SRNN(PlacedEstimator):
                 fit_svi(module.model, module.filter_guide, elbo, optim, [y, u], num_steps=filter_steps, desc="SRNN (filter)",
                         record_losses=False, trainable=module.filter_encoder.parameters(), **common)  # fmt: skip
         run.finish(optim)
-        return self.losses[run.fit_start :]
-
-    @torch.no_grad()
-    def _initialize_emission(self, y: Tensor) -> None:
-        """Start a linear Gaussian readout at PCA of the data: ``C = V_P diag(s)``, ``d = mean(y)``, the
-        latent coordinates scaled to std 0.5 (inside tanh's range), sigma_y the residual std (or 10% of
-        the data's std where P >= D). Other readouts keep their default initialization."""
-        emission = self.module.emission
-        if self.config["observation"] != "gaussian" or self.config["emission"] != "linear":
-            return
-        flat = y.reshape(-1, y.shape[-1]).double()
-        mean = flat.mean(0)
-        _, singular, vh = torch.linalg.svd(flat - mean, full_matrices=False)
-        latent_dim = self.config["latent_dim"]
-        components = vh[:latent_dim]  # (<=P, D)
-        scale = singular[: latent_dim] / (flat.shape[0] - 1) ** 0.5 / 0.5  # projection std / 0.5
-        weight = flat.new_zeros(y.shape[-1], latent_dim)  # float64, on the data's device
-        weight[:, : components.shape[0]] = components.T * scale
-        emission.mapping.weight.copy_(weight)
-        emission.mapping.bias.copy_(mean)
-        residual = flat - mean - (flat - mean) @ components.T @ components
-        noise = residual.std(0) if components.shape[0] < y.shape[-1] else 0.1 * flat.std(0)
-        emission.log_scale.copy_(noise.clamp_min(1e-4).log())
-
-    def _initial_labels(self, init: InitLabels, y: Tensor, seed: Optional[int]) -> Optional[Tensor]:
-        num_states = self.config["num_states"]
-        if init is None:
-            return None
-        if isinstance(init, str):
-            if init == "kmeans":
-                flat = y.reshape(-1, y.shape[-1]).double().numpy()
-                _, labels = kmeans2(flat, num_states, minit="++", seed=seed)
-                return torch.as_tensor(labels, dtype=torch.long).reshape(y.shape[:2])
-            if init == "hmm":
-                hmm = GaussianHMM(num_states, y.shape[-1])
-                hmm.fit_em(y, seed=seed)
-                return hmm.most_likely_states(y)
-            if init == "arhmm":
-                features = self._label_features(y)
-                arhmm = AutoregressiveHMM(num_states, features.shape[-1], covariance="full")
-                arhmm.fit_em(features, seed=seed)
-                return arhmm.most_likely_states(features)
-            raise ValueError(f"init must be 'kmeans', 'hmm', 'arhmm', None or an array of labels, got {init!r}")
-        labels = as_state_labels(init, "init", num_states=num_states)
-        if labels.shape != y.shape[:2]:
-            raise ValueError(f"init labels must have shape (trials, time) = {tuple(y.shape[:2])}, got {tuple(labels.shape)}")
-        return labels
-
-    def _label_features(self, y: Tensor) -> Tensor:
-        """What the ARHMM labels: ``y`` itself for Gaussian observations; for counts, square roots
-        (variance-stabilized) smoothed over time by a Gaussian of one bin and projected on their
-        ``latent_dim`` principal components (per-bin Poisson noise otherwise swamps the dynamics: an
-        ARHMM on raw or square-root counts of the rotation data is at chance, on these features 0.95-0.97)."""
-        if self.config["observation"] != "poisson":
-            return y
-        smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().cpu().numpy(), 1.0, axis=1))
-        return principal_component_scores(smooth, self.config["latent_dim"]).to(device=y.device, dtype=y.dtype)
+        return self
 
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()
     def posterior_latents(self, y: Any, u: Any = None) -> Tensor:
         """The encoder's mean latent path ``(trials, time, latent_dim)``."""
-        y, u = self._data(y, u)
+        y, u = self.validate(y, u)
         return self._fitted_module().encoder(y, u).mean
 
     @torch.no_grad()
     def state_marginals(self, y: Any, u: Any = None) -> Tensor:
         """Smoothed ``p(z_t = k | h, y)`` at the posterior mean latents, ``(trials, time, K)``."""
-        y, u = self._data(y, u)
+        y, u = self.validate(y, u)
         module = self._fitted_module()
         return switching_posterior(*module.latent_factors(module.encoder(y, u).mean, u)).marginals
 
     @torch.no_grad()
     def most_likely_states(self, y: Any, u: Any = None) -> Tensor:
         """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64."""
-        y, u = self._data(y, u)
+        y, u = self.validate(y, u)
         module = self._fitted_module()
         return switching_viterbi(*module.latent_factors(module.encoder(y, u).mean, u)).states
 
     @torch.no_grad()
     def reconstruct(self, y: Any, u: Any = None) -> Tensor:
         """Emission mean at the posterior mean latents, ``(trials, time, channels)``."""
-        y, u = self._data(y, u)
+        y, u = self.validate(y, u)
         module = self._fitted_module()
         return module.emission.mean(module.encoder(y, u).mean)
 
@@ -357,7 +301,7 @@ class SRNN(PlacedEstimator):
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: int = 100, seed: Optional[int] = None) -> Tensor:
         """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``: states summed out
         exactly, h sampled from the encoder (see :meth:`~pyro_neurodyn.models.switching_ssm.SwitchingStateSpaceModel.log_evidence`)."""
-        y, u = self._data(y, u)
+        y, u = self.validate(y, u)
         num_particles = check_count(num_particles, "num_particles")
         module = self._fitted_module()
         if seed is not None:
@@ -375,7 +319,7 @@ class SRNN(PlacedEstimator):
         y_prefix = as_trials(y_prefix, "y_prefix", counts=self.config["observation"] == "poisson", min_steps=1)
         prefix_length = y_prefix.shape[1]
         u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps, dtype=self.dtype, device=self.device)
-        y_prefix, u_prefix = self._data(y_prefix, None if u_all is None else u_all[:, :prefix_length], "y_prefix", min_steps=1)
+        y_prefix, u_prefix = self.validate(y_prefix, None if u_all is None else u_all[:, :prefix_length], name="y_prefix", min_steps=1)
         module = self._fitted_module()
         h = module.filter_encoder(y_prefix, u_prefix).rsample((num_samples,))  # (S, trials, t, P)
         belief = switching_filter(*module.latent_factors(h, u_prefix))[..., -1, :]
@@ -390,13 +334,7 @@ class SRNN(PlacedEstimator):
         u = None if u is None else as_trials(u, "u", min_steps=num_steps, dtype=self.dtype, device=self.device)
         return self._fitted_module().sample(num_trials, num_steps, u)
 
-    # ----- persistence -------------------------------------------------------------------------------
-    def save(self, path, overwrite: bool = False):
-        """Save config, weights and loss history (refuses to overwrite unless ``overwrite=True``)."""
-        self._fitted_module()
-        config, state_dict, extra = self._checkpoint_contents()
-        return save_checkpoint(path, self.kind, config, state_dict, overwrite=overwrite, **extra)
-
+    # ----- persistence (save and load: Estimator) ------------------------------------------------------
     def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
         return dict(self.config), self.module.state_dict(), {"losses": list(self.losses)}
 
@@ -406,12 +344,3 @@ class SRNN(PlacedEstimator):
 
     def _module_prefixes(self) -> dict[str, str]:
         return {self.module._pyro_name: "srnn"}
-
-    @classmethod
-    def load(cls, path) -> "SRNN":
-        """Rebuild a saved SRNN (weights only; see :func:`~pyro_neurodyn.infer.load_checkpoint`)."""
-        payload = load_checkpoint(path, cls.kind)
-        config = dict(payload["config"])
-        model = cls(**config).to(dtype=saved_dtype(payload["state_dict"]))  # on the CPU, in the saved dtype
-        model._restore_checkpoint(payload)
-        return model

@@ -26,18 +26,18 @@ from pyro.infer import Trace_ELBO
 from torch import Tensor
 
 from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
-from ..data.validation import as_trials, check_count, check_magnitude, check_positive
+from ..data.validation import as_trials, check_choice, check_count, check_magnitude, check_positive
 from ..distributions import switching_posterior, switching_viterbi
 from ..dynamics.lowrank import ACTIVATIONS, OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
-from ..infer import VSMC_ELBO, FitRun, fit_svi, load_checkpoint, save_checkpoint
+from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_hmm import GaussianHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
-from ..distributions import gaussian_log_density
 from ..models.switching_ssm import SwitchingSample
-from .lowrank import _choice, _eye_like
-from .placement import PlacedEstimator, saved_dtype
+from .base import Estimator
+from .principal_subspace import eye_like, principal_subspace
+from .switching_lowrank_start import affine_labels, fit_state_maps
 
 __all__ = ["SwitchingLowRankRNN"]
 
@@ -45,7 +45,7 @@ PathLike = Union[str, os.PathLike]
 METHODS = ("collapsed", "vsmc")
 
 
-class SwitchingLowRankRNN(PlacedEstimator):
+class SwitchingLowRankRNN(Estimator):
     """K low-rank RNNs ``x_{t+1} = a x_t + V_k phi(U_k x_t - h_k) + N(0, sigma_x^2 I)`` over one latent,
     switched by a Markov chain (see :mod:`pyro_neurodyn.models.switching_lowrank`).
 
@@ -91,14 +91,14 @@ class SwitchingLowRankRNN(PlacedEstimator):
             num_states=check_count(num_states, "num_states"),
             rank=check_count(rank, "rank"),
             num_units=check_count(num_units, "num_units"),
-            activation=_choice(activation, "activation", tuple(ACTIVATIONS)),
-            observation=_choice(observation, "observation", ("gaussian", "poisson")),
-            transitions=_choice(transitions, "transitions", ("sticky", "stationary", "recurrent")),
+            activation=check_choice(activation, "activation", tuple(ACTIVATIONS)),
+            observation=check_choice(observation, "observation", ("gaussian", "poisson")),
+            transitions=check_choice(transitions, "transitions", ("sticky", "stationary", "recurrent")),
             stickiness=float(stickiness),
             latent_scale=None if latent_scale is None else check_positive(latent_scale, "latent_scale"),
             decay=float(decay),
             encoder_hidden=check_count(encoder_hidden, "encoder_hidden"),
-            proposal=_choice(proposal, "proposal", SwitchingKalmanProposal.MOMENTS),
+            proposal=check_choice(proposal, "proposal", SwitchingKalmanProposal.MOMENTS),
             seed=seed,
         )
         if not 0.0 < self.config["decay"] < 1.0:
@@ -176,12 +176,12 @@ class SwitchingLowRankRNN(PlacedEstimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        y = self._data(y)
-        method = _choice(method, "method", METHODS)
+        y, _ = self.validate(y)
+        method = check_choice(method, "method", METHODS)
         num_steps = check_count(num_steps, "num_steps")
         lr = check_positive(lr, "lr")
         num_particles = check_count(num_particles, "num_particles")
-        resampling_gradient = _choice(resampling_gradient, "resampling_gradient", RESAMPLING_GRADIENTS)
+        resampling_gradient = check_choice(resampling_gradient, "resampling_gradient", RESAMPLING_GRADIENTS)
         if method == "collapsed" and resampling_gradient != "none":
             raise ValueError(f"resampling_gradient={resampling_gradient!r} applies to method='vsmc'; the collapsed objective has no resampling")
         init_filter_rounds = check_count(init_filter_rounds, "init_filter_rounds", minimum=0)
@@ -219,7 +219,7 @@ class SwitchingLowRankRNN(PlacedEstimator):
         1. Readout: ``C`` = the top-R principal directions ``P`` ``(D, R)``, ``d = mean(y)``, sigma_y^2 the
            mean variance outside them; projected latents ``x^ = (y - d) P``.
         2. Labels: a Gaussian HMM (EM) on the speeds ``|x^_{t+1} - x^_t|``, refined by hard EM of an
-           autoregressive HMM (:meth:`_affine_labels`): regimes whose flows differ at the same point (a
+           autoregressive HMM (:func:`.switching_lowrank_start.affine_labels`): regimes whose flows differ at the same point (a
            rotation against a saddle, say) are told apart even where they move equally fast.
         3. ``num_rounds`` times: each state's map is fit to the one-step pairs ``(x^_t, x^_{t+1})`` of its
            labelled steps by least squares (L-BFGS on ``V_k``, ``U_k``, ``h_k`` and the shared ``a``), then the
@@ -233,7 +233,7 @@ class SwitchingLowRankRNN(PlacedEstimator):
            It pays in long VSMC fits (``benchmarks/bench_switching_lowrank.py``); the maps right after it
            are no closer (20 trials: saddle 0.079 -> 0.111), so it is off by default.
         """
-        y = self._data(y)
+        y, _ = self.validate(y)
         num_rounds = check_count(num_rounds, "num_rounds")
         filter_rounds = check_count(filter_rounds, "filter_rounds", minimum=0)
         num_particles = check_count(num_particles, "num_particles")
@@ -241,89 +241,34 @@ class SwitchingLowRankRNN(PlacedEstimator):
         if self.config["observation"] != "gaussian":
             return self
         module, rank = self.module, self.config["rank"]
-        flat = y.reshape(-1, y.shape[-1])
-        mean = flat.mean(0)
-        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T))
-        top = eigenvectors[:, -rank:].flip(-1)
-        residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if y.shape[-1] > rank else eigenvalues.min().clamp(min=1e-8)
-        module.emission.mapping.weight.copy_(top)
-        module.emission.mapping.bias.copy_(mean)
-        module.emission.log_scale.fill_(0.5 * float(residual.log()))
-        latents = (y - mean) @ top  # (B, T, R)
+        subspace = principal_subspace(y, rank)
+        module.emission.mapping.weight.copy_(subspace.directions)
+        module.emission.mapping.bias.copy_(subspace.mean)
+        module.emission.log_scale.fill_(0.5 * float(subspace.residual_variance.log()))
+        latents = subspace.project(y)  # (B, T, R)
         features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
         hmm = GaussianHMM(self.config["num_states"], 1).to(features)  # in the data's dtype, on its device
         hmm.fit_em(features, seed=self.config["seed"])
         labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
-        labels = self._affine_labels(latents, labels)
+        labels = affine_labels(self.module, latents, labels)
         module.init_loc.copy_(latents[:, 0].mean(0).expand_as(module.init_loc))
         module.init_log_scale.copy_(latents[:, 0].std(0).clamp_min(1e-3).log())
         for _ in range(num_rounds):
-            self._fit_maps(latents, labels)
+            fit_state_maps(self.module, latents, labels, learn_scale=self.config["latent_scale"] is None)
             labels = switching_viterbi(*module.latent_factors(latents)).states
         for _ in range(filter_rounds):
             latents = self._filtered_means(y, SwitchingKalmanProposal(module, "posterior_moments"), num_particles)
             labels = switching_viterbi(*module.latent_factors(latents)).states
-            self._fit_maps(latents, labels)
+            fit_state_maps(self.module, latents, labels, learn_scale=self.config["latent_scale"] is None)
         return self
-
-    def _affine_labels(self, latents: Tensor, labels: Tensor, max_iters: int = 20) -> Tensor:
-        """Hard EM of K affine maps ``x_{t+1} = [x_t, 1] W_k + N(0, s^2 I)`` (an autoregressive HMM).
-
-        Alternates (i) least squares of every state's ``W_k`` ``(R + 1, R)`` on its labelled one-step pairs,
-        all states in one batched solve of the normal equations ``(X^T D_k X) W_k = X^T D_k Y`` with
-        ``D_k = diag(labels == k)`` (a small ridge keeps an empty state solvable), ``s^2`` from the
-        residuals, and (ii) the Viterbi path of these Gaussian factors under the model's transition
-        logits; stops when the labels stop changing. Returns labels ``(B, T)``.
-        """
-        module = self.module
-        inputs = torch.cat([latents[:, :-1], torch.ones_like(latents[:, :-1, :1])], -1)  # (B, T-1, R+1)
-        targets = latents[:, 1:]
-        trans_logits = module.transitions(latents[:, :-1]).expand(latents.shape[:-2] + (latents.shape[-2] - 1,) + (module.num_states,) * 2)
-        eye = _eye_like(inputs, inputs.shape[-1])
-        for _ in range(max_iters):
-            weights = torch.nn.functional.one_hot(labels[:, 1:], module.num_states).to(inputs)  # (B, T-1, K)
-            gram = torch.einsum("btk,bti,btj->kij", weights, inputs, inputs) + 1e-6 * eye
-            W = torch.linalg.solve(gram, torch.einsum("btk,bti,btr->kir", weights, inputs, targets))  # (K, R+1, R)
-            residuals = targets.unsqueeze(-2) - torch.einsum("bti,kir->btkr", inputs, W)  # (B, T-1, K, R)
-            scale = ((weights.unsqueeze(-1) * residuals.square()).sum() / (weights.sum() * latents.shape[-1])).sqrt()
-            step_logp = gaussian_log_density(residuals, residuals.new_zeros(()), scale)
-            emission_logp = torch.cat([torch.zeros_like(step_logp[:, :1]), step_logp], 1)
-            updated = switching_viterbi(module.init_logits, trans_logits, emission_logp).states
-            if torch.equal(updated, labels):
-                break
-            labels = updated
-        return labels
-
-    def _fit_maps(self, latents: Tensor, labels: Tensor) -> None:
-        """Least-squares one-step fit of every state's map to its labelled pairs; sigma_x from the residuals."""
-        bank = self.module.dynamics
-        current, following = latents[:, :-1].reshape(-1, latents.shape[-1]), latents[:, 1:].reshape(-1, latents.shape[-1])
-        owner = labels[:, 1:].reshape(-1)  # z_t generates x_t from x_{t-1}
-        parameters = [bank.V, bank.U, bank.h, bank.decay_logit]
-        with torch.enable_grad():
-            optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
-
-            def prediction_error() -> Tensor:
-                optimizer.zero_grad()
-                predicted = bank(current).gather(-2, owner[:, None, None].expand(-1, 1, current.shape[-1])).squeeze(-2)
-                error = (following - predicted).square().sum(-1).mean()
-                error.backward()
-                return error
-
-            optimizer.step(prediction_error)
-            optimizer.zero_grad(set_to_none=True)
-            error = prediction_error().detach()
-            optimizer.zero_grad(set_to_none=True)
-        if self.config["latent_scale"] is None:
-            self.module.latent_log_scale.fill_(0.5 * float((error / latents.shape[-1]).clamp_min(1e-6).log()))
 
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()
     def posterior_latents(self, y: Any) -> Tensor:
         """Latent path ``(trials, T, R)``: the encoder's mean after a collapsed fit, the particle filter's
         weighted mean ``E[x_t | y_{<=t}]`` after a VSMC fit."""
-        y = self._data(y)
-        self._check_fitted()
+        y, _ = self.validate(y)
+        self.check_fitted()
         if self.method == "collapsed":
             return self.module.encoder(y).mean
         return self._filtered_means(y, self.proposal, self.num_particles)
@@ -351,7 +296,7 @@ class SwitchingLowRankRNN(PlacedEstimator):
         fitted (or data-initialized, :meth:`initialize_from_data`) model."""
         if not self._initialized:
             raise RuntimeError("this SwitchingLowRankRNN has not been fit yet: call fit(y), initialize_from_data(y) or load(path)")
-        y = self._data(y)
+        y, _ = self.validate(y)
         if seed is not None:
             pyro.set_rng_seed(seed)
         elbo = VSMC_ELBO(self.num_particles if num_particles is None else check_count(num_particles, "num_particles"))
@@ -375,24 +320,10 @@ class SwitchingLowRankRNN(PlacedEstimator):
         """State ``state``'s parameters in the latent basis where its ``U_k`` has orthonormal columns."""
         _, V, U, _, _ = self.module.dynamics.latent_map(state)
         scale = self.module.latent_log_scale.detach().exp()
-        noise = scale.square() * _eye_like(scale, self.config["rank"])
+        noise = scale.square() * eye_like(scale, self.config["rank"])
         return orthogonal_basis(U, V, noise)
 
     # ----- persistence -------------------------------------------------------------------------------
-    def save(self, path: PathLike, *, overwrite: bool = False) -> None:
-        """Write config, parameters, loss history and fit method to ``path`` (refuses to overwrite unless asked)."""
-        self._check_fitted()
-        config, state_dict, extra = self._checkpoint_contents()
-        save_checkpoint(path, self.kind, config, state_dict, overwrite=overwrite, **extra)
-
-    @classmethod
-    def load(cls, path: PathLike) -> "SwitchingLowRankRNN":
-        """Rebuild a :class:`SwitchingLowRankRNN` written by :meth:`save` (or a checkpoint of a fit in progress)."""
-        payload = load_checkpoint(path, cls.kind)
-        rnn = cls(**payload["config"]).to(dtype=saved_dtype(payload["state_dict"]))  # on the CPU, in the saved dtype
-        rnn._restore_checkpoint(payload)
-        return rnn
-
     def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
         extra = dict(losses=list(self.losses), method=self.method, num_particles=self.num_particles)
         return dict(self.config), self.module.state_dict(), extra
@@ -406,12 +337,16 @@ class SwitchingLowRankRNN(PlacedEstimator):
         return {self.module._pyro_name: "model", self.proposal._pyro_name: "proposal"}
 
     # ----- validation --------------------------------------------------------------------------------
-    def _data(self, y: Any) -> Tensor:
+    def validate(self, y: Any, u: Any = None) -> tuple[Tensor, None]:
+        """Recordings ``(trials, T, obs_dim)`` (counts for Poisson), checked and converted to the model's device
+        and dtype; this model has no inputs (``u`` must be None)."""
+        if u is not None:
+            raise ValueError("a SwitchingLowRankRNN takes no inputs, but inputs were given (u must be None)")
         y = as_trials(y, "y", counts=self.config["observation"] == "poisson", min_steps=2, dtype=self.dtype, device=self.device)
         if y.shape[-1] != self.config["obs_dim"]:
             raise ValueError(f"y has {y.shape[-1]} channels but the model was built with obs_dim={self.config['obs_dim']}")
-        return check_magnitude(y, "y")
+        return check_magnitude(y, "y"), None
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self, action: str = "this") -> None:
         if self.method is None:
-            raise RuntimeError("this SwitchingLowRankRNN has not been fit yet: call fit(y) (or load(path))")
+            raise RuntimeError(f"this SwitchingLowRankRNN has not been fit yet: {action} needs a fitted model; call fit(y) (or load(path))")

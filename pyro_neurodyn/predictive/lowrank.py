@@ -1,17 +1,20 @@
 """Posterior predictive draws of a stochastic low-rank RNN from its particle filter.
 
 The filter of the fit (variational SMC with the fitted proposal, :class:`~pyro_neurodyn.infer.VSMC_ELBO`)
-gives weighted particles ``{z_t^k, W_t^k}`` of every filtering distribution p(z_t | y_{<=t}). Smoothed
-paths are drawn from them by backward simulation (FFBSi; Godsill, Doucet & West 2004):
+gives ``S`` weighted particles ``{z_t^s, W_t^s}`` of every filtering distribution p(z_t | y_{<=t}).
+Smoothed paths are drawn from them by backward simulation (FFBSi; Godsill, Doucet & West 2004):
 
-    z_T ~ sum_k W_T^k delta(z_T^k),
-    z_t | z_{t+1} ~ sum_k W_t^k p(z_{t+1} | z_t^k) delta(z_t^k) / normalizer,   t = T-1 .. 1,
+    z_T ~ sum_s W_T^s delta(z_T^s),
+    z_t | z_{t+1} ~ sum_s W_t^s p(z_{t+1} | z_t^s) delta(z_t^s) / normalizer,   t = T-1 .. 1,
 
 with the model's transition density ``p(z_{t+1} | z_t) = N(a z_t + V phi(U z_t + W_u v_t, h), Sigma_z)``.
 Each draw is a path of the particle approximation of p(z_{1:T} | y); as the number of particles grows
 the draws converge to the exact smoothing posterior. Then ``y_rep ~ p(y | z)`` through
 ``pyro.infer.Predictive`` on the model with its latents fixed to the drawn paths, and the log-likelihood
-``log p(y_b | z_b^s)`` from a trace of the same model with y observed.
+``log p(y_b | z_b^n)`` of each draw ``n`` from a trace of the same model with y observed.
+
+Letters: ``S`` particles (as in :class:`~pyro_neurodyn.infer.VSMC_ELBO`), ``N_d`` posterior draws
+(``num_samples``; the predictive protocol's ``S``), ``B`` trials, ``T`` steps, ``R`` the rank.
 """
 
 from __future__ import annotations
@@ -31,24 +34,24 @@ __all__ = ["LowRankPredictive", "backward_simulation"]
 
 
 def backward_simulation(particles: Tensor, log_weights: Tensor, transition_log_density, num_samples: int) -> Tensor:
-    """Smoothed paths ``(S, B, T, R)`` from a particle filter's record (see the module docstring).
+    """Smoothed paths ``(N_d, B, T, R)`` from a particle filter's record (see the module docstring).
 
     Args:
-        particles: a filter's particles ``(T, K, B, R)`` (e.g. ``ParticleFilterResult.states["z"]``).
-        log_weights: their normalized log weights ``(T, K, B)``.
-        transition_log_density: ``(t, z_next (S, 1, B, R)) -> (S, K, B)`` ``log p(z_{t+1} = z_next | z_t^k)``.
-        num_samples: S.
+        particles: a filter's particles ``(T, S, B, R)`` (e.g. ``ParticleFilterResult.states["z"]``).
+        log_weights: their normalized log weights ``(T, S, B)``.
+        transition_log_density: ``(t, z_next (N_d, 1, B, R)) -> (N_d, S, B)`` ``log p(z_{t+1} = z_next | z_t^s)``.
+        num_samples: N_d.
 
     The per-step draws are vectorized over samples, particles and trials; the loop runs over time
     because z_t is drawn given the drawn z_{t+1}.
     """
     num_steps, _, num_trials, _ = particles.shape
     trials = torch.arange(num_trials, device=particles.device)
-    index = torch.distributions.Categorical(logits=log_weights[-1].T).sample((num_samples,))  # (S, B)
-    path = [particles[-1][index, trials]]  # (S, B, R)
+    index = torch.distributions.Categorical(logits=log_weights[-1].T).sample((num_samples,))  # (N_d, B)
+    path = [particles[-1][index, trials]]  # (N_d, B, R)
     for t in range(num_steps - 2, -1, -1):
-        logits = log_weights[t] + transition_log_density(t, path[-1].unsqueeze(1))  # (S, K, B)
-        index = torch.distributions.Categorical(logits=logits.transpose(1, 2)).sample()  # (S, B)
+        logits = log_weights[t] + transition_log_density(t, path[-1].unsqueeze(1))  # (N_d, S, B)
+        index = torch.distributions.Categorical(logits=logits.transpose(1, 2)).sample()  # (N_d, B)
         path.append(particles[t][index, trials])
     return torch.stack(path[::-1], dim=2)
 
@@ -60,7 +63,7 @@ class LowRankPredictive:
 
     def __init__(self, fitted: LowRankRNN):
         self.fitted = fitted
-        self.validate = fitted._validate_data
+        self.validate = fitted.validate
 
     @torch.no_grad()
     def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int) -> PosteriorDraws:
@@ -75,10 +78,10 @@ class LowRankPredictive:
         return PosteriorDraws(latents, None, y_rep, log_likelihood)
 
     def _transition_log_density(self, record: ParticleFilterResult):
-        """``(t, z_next) -> log N(z_next; a z_t^k + V phi(U z_t^k + W_u v_t, h), Sigma_z)`` ``(S, K, B)``."""
+        """``(t, z_next) -> log N(z_next; a z_t^s + V phi(U z_t^s + W_u v_t, h), Sigma_z)`` ``(N_d, S, B)``."""
         model = self.fitted.model
         particles, inputs = record.states["z"], record.states.get("v")
-        means = model.transition(particles[:-1], None if inputs is None else inputs[:-1])  # (T-1, K, B, R)
+        means = model.transition(particles[:-1], None if inputs is None else inputs[:-1])  # (T-1, S, B, R)
         noise = model.noise.factors()
         return lambda t, z_next: SharedCovarianceNormal(means[t], noise).log_prob(z_next)
 

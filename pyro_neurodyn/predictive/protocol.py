@@ -4,7 +4,7 @@ A fitted estimator (``SRNN``, ``LowRankRNN``, ...) is wrapped in an adapter that
 :class:`PredictiveModel`. Adapters are looked up in a registry keyed on the estimator's type (its MRO
 is walked, so subclasses inherit their parent's adapter). A new model plugs in with one call::
 
-    register_predictive(MyEstimator, lambda fitted: SwitchingPredictive(fitted.module, fitted._data))
+    register_predictive(MyEstimator, lambda fitted: SwitchingPredictive(fitted.module, fitted.validate))
 
 The two Pyro helpers at the bottom are what the adapters share: replicated observations through
 ``pyro.infer.Predictive`` (the model with its observations unconditioned, its latents fixed to posterior

@@ -66,5 +66,5 @@ def _validate_for(module: SwitchingStateSpaceModel) -> Callable[[Any, Any], tupl
     return validate
 
 
-register_predictive(SRNN, lambda fitted: SwitchingPredictive(fitted._fitted_module(), fitted._data))
+register_predictive(SRNN, lambda fitted: SwitchingPredictive(fitted._fitted_module(), fitted.validate))
 register_predictive(SwitchingStateSpaceModel, lambda module: SwitchingPredictive(module, _validate_for(module)))

@@ -3,12 +3,12 @@
 * After a collapsed fit (``method="collapsed"``) the model is a :class:`SwitchingStateSpaceModel` with a
   trained encoder: draws are those of :class:`~pyro_neurodyn.predictive.switching.SwitchingPredictive`.
 * After a VSMC fit the encoder is untrained; the draws come from the fit's Rao-Blackwellized particle
-  filter instead. Each particle k carries x_t^k and its exact filter over the states, alpha_t^k; paths
+  filter instead. Each particle s carries x_t^s and its exact filter over the states, alpha_t^s; paths
   are drawn by backward simulation (:func:`~pyro_neurodyn.predictive.lowrank.backward_simulation`) with
   each particle's one-step predictive density as the transition,
 
-      p(x_{t+1} | particle k) = sum_j alpha_pred^k(j) N(x_{t+1}; a x_t^k + V_j phi(U_j x_t^k - h_j), sigma_x^2 I),
-      alpha_pred^k(j) = sum_i alpha_t^k(i) P(i -> j),
+      p(x_{t+1} | particle s) = sum_j alpha_pred^s(j) N(x_{t+1}; a x_t^s + V_j phi(U_j x_t^s - h_j), sigma_x^2 I),
+      alpha_pred^s(j) = sum_i alpha_t^s(i) P(i -> j),
 
   (an approximation: the backward kernel of the collapsed chain also depends on the states' future,
   which this one-step density ignores; with K = 1 it is exact FFBSi). The states are then drawn exactly
@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import pyro
 import torch
@@ -38,8 +38,8 @@ class SwitchingLowRankPredictive(SwitchingPredictive):
     """:class:`~pyro_neurodyn.predictive.protocol.PredictiveModel` of a fitted :class:`SwitchingLowRankRNN`."""
 
     def __init__(self, fitted: SwitchingLowRankRNN):
-        fitted._check_fitted()
-        super().__init__(fitted.module, lambda y, u: (fitted._data(y), _no_inputs(u)))
+        fitted.check_fitted("posterior_predictive")
+        super().__init__(fitted.module, fitted.validate)
         self.fitted = fitted
 
     @torch.no_grad()
@@ -49,10 +49,10 @@ class SwitchingLowRankPredictive(SwitchingPredictive):
         module = self.module
         with pyro.validation_enabled(False):
             record = VSMC_ELBO(num_particles).filter(module, self.fitted.proposal, y)
-            particles, log_alpha = record.states["x"], record.states["log_alpha"]  # (T, K, B, R), (T, K, B, states)
+            particles, log_alpha = record.states["x"], record.states["log_alpha"]  # (T, S, B, R), (T, S, B, K): S particles, K states
             prediction = module.predict({"x": particles[:-1], "log_alpha": log_alpha[:-1]}, 1)  # steps 2..T
 
-            def transition_log_density(t: int, x_next: Tensor) -> Tensor:  # (S, 1, B, R) -> (S, K, B)
+            def transition_log_density(t: int, x_next: Tensor) -> Tensor:  # (N_d, 1, B, R) -> (N_d, S, B), N_d draws
                 components = torch.distributions.Normal(prediction.means[t], prediction.scale).log_prob(x_next.unsqueeze(-2)).sum(-1)
                 return torch.logsumexp(prediction.log_probs[t] + components, -1)
 
@@ -67,12 +67,6 @@ class SwitchingLowRankPredictive(SwitchingPredictive):
         if self.fitted.method == "collapsed":
             return super().log_evidence(y, u, num_particles)
         return self.fitted.log_evidence(y, num_particles=num_particles)
-
-
-def _no_inputs(u: Any) -> None:
-    if u is not None:
-        raise ValueError("a SwitchingLowRankRNN takes no inputs, but inputs were given")
-    return None
 
 
 register_predictive(SwitchingLowRankRNN, SwitchingLowRankPredictive)

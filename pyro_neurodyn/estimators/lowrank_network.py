@@ -1,0 +1,68 @@
+"""The fitted network of a ``LowRankRNN``, seen the ways users analyse it (a mixin of ``LowRankRNN``).
+
+The latent map ``z -> a z + V phi(U z, h)`` and its fixed points, Sigma_z, the parameters in an orthonormal
+basis, the equivalent N-unit network, the units' currents ``x = U z + W_u v`` and the readout means of
+latent paths. Reads ``self.model``, ``self.config`` and the estimator's input checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
+from ..data.validation import as_inputs, as_trials
+from ..dynamics.lowrank import LatentMap, OrthogonalBasis, UnitNetwork, latent_to_units, orthogonal_basis, unit_network
+from .lowrank_parts import unit_inputs
+
+__all__ = ["LowRankNetworkViews"]
+
+
+class LowRankNetworkViews:
+    """Analysis of the fitted network (methods of ``LowRankRNN``)."""
+
+    def latent_map(self) -> LatentMap:
+        """``(a, V (R, N), U (N, R), h (N,), activation)`` of ``z -> a z + V phi(U z, h)``, detached."""
+        return self.model.transition.latent_map()
+
+    def fixed_points(self, **options: Any) -> FixedPoints:
+        """All fixed points of the latent map (ReLU or clipped ReLU), exactly: one call into
+        :func:`~pyro_neurodyn.analysis.fixed_points` with :meth:`latent_map` (see
+        :func:`~pyro_neurodyn.analysis.latent_map_fixed_points`; ``options``: ``tol``, ``merge_tol``, ...)."""
+        return latent_map_fixed_points(self.latent_map(), **options)
+
+    def noise_covariance(self) -> Tensor:
+        """Sigma_z ``(R, R)``, detached."""
+        return self.model.noise.matrix().detach()
+
+    def orthogonal_basis(self) -> OrthogonalBasis:
+        """The parameters in the latent basis where U has orthonormal columns (for plots and comparisons)."""
+        _, V, U, _, _ = self.latent_map()
+        return orthogonal_basis(U, V, self.noise_covariance())
+
+    def unit_network(self) -> UnitNetwork:
+        """The equivalent N-unit RNN (connectivity ``J = U V``, noise ``U Sigma_z U^T``)."""
+        return unit_network(self.model.transition, self.noise_covariance())
+
+    @torch.no_grad()
+    def to_units(self, z: Any, u: Any = None) -> Tensor:
+        """The units' currents ``x = U z + W_u v`` ``(B, T, N)`` of latents ``z`` ``(B, T, R)`` (inputs ``u`` ``(B, T, Du)``)."""
+        z, v = self._latents_and_unit_inputs(z, u)
+        transition = self.model.transition
+        return latent_to_units(z, transition.U, transition.W_u, v)
+
+    @torch.no_grad()
+    def readout_means(self, z: Any, u: Any = None) -> Tensor:
+        """The readout's mean (Gaussian) or rate (Poisson) ``(B, T, D)`` for latents ``z`` ``(B, T, R)``."""
+        z, v = self._latents_and_unit_inputs(z, u)
+        return self.model.readout.mean(self.model.readout_source(z, v))
+
+    def _latents_and_unit_inputs(self, z: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
+        z = as_trials(z, "z", min_steps=1, dtype=self.dtype, device=self.device)
+        if z.shape[2] != self.config["rank"]:
+            raise ValueError(f"z must have rank = {self.config['rank']} latent dims, got shape {tuple(z.shape)}")
+        u = as_inputs(u, z, y_name="z")
+        self._check_inputs(u)
+        return z, None if u is None else unit_inputs(self.model.transition, u, self.config["filter_inputs"])

@@ -1,0 +1,82 @@
+"""How an ``SRNN`` fit starts: the labels that anchor its states, and its readout at the data's PCA.
+
+Labels (the SRNN paper's initialization; see ``SRNN.fit``'s ``init`` for the measured reasons of the
+default): the Viterbi path of an autoregressive HMM (``"arhmm"``), of a Gaussian HMM (``"hmm"``), k-means
+clusters (``"kmeans"``), the user's own ``(trials, T)`` array, or none.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from scipy.cluster.vq import kmeans2
+from scipy.ndimage import gaussian_filter1d
+from torch import Tensor, nn
+
+from ..data.validation import as_state_labels
+from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
+from ..models.gaussian_hmm import GaussianHMM
+
+__all__ = ["InitLabels", "initial_labels", "initialize_linear_readout", "label_features"]
+
+InitLabels = Union[str, None, np.ndarray, Tensor]
+
+
+def initial_labels(init: InitLabels, y: Tensor, config: dict, seed: Optional[int]) -> Optional[Tensor]:
+    """Labels ``(trials, T)`` int64 for ``y (trials, T, D)`` by the method ``init`` (None: no labels)."""
+    num_states = config["num_states"]
+    if init is None:
+        return None
+    if isinstance(init, str):
+        if init == "kmeans":
+            flat = y.reshape(-1, y.shape[-1]).double().cpu().numpy()
+            _, labels = kmeans2(flat, num_states, minit="++", seed=seed)
+            return torch.as_tensor(labels, dtype=torch.long).reshape(y.shape[:2])
+        if init == "hmm":
+            hmm = GaussianHMM(num_states, y.shape[-1])
+            hmm.fit_em(y, seed=seed)
+            return hmm.most_likely_states(y)
+        if init == "arhmm":
+            features = label_features(y, config)
+            arhmm = AutoregressiveHMM(num_states, features.shape[-1], covariance="full")
+            arhmm.fit_em(features, seed=seed)
+            return arhmm.most_likely_states(features)
+        raise ValueError(f"init must be 'kmeans', 'hmm', 'arhmm', None or an array of labels, got {init!r}")
+    labels = as_state_labels(init, "init", num_states=num_states)
+    if labels.shape != y.shape[:2]:
+        raise ValueError(f"init labels must have shape (trials, time) = {tuple(y.shape[:2])}, got {tuple(labels.shape)}")
+    return labels
+
+
+def label_features(y: Tensor, config: dict) -> Tensor:
+    """What the ARHMM labels: ``y`` itself for Gaussian observations; for counts, square roots
+    (variance-stabilized) smoothed over time by a Gaussian of one bin and projected on their
+    ``latent_dim`` principal components (per-bin Poisson noise otherwise swamps the dynamics: an
+    ARHMM on raw or square-root counts of the rotation data is at chance, on these features 0.95-0.97)."""
+    if config["observation"] != "poisson":
+        return y
+    smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().cpu().numpy(), 1.0, axis=1))
+    return principal_component_scores(smooth, config["latent_dim"]).to(device=y.device, dtype=y.dtype)
+
+
+@torch.no_grad()
+def initialize_linear_readout(emission: nn.Module, y: Tensor, latent_dim: int) -> None:
+    """Start a linear Gaussian readout at PCA of ``y (trials, T, D)``: ``C = V_P diag(s)``, ``d = mean(y)``,
+    the latent coordinates scaled to std 0.5 (inside tanh's range), sigma_y the residual std (or 10% of the
+    data's std where P >= D)."""
+    flat = y.reshape(-1, y.shape[-1]).double()
+    mean = flat.mean(0)
+    _, singular, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+    components = vh[:latent_dim]  # (<=P, D)
+    scale = singular[:latent_dim] / (flat.shape[0] - 1) ** 0.5 / 0.5  # projection std / 0.5
+    weight = flat.new_zeros(y.shape[-1], latent_dim)  # float64, on the data's device
+    weight[:, : components.shape[0]] = components.T * scale
+    emission.mapping.weight.copy_(weight)
+    emission.mapping.bias.copy_(mean)
+    residual = flat - mean - (flat - mean) @ components.T @ components
+    noise = residual.std(0) if components.shape[0] < y.shape[-1] else 0.1 * flat.std(0)
+    emission.log_scale.copy_(noise.clamp_min(1e-4).log())
+
+

@@ -26,7 +26,7 @@ Peers (rows of the tables):
   ``approximate_posterior`` on the prefix (its last time step is the filtering marginal), 100 draws
   of ``(z_t, x_t)`` from that posterior (``q.sample()``), ``sample(k, prefix=...)`` of the latent
   continuation, the emission mean ``C x + d`` of each, averaged. Sampling for D_stsp: ``sample(200)``.
-* ``dynamax GaussianHMM``  ``dynamax.hidden_markov_model.GaussianHMM``, k-means ``initialize``,
+* ``dynamax GaussianEmissionHMM``  ``dynamax.hidden_markov_model.GaussianEmissionHMM``, k-means ``initialize``,
   ``fit_em(num_iters=100)``; Viterbi ``most_likely_states``; forecast the exact predictive mean
   (filtered belief at the origin times P^h, times the state means), as for the library's HMM.
 * ``dynamax ARHMM``    ``LinearAutoregressiveHMM(K, D, num_lags=1)``, k-means ``initialize``,
@@ -104,7 +104,7 @@ try:
 except ImportError:
     jax = None
 
-PEERS = ("ssm ARHMM", "ssm rSLDS", "dynamax GaussianHMM", "dynamax ARHMM")
+PEERS = ("ssm ARHMM", "ssm rSLDS", "dynamax GaussianEmissionHMM", "dynamax ARHMM")
 INSTALL = {
     "ssm": "ssm is not installed: it is not on PyPI; get the source of the lindermanlab/ssm repository, then in this "
     "venv `pip install cython wheel setuptools` and, in the clone, `pip install --no-build-isolation --use-pep517 -e .` "
@@ -270,7 +270,7 @@ def fit_dynamax(autoregressive: bool, data: Split, seed: int, args) -> Fitted:
 FITTERS: dict[str, Callable] = {
     "ssm ARHMM": fit_ssm_arhmm,
     "ssm rSLDS": fit_ssm_rslds,
-    "dynamax GaussianHMM": lambda data, seed, args: fit_dynamax(False, data, seed, args),
+    "dynamax GaussianEmissionHMM": lambda data, seed, args: fit_dynamax(False, data, seed, args),
     "dynamax ARHMM": lambda data, seed, args: fit_dynamax(True, data, seed, args),
 }
 

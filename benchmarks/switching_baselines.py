@@ -2,7 +2,7 @@
 
 For each data set (trial 0 held out, trials 1-15 fit) five two-state models are fit:
 
-* ``GaussianHMM``  Gaussian HMM on y, Baum-Welch (``fit_em`` defaults);
+* ``GaussianEmissionHMM``  Gaussian HMM on y, Baum-Welch (``fit_em`` defaults);
 * ``ARHMM``        autoregressive HMM (lag 1, diagonal noise), exact EM (``fit_em`` defaults);
 * ``SLDS``         the library's ``SLDS`` module (linear dynamics, stationary switches);
 * ``rSLDS``        the library's ``RSLDS`` module (linear dynamics, switches driven by h_{t-1});
@@ -20,7 +20,7 @@ Measured per model, on the held-out trial:
 * ``R2@k``, ``MSE@k``: k-step forecasts for k = 1, 5, 10, 20 (``metrics.k_step_forecast`` with
   k = 20 and origins 49, 59, ..., 179, so every horizon is scored from the same 14 origins). SRNN,
   SLDS, rSLDS: ``forecast(prefix, k, num_samples=100)`` (causal encoder, then ancestral simulation);
-  ARHMM: the exact mean ``predict(prefix, k)``; GaussianHMM: filtered state belief at the origin
+  ARHMM: the exact mean ``predict(prefix, k)``; GaussianEmissionHMM: filtered state belief at the origin
   propagated by the transition matrix, times the state means (its exact predictive mean);
 * ``D_stsp``: ``metrics.state_space_divergence`` of the held-out trial against 50 freely generated
   trials of 200 steps (histogram KL for 3-D Lorenz, Gaussian-mixture KL for the 10-D simulators).
@@ -66,14 +66,14 @@ from pyro_neurodyn.data import limit_cycle_switching_data, recurrent_switching_d
 from pyro_neurodyn.distributions import switching_filter
 from pyro_neurodyn.guides.encoders import RecurrentEncoder
 from pyro_neurodyn.metrics import k_step_forecast, state_accuracy, state_space_divergence
-from pyro_neurodyn.models import RSLDS, SLDS, AutoregressiveHMM, GaussianHMM
+from pyro_neurodyn.models import RSLDS, SLDS, AutoregressiveHMM, GaussianEmissionHMM
 
 NUM_STATES = 2
 HORIZONS = (1, 5, 10, 20)
 FIRST_ORIGIN, ORIGIN_EVERY = 49, 10
 FORECAST_SAMPLES = 100
 GENERATED_TRIALS = 50
-MODELS = ("GaussianHMM", "ARHMM", "SLDS", "rSLDS", "SRNN")
+MODELS = ("GaussianEmissionHMM", "ARHMM", "SLDS", "rSLDS", "SRNN")
 DATASETS = ("lorenz", "lorenz_file", "rotation", "limit_cycle", "recurrent")
 LORENZ_FILE = Path("/work/shared/data/lorenz_srnn_reference.npy")
 SIMULATORS = {"rotation": rotation_switching_data, "limit_cycle": limit_cycle_switching_data, "recurrent": recurrent_switching_data}
@@ -164,13 +164,13 @@ def sample_chain(init_logits: Tensor, trans_logits: Tensor, num_trials: int, num
 
 
 @torch.no_grad()
-def sample_hmm(hmm: GaussianHMM, num_trials: int, num_steps: int) -> Tensor:
+def sample_hmm(hmm: GaussianEmissionHMM, num_trials: int, num_steps: int) -> Tensor:
     z = sample_chain(hmm.init_logits, hmm.transitions(), num_trials, num_steps)
     return hmm.loc[z] + hmm.log_scale.exp()[z] * torch.randn(z.shape + hmm.loc.shape[-1:])
 
 
 @torch.no_grad()
-def hmm_forecast(hmm: GaussianHMM, prefix: Tensor, k: int) -> Tensor:
+def hmm_forecast(hmm: GaussianEmissionHMM, prefix: Tensor, k: int) -> Tensor:
     """Exact predictive mean: filtered belief at the origin times P^j, times the state means."""
     factors = hmm.factors(prefix)
     belief, trans = switching_filter(*factors)[:, -1], factors.trans_logits.softmax(-1)
@@ -198,8 +198,8 @@ def sample_arhmm(arhmm: AutoregressiveHMM, num_trials: int, num_steps: int) -> T
 
 def fit_em_model(name: str, data: Split) -> Fitted:
     obs_dim = data.y_train.shape[-1]
-    if name == "GaussianHMM":
-        hmm = GaussianHMM(NUM_STATES, obs_dim)
+    if name == "GaussianEmissionHMM":
+        hmm = GaussianEmissionHMM(NUM_STATES, obs_dim)
         hmm.fit_em(data.y_train)
         return Fitted(hmm.most_likely_states, lambda p, k: hmm_forecast(hmm, p, k), lambda n, t: sample_hmm(hmm, n, t))
     arhmm = AutoregressiveHMM(NUM_STATES, obs_dim)

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from .analysis import flow_field, pca_plane  # noqa: E402
 from .data.lorenz import switching_lorenz  # noqa: E402
 from .estimators.srnn import SRNN  # noqa: E402
-from .models import AutoregressiveHMM, GaussianHMM  # noqa: E402
+from .models import AutoregressiveHMM, GaussianEmissionHMM  # noqa: E402
 from .metrics import balanced_state_error, k_step_forecast, match_states, r2_score, state_accuracy  # noqa: E402
 from .plots import plot_flow_field, plot_reconstruction, plot_states  # noqa: E402
 
@@ -74,7 +74,7 @@ def baseline_accuracies(train_y: torch.Tensor, test_y: torch.Tensor, test_states
     """Held-out state accuracy of the linear baselines fit by exact EM: a Gaussian HMM (a mixture, no
     dynamics) and an autoregressive HMM (linear dynamics per state)."""
     accuracies = {}
-    for name, baseline in (("gaussian_hmm", GaussianHMM(2, train_y.shape[-1])), ("arhmm", AutoregressiveHMM(2, train_y.shape[-1]))):
+    for name, baseline in (("gaussian_hmm", GaussianEmissionHMM(2, train_y.shape[-1])), ("arhmm", AutoregressiveHMM(2, train_y.shape[-1]))):
         baseline.fit_em(train_y, seed=seed)
         accuracies[f"heldout_state_accuracy_{name}"] = state_accuracy(test_states, baseline.most_likely_states(test_y))
     return accuracies

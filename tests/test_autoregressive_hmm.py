@@ -11,7 +11,7 @@ from torch.distributions import MultivariateNormal, Normal
 
 from pyro_neurodyn.data import limit_cycle_switching_data, recurrent_switching_data, rotation_switching_data
 from pyro_neurodyn.metrics import state_accuracy
-from pyro_neurodyn.models import AutoregressiveHMM, GaussianHMM
+from pyro_neurodyn.models import AutoregressiveHMM, GaussianEmissionHMM
 
 
 pytestmark = pytest.mark.usefixtures("one_thread_fresh_param_store")
@@ -120,14 +120,14 @@ def test_arhmm_recovers_rotation_states_where_a_gaussian_hmm_is_at_chance(seed):
     """Held-out Viterbi accuracy on rotation_switching_data (16 training, 16 held-out trials, 200 x 10).
 
     Measured (1 thread, seeds 0-4): ARHMM 0.998 0.997 0.998 0.999 0.998 (0.996-0.999 over data seeds
-    5-24), GaussianHMM 0.503 0.509 0.507 0.502 0.503: both regimes cover the same circle. The bounds 0.95
+    5-24), GaussianEmissionHMM 0.503 0.509 0.507 0.502 0.503: both regimes cover the same circle. The bounds 0.95
     and 0.7 sit far outside that spread (errors are the step or two at each switch).
     """
     data = rotation_switching_data(num_trials=32, seed=seed)
     train, held_out, true_states = data.y[:16], data.y[16:], data.states[16:]
     arhmm = AutoregressiveHMM(2, 10)
     arhmm.fit_em(train, seed=seed)
-    hmm = GaussianHMM(2, 10)
+    hmm = GaussianEmissionHMM(2, 10)
     hmm.fit_em(train, seed=seed)
     assert state_accuracy(true_states, arhmm.most_likely_states(held_out)) >= 0.95
     assert state_accuracy(true_states, hmm.most_likely_states(held_out)) < 0.7
@@ -220,7 +220,7 @@ def test_regimes_that_differ_only_in_their_means_are_found_too():
         switch = torch.rand(12, generator=generator) < 0.1
         states[:, t] = torch.where(switch, 1 - states[:, t - 1], states[:, t - 1])
     y = torch.tensor([[2.0, -2.0], [-2.0, 2.0]])[states] + 0.3 * torch.randn(12, 40, 2, generator=generator)
-    arhmm, hmm = AutoregressiveHMM(2, 2), GaussianHMM(2, 2)
+    arhmm, hmm = AutoregressiveHMM(2, 2), GaussianEmissionHMM(2, 2)
     arhmm_log_p, hmm_log_p = arhmm.fit_em(y, seed=0)[-1], hmm.fit_em(y, seed=0)[-1]
     assert state_accuracy(states, arhmm.most_likely_states(y)) >= 0.99
     assert arhmm_log_p >= hmm_log_p - 1.0, (arhmm_log_p, hmm_log_p)

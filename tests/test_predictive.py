@@ -303,10 +303,10 @@ def test_gaussian_hmm_states_follow_the_exact_posterior_marginals():
     0.5 / sqrt(4000) = 0.008, and 0.04 is 5 standard errors. y_rep given the drawn states is Gaussian with
     the state's mean: its average over draws matches sum_k p(z_t = k | y) mu_k within the same margin."""
     from pyro_neurodyn.distributions import switching_log_marginal, switching_posterior
-    from pyro_neurodyn.models import GaussianHMM
+    from pyro_neurodyn.models import GaussianEmissionHMM
 
     torch.manual_seed(0)
-    hmm = GaussianHMM(num_states=2, obs_dim=1, stickiness=2.0)
+    hmm = GaussianEmissionHMM(num_states=2, obs_dim=1, stickiness=2.0)
     with torch.no_grad():
         hmm.loc.copy_(torch.tensor([[-1.0], [1.0]]))
         hmm.log_scale.fill_(0.0)  # sigma 1: overlapping states, so the marginals are far from 0 and 1

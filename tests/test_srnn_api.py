@@ -10,7 +10,7 @@ import torch
 
 from pyro_neurodyn import SRNN
 from pyro_neurodyn.data.lorenz import switching_lorenz
-from pyro_neurodyn.models.gaussian_hmm import GaussianHMM
+from pyro_neurodyn.models.gaussian_emission_hmm import GaussianEmissionHMM
 from pyro_neurodyn.models.slds import RSLDS, SLDS
 from pyro_neurodyn.metrics import state_accuracy
 
@@ -162,7 +162,7 @@ def test_gaussian_hmm_em_increases_likelihood_and_finds_lobes():
     """EM never decreases log p(y) (up to round-off), and on Lorenz the Gaussian HMM's Viterbi path
     already tracks the lobes (the init='hmm' labels): measured 0.97 on this data, bar 0.9."""
     data = switching_lorenz(num_trials=8, num_steps=200, seed=2)
-    hmm = GaussianHMM(2, 3)
+    hmm = GaussianEmissionHMM(2, 3)
     history = hmm.fit_em(data.y, num_iters=30)
     assert all(b >= a - 1e-3 * abs(a) for a, b in zip(history, history[1:]))
     assert state_accuracy(data.states, hmm.most_likely_states(data.y)) > 0.9

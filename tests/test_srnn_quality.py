@@ -25,7 +25,7 @@ from pyro_neurodyn.data import limit_cycle_switching_data, recurrent_switching_d
 from pyro_neurodyn.data.lorenz import switching_lorenz
 from pyro_neurodyn.demo import run_demo
 from pyro_neurodyn.metrics import r2_score, state_accuracy
-from pyro_neurodyn.models import GaussianHMM
+from pyro_neurodyn.models import GaussianEmissionHMM
 
 
 # measured held-out lobe accuracy with the defaults (full-covariance ARHMM labels), fit seed 0, native and
@@ -44,7 +44,7 @@ def fit_and_score(y, states, seed=0, latent_dim=3):
     model.fit(y[1:], seed=seed, progress=False)
     accuracy = state_accuracy(states[:1], model.most_likely_states(y[:1]))
     r2 = r2_score(y[:1], model.reconstruct(y[:1]))
-    hmm = GaussianHMM(2, y.shape[-1])
+    hmm = GaussianEmissionHMM(2, y.shape[-1])
     hmm.fit_em(y[1:], seed=seed)
     return accuracy, r2, state_accuracy(states[:1], hmm.most_likely_states(y[:1]))
 

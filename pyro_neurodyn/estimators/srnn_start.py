@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..data.validation import as_state_labels
 from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
-from ..models.gaussian_hmm import GaussianHMM
+from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 
 __all__ = ["InitLabels", "initial_labels", "initialize_linear_readout", "label_features"]
 
@@ -35,7 +35,7 @@ def initial_labels(init: InitLabels, y: Tensor, config: dict, seed: Optional[int
             _, labels = kmeans2(flat, num_states, minit="++", seed=seed)
             return torch.as_tensor(labels, dtype=torch.long).reshape(y.shape[:2])
         if init == "hmm":
-            hmm = GaussianHMM(num_states, y.shape[-1])
+            hmm = GaussianEmissionHMM(num_states, y.shape[-1])
             hmm.fit_em(y, seed=seed)
             return hmm.most_likely_states(y)
         if init == "arhmm":

@@ -32,7 +32,7 @@ from ..dynamics.lowrank import ACTIVATIONS, OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
 from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.vsmc import RESAMPLING_GRADIENTS
-from ..models.gaussian_hmm import GaussianHMM
+from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
 from .base import Estimator
@@ -247,7 +247,7 @@ class SwitchingLowRankRNN(Estimator):
         module.emission.log_scale.fill_(0.5 * float(subspace.residual_variance.log()))
         latents = subspace.project(y)  # (B, T, R)
         features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
-        hmm = GaussianHMM(self.config["num_states"], 1).to(features)  # in the data's dtype, on its device
+        hmm = GaussianEmissionHMM(self.config["num_states"], 1).to(features)  # in the data's dtype, on its device
         hmm.fit_em(features, seed=self.config["seed"])
         labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
         labels = affine_labels(self.module, latents, labels)

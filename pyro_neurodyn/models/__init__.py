@@ -1,7 +1,7 @@
 """Pyro programs: the switching state-space model and its variants, the low-rank RNN."""
 
 from .autoregressive_hmm import AutoregressiveHMM
-from .gaussian_hmm import GaussianHMM
+from .gaussian_emission_hmm import GaussianEmissionHMM
 from .lowrank_rnn import LatentPrior, LowRankRNNModel, PassConstants
 from .model_check import ModelCheck, ModelCheckError, check_model, elbo_fast_and_enumerated, enumerated_log_joint
 from .module_names import unique_module_name
@@ -13,7 +13,7 @@ from .switching_ssm import SwitchingSample, SwitchingStateSpaceModel
 
 __all__ = [
     "AutoregressiveHMM",
-    "GaussianHMM",
+    "GaussianEmissionHMM",
     "LatentPrior",
     "LowRankRNNModel",
     "ModelCheck",

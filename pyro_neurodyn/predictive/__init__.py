@@ -11,12 +11,12 @@ from .posterior_predictive import PosteriorPredictive, posterior_predictive
 from .switching import SwitchingPredictive  # registers SRNN
 from .lowrank import LowRankPredictive, backward_simulation  # registers LowRankRNN
 from .switching_lowrank import SwitchingLowRankPredictive  # registers SwitchingLowRankRNN
-from .gaussian_hmm import GaussianHMMPredictive  # registers GaussianHMM
+from .gaussian_emission_hmm import GaussianEmissionHMMPredictive  # registers GaussianEmissionHMM
 from .arviz_conversion import to_arviz
 from .comparison import ModelComparison, compare_models, heldout_elpd
 
 __all__ = [
-    "GaussianHMMPredictive",
+    "GaussianEmissionHMMPredictive",
     "LowRankPredictive",
     "ModelComparison",
     "PosteriorDraws",

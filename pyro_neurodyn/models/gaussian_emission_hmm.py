@@ -1,4 +1,8 @@
-"""A Gaussian hidden Markov model on the observations themselves: the smallest switching Pyro program."""
+"""A hidden Markov model with Gaussian emissions on the observations themselves: the smallest switching
+Pyro program, and the mixture baseline (no dynamics) of the switching models.
+
+(Not Pyro's ``pyro.distributions.GaussianHMM``, which is a linear-Gaussian state-space model.)
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,19 @@ from pyro.nn.module import to_pyro_module_
 from scipy.cluster.vq import kmeans2
 from torch import Tensor, nn
 
-from ..distributions import CollapsedSwitchingPath, SwitchingFactors, switching_log_marginal, switching_posterior, switching_viterbi
+from ..distributions import (
+    CollapsedSwitchingPath,
+    SwitchingFactors,
+    gaussian_log_density,
+    switching_log_marginal,
+    switching_posterior,
+    switching_viterbi,
+)
 from ..dynamics import StationaryTransitions
 from .module_names import unique_module_name
-from ..distributions import gaussian_log_density
 
 
-class GaussianHMM(PyroModule):
+class GaussianEmissionHMM(PyroModule):
     r"""``z`` Markov with K states, ``y_t | z_t = k ~ N(mu_k, diag(sigma_k^2))``.
 
     The model observes y through :class:`~pyro_neurodyn.distributions.CollapsedSwitchingPath`: the

@@ -16,22 +16,22 @@ from torch import Tensor
 
 from ..data import as_trials
 from ..distributions import switching_log_marginal, switching_sample
-from ..models.gaussian_hmm import GaussianHMM
+from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from .protocol import PosteriorDraws, register_predictive
 
-__all__ = ["GaussianHMMPredictive"]
+__all__ = ["GaussianEmissionHMMPredictive"]
 
 
-class GaussianHMMPredictive:
-    """:class:`~pyro_neurodyn.predictive.protocol.PredictiveModel` of a fitted :class:`GaussianHMM`."""
+class GaussianEmissionHMMPredictive:
+    """:class:`~pyro_neurodyn.predictive.protocol.PredictiveModel` of a fitted :class:`GaussianEmissionHMM`."""
 
-    def __init__(self, hmm: GaussianHMM):
+    def __init__(self, hmm: GaussianEmissionHMM):
         self.hmm = hmm
         self.num_states = hmm.num_states
 
     def validate(self, y: Any, u: Any) -> tuple[Tensor, None]:
         if u is not None:
-            raise ValueError("a GaussianHMM takes no inputs, but inputs were given")
+            raise ValueError("a GaussianEmissionHMM takes no inputs, but inputs were given")
         y = as_trials(y, "y", dtype=self.hmm.loc.dtype, device=self.hmm.loc.device)  # the HMM's dtype and device
         if y.shape[-1] != self.hmm.loc.shape[-1]:
             raise ValueError(f"y has {y.shape[-1]} channels but the HMM has {self.hmm.loc.shape[-1]}")
@@ -50,4 +50,4 @@ class GaussianHMMPredictive:
         return switching_log_marginal(*self.hmm.factors(y))
 
 
-register_predictive(GaussianHMM, GaussianHMMPredictive)
+register_predictive(GaussianEmissionHMM, GaussianEmissionHMMPredictive)

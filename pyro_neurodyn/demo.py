@@ -47,7 +47,7 @@ def relabel(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 def save_figures(model: SRNN, test_y: torch.Tensor, test_states: torch.Tensor, output: Path) -> list[str]:
-    num_states = model.config["num_states"]
+    num_states = model.config.num_states
     pred = model.most_likely_states(test_y)[0].numpy()
     true = test_states[0].numpy()
     shown = relabel(pred, true)

@@ -44,3 +44,15 @@ def test_every_estimator_keeps_the_shared_contract(name, tmp_path):
     assert type(loaded) is type(model) and loaded.losses == model.losses and loaded.config == model.config
     with pytest.raises(FileExistsError):
         model.save(tmp_path / "fit.pt")
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_constructor_arguments_are_the_config_fields(name):
+    """Every constructor argument is saved in the config (and only those): load rebuilds from it."""
+    import dataclasses
+    import inspect
+
+    build, _, _ = ESTIMATORS[name]
+    model = build()
+    arguments = [p for p in inspect.signature(type(model).__init__).parameters if p != "self"]
+    assert arguments == [f.name for f in dataclasses.fields(model.config)]

@@ -269,7 +269,7 @@ def test_a_fixed_decay_stays_put_while_the_rest_trains(tmp_path, small_gaussian)
     assert changed == set(before)
     rnn.save(tmp_path / "fixed.pt")
     loaded = LowRankRNN.load(tmp_path / "fixed.pt")
-    assert loaded.config["train_decay"] is False and loaded.model.transition.a.item() == rnn.model.transition.a.item()
+    assert loaded.config.train_decay is False and loaded.model.transition.a.item() == rnn.model.transition.a.item()
     learned = LowRankRNN(20, 2, 20, readout="one_to_one", decay=0.85, seed=0)
     learned.fit(small_gaussian.y, num_particles=8, num_steps=6, batch_size=6, lr=1e-2, optimizer="adam", seed=0, progress=False)
     assert learned.model.transition.a.item() != pytest.approx(0.85, abs=1e-4)  # the default learns it
@@ -301,7 +301,7 @@ def test_poisson_model_with_encoder_proposal():
     assert data.y.dtype == torch.float32 and torch.equal(data.y, data.y.round())
     torch.testing.assert_close(data.rates, F.softplus(4 * data.latents @ data.teacher.U.T - 3))
     rnn = LowRankRNN(40, 2, 40, observation="poisson", readout="one_to_one", seed=0)
-    assert rnn.config["proposal"] == "encoder"
+    assert rnn.config.proposal == "encoder"
     rnn.fit(data.y, num_particles=4, num_steps=2, batch_size=8, progress=False, seed=0)
     assert np.all(np.isfinite(rnn.losses))
     sample = rnn.sample(2, 10, seed=0)
@@ -346,13 +346,16 @@ def test_latent_map_and_network_views():
         rnn.to_units(torch.zeros(2, 5, 2))
 
 
-def test_fitted_model_and_proposal_can_be_copied(small_gaussian):
-    """The per-pass caches (which hold autograd graphs) are left out of copies and pickles."""
+def test_fitted_model_and_proposal_keep_nothing_of_a_pass_and_can_be_copied(small_gaussian):
+    """What a pass computes once (which holds autograd graphs) lives in its ParticleState, not on the modules."""
     rnn = LowRankRNN(20, 2, 20, proposal="encoder", seed=0)
+    attributes = [dict(vars(module)) for module in (rnn.model, rnn.guide)]
     rnn.fit(small_gaussian.y, num_particles=4, num_steps=1, progress=False)
+    for module, before in zip((rnn.model, rnn.guide), attributes):  # not one attribute was set
+        assert vars(module).keys() == before.keys() and all(vars(module)[key] is value for key, value in before.items())
     model, guide = copy.deepcopy(rnn.model), copy.deepcopy(rnn.guide)
     torch.testing.assert_close(model.transition.V, rnn.model.transition.V)
-    assert model._pass == (None, None) and guide._encoded is None
+    torch.testing.assert_close(guide.encoder.net[-1].bias, rnn.guide.encoder.net[-1].bias)
 
 
 @pytest.mark.parametrize(

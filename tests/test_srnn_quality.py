@@ -112,4 +112,4 @@ def test_demo_pipeline_writes_its_outputs_and_never_overwrites(tmp_path):
     assert metrics["heldout_reconstruction_r2"] == saved["heldout_reconstruction_r2"]
     with pytest.raises(FileExistsError, match="not empty"):
         run_demo(str(output), num_steps=20, progress=False)
-    assert SRNN.load(output / "model.pt").config["num_states"] == 2
+    assert SRNN.load(output / "model.pt").config.num_states == 2

@@ -33,7 +33,7 @@ class Estimator(PlacedEstimator):
     """Base of the estimators (see the module docstring)."""
 
     kind: str = ""
-    config: dict
+    config: Any  # a dataclass of estimators/configs.py
     losses: list
 
     # ----- what a subclass implements -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import asdict
 from typing import Any, Callable, Optional, Sequence, Union
 
 import pyro
@@ -35,17 +36,12 @@ from ..data.validation import (
     check_count,
     check_flag,
     check_magnitude,
-    check_open_unit_interval,
     check_positive,
-    check_sequence,
-)
-from ..dynamics.lowrank import (
-    ACTIVATIONS,
-    Covariance,
 )
 from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.checkpoint import renamed_modules
 from .base import Estimator
+from .configs import LowRankRNNConfig, config_arguments
 from .lowrank_initialization import check_enough_pairs, initialize_dynamics, initialize_readout, readout_scale
 from .lowrank_network import LowRankNetworkViews
 from .lowrank_particles import LowRankFilterResult, LowRankParticleMethods, LowRankSample
@@ -109,42 +105,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         encoder_channels: int = 64,
         seed: Optional[int] = None,
     ):
-        config = dict(
-            obs_dim=check_count(obs_dim, "obs_dim"),
-            rank=check_count(rank, "rank"),
-            num_units=check_count(num_units, "num_units"),
-            input_dim=check_count(input_dim, "input_dim", minimum=0),
-            activation=check_choice(activation, "activation", tuple(ACTIVATIONS)),
-            observation=check_choice(observation, "observation", ("gaussian", "poisson")),
-            readout=check_choice(readout, "readout", ("affine", "one_to_one")),
-            proposal=check_choice(proposal if proposal is not None else ("optimal" if observation == "gaussian" else "encoder"), "proposal", ("optimal", "bootstrap", "encoder")),
-            noise=check_choice(noise, "noise", Covariance.KINDS),
-            initial_noise=check_choice(initial_noise, "initial_noise", Covariance.KINDS),
-            filter_inputs=check_flag(filter_inputs, "filter_inputs"),
-            decay=check_open_unit_interval(decay, "decay"),
-            train_decay=check_flag(train_decay, "train_decay"),
-            noise_scale=check_positive(noise_scale, "noise_scale"),
-            initial_noise_scale=check_positive(initial_noise_scale, "initial_noise_scale"),
-            obs_noise_scale=check_positive(obs_noise_scale, "obs_noise_scale"),
-            train_readout=None if train_readout is None else check_flag(train_readout, "train_readout"),
-            encoder_kernel_sizes=[check_count(k, "encoder_kernel_sizes") for k in check_sequence(encoder_kernel_sizes, "encoder_kernel_sizes")],
-            encoder_channels=check_count(encoder_channels, "encoder_channels"),
-            seed=None if seed is None else check_count(seed, "seed", minimum=0),
-        )
-        if config["rank"] > config["num_units"]:
-            raise ValueError(
-                f"rank must be <= num_units: a rank-R connectivity U V needs at least R units, got rank={rank}, num_units={num_units}"
-            )
-        if config["rank"] > config["obs_dim"]:
-            raise ValueError(
-                f"rank must be <= obs_dim: R latent dims read out into fewer channels are not identifiable "
-                f"(and the readout starts at the data's top-R principal directions), got rank={rank}, obs_dim={obs_dim}"
-            )
-        if config["readout"] == "one_to_one" and config["obs_dim"] != config["num_units"]:
-            raise ValueError(f"a one_to_one readout needs obs_dim == num_units, got obs_dim={obs_dim}, num_units={num_units}")
-        if config["proposal"] == "optimal" and config["observation"] != "gaussian":
-            raise ValueError("proposal='optimal' needs Gaussian observations; use 'encoder' or 'bootstrap' for Poisson")
-        self.config = config
+        self.config = config = LowRankRNNConfig(**config_arguments(locals()))
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -309,10 +270,10 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         y, u = self.validate(y, u)
         smoothing = check_positive(smoothing, "smoothing")
         check_enough_pairs(y)
-        gaussian = self.config["observation"] == "gaussian"
-        latents = initialize_readout(self.model, readout_scale(y, gaussian, smoothing), self.config["rank"], gaussian)
+        gaussian = self.config.observation == "gaussian"
+        latents = initialize_readout(self.model, readout_scale(y, gaussian, smoothing), self.config.rank, gaussian)
         with torch.no_grad():  # the inputs the units see, with the initial decay
-            inputs = None if u is None else unit_inputs(self.model.transition, u, self.config["filter_inputs"])
+            inputs = None if u is None else unit_inputs(self.model.transition, u, self.config.filter_inputs)
         initialize_dynamics(self.model, latents, inputs)
         return self
 
@@ -326,7 +287,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
             extra.update(optimizer=name, optimizer_state=renamed_modules(scheduler.get_state(), self._module_prefixes()))
         elif self._optimizer_state is not None:
             extra.update(optimizer=self._optimizer_state[0], optimizer_state=renamed_modules(self._optimizer_state[1], self._module_prefixes()))
-        return self.config, state, extra
+        return asdict(self.config), state, extra
 
     def _restore_checkpoint(self, payload: dict) -> None:
         state = payload["state_dict"]
@@ -358,16 +319,16 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
     def validate(self, y: Any, u: Any = None) -> tuple[Tensor, Optional[Tensor]]:
         """Recordings ``(trials, T, obs_dim)`` (counts for Poisson) and inputs ``(trials, T, input_dim)``, checked
         and converted to the model's device and dtype."""
-        y = as_trials(y, "y", counts=self.config["observation"] == "poisson", dtype=self.dtype, device=self.device)
-        if y.shape[2] != self.config["obs_dim"]:
-            raise ValueError(f"y has {y.shape[2]} channels but the model was built with obs_dim={self.config['obs_dim']}")
+        y = as_trials(y, "y", counts=self.config.observation == "poisson", dtype=self.dtype, device=self.device)
+        if y.shape[2] != self.config.obs_dim:
+            raise ValueError(f"y has {y.shape[2]} channels but the model was built with obs_dim={self.config.obs_dim}")
         check_magnitude(y, "y")
         u = as_inputs(u, y)
         self._check_inputs(u)
         return y, u
 
     def _check_inputs(self, u: Optional[Tensor]) -> None:
-        input_dim = self.config["input_dim"]
+        input_dim = self.config.input_dim
         if u is None and input_dim:
             raise ValueError(f"the model was built with input_dim={input_dim}: pass the inputs u (trials, T, {input_dim})")
         if u is not None and u.shape[2] != input_dim:

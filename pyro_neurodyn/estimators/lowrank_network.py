@@ -61,8 +61,8 @@ class LowRankNetworkViews:
 
     def _latents_and_unit_inputs(self, z: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
         z = as_trials(z, "z", min_steps=1, dtype=self.dtype, device=self.device)
-        if z.shape[2] != self.config["rank"]:
-            raise ValueError(f"z must have rank = {self.config['rank']} latent dims, got shape {tuple(z.shape)}")
+        if z.shape[2] != self.config.rank:
+            raise ValueError(f"z must have rank = {self.config.rank} latent dims, got shape {tuple(z.shape)}")
         u = as_inputs(u, z, y_name="z")
         self._check_inputs(u)
-        return z, None if u is None else unit_inputs(self.model.transition, u, self.config["filter_inputs"])
+        return z, None if u is None else unit_inputs(self.model.transition, u, self.config.filter_inputs)

@@ -97,7 +97,7 @@ class LowRankParticleMethods:
         model = self.model
         if initial_latents is not None:
             z0 = as_trials(initial_latents, "initial_latents", min_steps=1, dtype=self.dtype, device=self.device)
-            rank = self.config["rank"]
+            rank = self.config.rank
             if z0.shape != (1, num_trials, rank):
                 raise ValueError(f"initial_latents must have shape (num_trials, R) = ({num_trials}, {rank}), got {tuple(z0.shape[1:])}")
             model = poutine.condition(model, data={"0/z": z0[0]})

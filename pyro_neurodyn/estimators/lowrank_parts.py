@@ -14,19 +14,20 @@ from ..dynamics.lowrank import Covariance, LowRankTransition
 from ..dynamics.readouts import AffineReadoutMap, LowRankGaussianReadout, LowRankPoissonReadout, OneToOneReadoutMap
 from ..guides.proposals import BootstrapProposal, EncoderProposal, OptimalProposal
 from ..models.lowrank_rnn import LowRankRNNModel
+from .configs import LowRankRNNConfig
 
 __all__ = ["build_guide", "build_model", "unit_inputs"]
 
 
-def build_model(config: dict) -> LowRankRNNModel:
+def build_model(config: LowRankRNNConfig) -> LowRankRNNModel:
     """The model of a validated ``LowRankRNN`` config (parameters drawn from torch's global RNG)."""
-    rank, num_units, obs_dim = config["rank"], config["num_units"], config["obs_dim"]
+    rank, num_units, obs_dim = config.rank, config.num_units, config.obs_dim
     transition = LowRankTransition(
-        rank, num_units, config["input_dim"], config["activation"], config["decay"], config.get("train_decay", True)
+        rank, num_units, config.input_dim, config.activation, config.decay, config.train_decay
     )
-    gaussian = config["observation"] == "gaussian"
-    train = config["train_readout"]
-    if config["readout"] == "affine":
+    gaussian = config.observation == "gaussian"
+    train = config.train_readout
+    if config.readout == "affine":
         train = True if train is None else train
         readout_map = AffineReadoutMap(rank, obs_dim, train_weight=train, train_bias=train)
         source = "latent"
@@ -35,21 +36,21 @@ def build_model(config: dict) -> LowRankRNNModel:
         readout_map = OneToOneReadoutMap(obs_dim, train_gain=train, train_bias=train)
         source = "units"
     if gaussian:
-        readout = LowRankGaussianReadout(readout_map, obs_dim, source, config["obs_noise_scale"])
+        readout = LowRankGaussianReadout(readout_map, obs_dim, source, config.obs_noise_scale)
     else:
         readout = LowRankPoissonReadout(readout_map, source)
-    noise = Covariance(rank, config["noise"], config["noise_scale"])
-    initial_noise = Covariance(rank, config["initial_noise"], config["initial_noise_scale"])
-    return LowRankRNNModel(transition, readout, noise, initial_noise, filter_inputs=config["filter_inputs"])
+    noise = Covariance(rank, config.noise, config.noise_scale)
+    initial_noise = Covariance(rank, config.initial_noise, config.initial_noise_scale)
+    return LowRankRNNModel(transition, readout, noise, initial_noise, filter_inputs=config.filter_inputs)
 
 
-def build_guide(config: dict, model: LowRankRNNModel):
-    """The proposal named by ``config["proposal"]`` (optimal, bootstrap or encoder) for ``model``."""
-    if config["proposal"] == "optimal":
+def build_guide(config: LowRankRNNConfig, model: LowRankRNNModel):
+    """The proposal named by ``config.proposal`` (optimal, bootstrap or encoder) for ``model``."""
+    if config.proposal == "optimal":
         return OptimalProposal(model)
-    if config["proposal"] == "bootstrap":
+    if config.proposal == "bootstrap":
         return BootstrapProposal()
-    return EncoderProposal(model, config["obs_dim"], kernel_sizes=config["encoder_kernel_sizes"], channels=config["encoder_channels"])
+    return EncoderProposal(model, config.obs_dim, kernel_sizes=config.encoder_kernel_sizes, channels=config.encoder_channels)
 
 
 def unit_inputs(transition: LowRankTransition, u: Tensor, filter_inputs: bool) -> Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from dataclasses import asdict
 from typing import Any, Optional, Union
 
 import pyro
@@ -22,12 +23,11 @@ from torch import Tensor
 
 from ..data.validation import as_inputs, as_trials, check_count, check_magnitude, check_positive
 from ..distributions import switching_filter, switching_posterior, switching_viterbi
-from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
-from ..dynamics.transitions import TRANSITION_KINDS
 from ..infer import FitRun, fit_svi
 from ..models.srnn import SRNNModel
 from ..models.switching_ssm import SwitchingSample
 from .base import Estimator
+from .configs import SRNNConfig, config_arguments
 from .srnn_start import InitLabels, initial_labels, initialize_linear_readout
 
 
@@ -70,48 +70,26 @@ class SRNN(Estimator):
         encoder_hidden: int = 32,
         seed: Optional[int] = 0,
     ):
-        for name, value, allowed in (
-            ("observation", observation, OBSERVATIONS),
-            ("transitions", transitions, TRANSITION_KINDS),
-            ("emission", emission, MAPPINGS),
-            ("link", link, tuple(LINKS)),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        self.config = {
-            "num_states": check_count(num_states, "num_states"),
-            "latent_dim": check_count(latent_dim, "latent_dim"),
-            "obs_dim": None if obs_dim is None else check_count(obs_dim, "obs_dim"),
-            "input_dim": check_count(input_dim, "input_dim", minimum=0),
-            "observation": observation,
-            "transitions": transitions,
-            "emission": emission,
-            "link": link,
-            "latent_scale": None if latent_scale is None else check_positive(latent_scale, "latent_scale"),
-            "encoder_hidden": check_count(encoder_hidden, "encoder_hidden"),
-            "seed": None if seed is None else check_count(seed, "seed", minimum=0),
-        }
-        if transitions == "input" and input_dim < 1:
-            raise ValueError("transitions='input' needs input_dim >= 1")
+        self.config = SRNNConfig(**config_arguments(locals()))
         self.module: Optional[SRNNModel] = None
         self.losses: list[float] = []
-        if obs_dim is not None:
-            self._build(obs_dim)
+        if self.config.obs_dim is not None:
+            self._build(self.config.obs_dim)
 
     # ----- construction ------------------------------------------------------------------------------
     def _build(self, obs_dim: int) -> None:
         c = self.config
-        c["obs_dim"] = obs_dim
+        c.obs_dim = obs_dim
         # a seeded model draws its parameters from its own seed and leaves the caller's RNG as it was
-        seeded = c["seed"] is not None
+        seeded = c.seed is not None
         with torch.random.fork_rng() if seeded else nullcontext():
             if seeded:
-                torch.manual_seed(c["seed"])
+                torch.manual_seed(c.seed)
             self.module = SRNNModel(
-                c["num_states"], c["latent_dim"], obs_dim,
-                input_dim=c["input_dim"], transitions=c["transitions"], emission=c["emission"],
-                observation=c["observation"], link=c["link"], latent_scale=c["latent_scale"],
-                encoder_hidden=c["encoder_hidden"],
+                c.num_states, c.latent_dim, obs_dim,
+                input_dim=c.input_dim, transitions=c.transitions, emission=c.emission,
+                observation=c.observation, link=c.link, latent_scale=c.latent_scale,
+                encoder_hidden=c.encoder_hidden,
             )  # fmt: skip
         if self._requested_placement():  # what to() asked before obs_dim was known
             self.module.to(**self._requested_placement())
@@ -145,10 +123,10 @@ class SRNN(Estimator):
     def validate(self, y: Any, u: Any = None, *, name: str = "y", min_steps: int = 2) -> tuple[Tensor, Optional[Tensor]]:
         """Recordings ``(trials, time, obs_dim)`` (counts for Poisson) and inputs ``(trials, time, input_dim)``,
         checked and converted to the model's device and dtype (see :meth:`Estimator.validate`)."""
-        counts = self.config["observation"] == "poisson"
+        counts = self.config.observation == "poisson"
         y = check_magnitude(as_trials(y, name, counts=counts, min_steps=min_steps, dtype=self.dtype, device=self.device), name)
         u = as_inputs(u, y, "u", name)  # in y's dtype, on y's device
-        obs_dim, input_dim = self.config["obs_dim"], self.config["input_dim"]
+        obs_dim, input_dim = self.config.obs_dim, self.config.input_dim
         if obs_dim is not None and y.shape[-1] != obs_dim:
             raise ValueError(f"{name} has {y.shape[-1]} channels but this SRNN was built with obs_dim = {obs_dim}")
         if input_dim and u is None:
@@ -248,8 +226,8 @@ class SRNN(Estimator):
         module.encoder.set_input_statistics(y, u)
         module.filter_encoder.set_input_statistics(y, u)
         if not self.losses:
-            if self.config["observation"] == "gaussian" and self.config["emission"] == "linear":
-                initialize_linear_readout(self.module.emission, y, self.config["latent_dim"])
+            if self.config.observation == "gaussian" and self.config.emission == "linear":
+                initialize_linear_readout(self.module.emission, y, self.config.latent_dim)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run)
@@ -316,7 +294,7 @@ class SRNN(Estimator):
         samples z and h forward from the model. ``u`` must cover prefix and forecast: ``(trials, t + steps, M)``.
         """
         steps, num_samples = check_count(steps, "steps"), check_count(num_samples, "num_samples")
-        y_prefix = as_trials(y_prefix, "y_prefix", counts=self.config["observation"] == "poisson", min_steps=1)
+        y_prefix = as_trials(y_prefix, "y_prefix", counts=self.config.observation == "poisson", min_steps=1)
         prefix_length = y_prefix.shape[1]
         u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps, dtype=self.dtype, device=self.device)
         y_prefix, u_prefix = self.validate(y_prefix, None if u_all is None else u_all[:, :prefix_length], name="y_prefix", min_steps=1)
@@ -336,7 +314,7 @@ class SRNN(Estimator):
 
     # ----- persistence (save and load: Estimator) ------------------------------------------------------
     def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
-        return dict(self.config), self.module.state_dict(), {"losses": list(self.losses)}
+        return asdict(self.config), self.module.state_dict(), {"losses": list(self.losses)}
 
     def _restore_checkpoint(self, payload: dict) -> None:
         self.module.load_state_dict(payload["state_dict"])

@@ -18,15 +18,16 @@ from torch import Tensor, nn
 from ..data.validation import as_state_labels
 from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
+from .configs import SRNNConfig
 
 __all__ = ["InitLabels", "initial_labels", "initialize_linear_readout", "label_features"]
 
 InitLabels = Union[str, None, np.ndarray, Tensor]
 
 
-def initial_labels(init: InitLabels, y: Tensor, config: dict, seed: Optional[int]) -> Optional[Tensor]:
+def initial_labels(init: InitLabels, y: Tensor, config: SRNNConfig, seed: Optional[int]) -> Optional[Tensor]:
     """Labels ``(trials, T)`` int64 for ``y (trials, T, D)`` by the method ``init`` (None: no labels)."""
-    num_states = config["num_states"]
+    num_states = config.num_states
     if init is None:
         return None
     if isinstance(init, str):
@@ -50,15 +51,15 @@ def initial_labels(init: InitLabels, y: Tensor, config: dict, seed: Optional[int
     return labels
 
 
-def label_features(y: Tensor, config: dict) -> Tensor:
+def label_features(y: Tensor, config: SRNNConfig) -> Tensor:
     """What the ARHMM labels: ``y`` itself for Gaussian observations; for counts, square roots
     (variance-stabilized) smoothed over time by a Gaussian of one bin and projected on their
     ``latent_dim`` principal components (per-bin Poisson noise otherwise swamps the dynamics: an
     ARHMM on raw or square-root counts of the rotation data is at chance, on these features 0.95-0.97)."""
-    if config["observation"] != "poisson":
+    if config.observation != "poisson":
         return y
     smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().cpu().numpy(), 1.0, axis=1))
-    return principal_component_scores(smooth, config["latent_dim"]).to(device=y.device, dtype=y.dtype)
+    return principal_component_scores(smooth, config.latent_dim).to(device=y.device, dtype=y.dtype)
 
 
 @torch.no_grad()

@@ -14,8 +14,8 @@ initialization from data and the decoding helpers.
 
 from __future__ import annotations
 
-import math
 import os
+from dataclasses import asdict
 from typing import Any, Optional, Union
 
 import pyro
@@ -28,7 +28,7 @@ from torch import Tensor
 from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
 from ..data.validation import as_trials, check_choice, check_count, check_magnitude, check_positive
 from ..distributions import switching_posterior, switching_viterbi
-from ..dynamics.lowrank import ACTIVATIONS, OrthogonalBasis, orthogonal_basis
+from ..dynamics.lowrank import OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
 from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.vsmc import RESAMPLING_GRADIENTS
@@ -36,6 +36,7 @@ from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
 from .base import Estimator
+from .configs import SwitchingLowRankRNNConfig, config_arguments
 from .principal_subspace import eye_like, principal_subspace
 from .switching_lowrank_start import affine_labels, fit_state_maps
 
@@ -86,37 +87,17 @@ class SwitchingLowRankRNN(Estimator):
         proposal: str = "prior_mean",
         seed: Optional[int] = 0,
     ):
-        self.config = dict(
-            obs_dim=check_count(obs_dim, "obs_dim"),
-            num_states=check_count(num_states, "num_states"),
-            rank=check_count(rank, "rank"),
-            num_units=check_count(num_units, "num_units"),
-            activation=check_choice(activation, "activation", tuple(ACTIVATIONS)),
-            observation=check_choice(observation, "observation", ("gaussian", "poisson")),
-            transitions=check_choice(transitions, "transitions", ("sticky", "stationary", "recurrent")),
-            stickiness=float(stickiness),
-            latent_scale=None if latent_scale is None else check_positive(latent_scale, "latent_scale"),
-            decay=float(decay),
-            encoder_hidden=check_count(encoder_hidden, "encoder_hidden"),
-            proposal=check_choice(proposal, "proposal", SwitchingKalmanProposal.MOMENTS),
-            seed=seed,
-        )
-        if not 0.0 < self.config["decay"] < 1.0:
-            raise ValueError(f"decay must be in (0, 1), got {decay}")
-        if not math.isfinite(self.config["stickiness"]):
-            raise ValueError(f"stickiness must be finite, got {stickiness}")
-        if self.config["rank"] > min(self.config["num_units"], self.config["obs_dim"]):
-            raise ValueError(f"rank ({rank}) must not exceed num_units ({num_units}) or obs_dim ({obs_dim})")
+        self.config = SwitchingLowRankRNNConfig(**config_arguments(locals()))
         c = self.config
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
             self.module = SwitchingLowRankModel(
-                c["num_states"], c["rank"], c["num_units"], c["obs_dim"], activation=c["activation"],
-                transitions=c["transitions"], observation=c["observation"], stickiness=c["stickiness"],
-                latent_scale=c["latent_scale"], decay=c["decay"], encoder_hidden=c["encoder_hidden"],
+                c.num_states, c.rank, c.num_units, c.obs_dim, activation=c.activation,
+                transitions=c.transitions, observation=c.observation, stickiness=c.stickiness,
+                latent_scale=c.latent_scale, decay=c.decay, encoder_hidden=c.encoder_hidden,
             )  # fmt: skip
-        self.proposal = SwitchingKalmanProposal(self.module, c["proposal"])
+        self.proposal = SwitchingKalmanProposal(self.module, c.proposal)
         self.losses: list[float] = []
         self.method: Optional[str] = None
         self.num_particles = 16
@@ -238,28 +219,28 @@ class SwitchingLowRankRNN(Estimator):
         filter_rounds = check_count(filter_rounds, "filter_rounds", minimum=0)
         num_particles = check_count(num_particles, "num_particles")
         self._initialized = True
-        if self.config["observation"] != "gaussian":
+        if self.config.observation != "gaussian":
             return self
-        module, rank = self.module, self.config["rank"]
+        module, rank = self.module, self.config.rank
         subspace = principal_subspace(y, rank)
         module.emission.mapping.weight.copy_(subspace.directions)
         module.emission.mapping.bias.copy_(subspace.mean)
         module.emission.log_scale.fill_(0.5 * float(subspace.residual_variance.log()))
         latents = subspace.project(y)  # (B, T, R)
         features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
-        hmm = GaussianEmissionHMM(self.config["num_states"], 1).to(features)  # in the data's dtype, on its device
-        hmm.fit_em(features, seed=self.config["seed"])
+        hmm = GaussianEmissionHMM(self.config.num_states, 1).to(features)  # in the data's dtype, on its device
+        hmm.fit_em(features, seed=self.config.seed)
         labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
         labels = affine_labels(self.module, latents, labels)
         module.init_loc.copy_(latents[:, 0].mean(0).expand_as(module.init_loc))
         module.init_log_scale.copy_(latents[:, 0].std(0).clamp_min(1e-3).log())
         for _ in range(num_rounds):
-            fit_state_maps(self.module, latents, labels, learn_scale=self.config["latent_scale"] is None)
+            fit_state_maps(self.module, latents, labels, learn_scale=self.config.latent_scale is None)
             labels = switching_viterbi(*module.latent_factors(latents)).states
         for _ in range(filter_rounds):
             latents = self._filtered_means(y, SwitchingKalmanProposal(module, "posterior_moments"), num_particles)
             labels = switching_viterbi(*module.latent_factors(latents)).states
-            fit_state_maps(self.module, latents, labels, learn_scale=self.config["latent_scale"] is None)
+            fit_state_maps(self.module, latents, labels, learn_scale=self.config.latent_scale is None)
         return self
 
     # ----- decoding ----------------------------------------------------------------------------------
@@ -313,20 +294,20 @@ class SwitchingLowRankRNN(Estimator):
     def fixed_points(self, state: Optional[int] = None, **options: Any) -> Union[FixedPoints, list]:
         """All fixed points of state ``state``'s map (ReLU or clipped ReLU), or a list over the states."""
         if state is None:
-            return [self.fixed_points(k, **options) for k in range(self.config["num_states"])]
+            return [self.fixed_points(k, **options) for k in range(self.config.num_states)]
         return latent_map_fixed_points(self.module.dynamics.latent_map(state), **options)
 
     def orthogonal_basis(self, state: int) -> OrthogonalBasis:
         """State ``state``'s parameters in the latent basis where its ``U_k`` has orthonormal columns."""
         _, V, U, _, _ = self.module.dynamics.latent_map(state)
         scale = self.module.latent_log_scale.detach().exp()
-        noise = scale.square() * eye_like(scale, self.config["rank"])
+        noise = scale.square() * eye_like(scale, self.config.rank)
         return orthogonal_basis(U, V, noise)
 
     # ----- persistence -------------------------------------------------------------------------------
     def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
         extra = dict(losses=list(self.losses), method=self.method, num_particles=self.num_particles)
-        return dict(self.config), self.module.state_dict(), extra
+        return asdict(self.config), self.module.state_dict(), extra
 
     def _restore_checkpoint(self, payload: dict) -> None:
         self.module.load_state_dict(payload["state_dict"])
@@ -342,9 +323,9 @@ class SwitchingLowRankRNN(Estimator):
         and dtype; this model has no inputs (``u`` must be None)."""
         if u is not None:
             raise ValueError("a SwitchingLowRankRNN takes no inputs, but inputs were given (u must be None)")
-        y = as_trials(y, "y", counts=self.config["observation"] == "poisson", min_steps=2, dtype=self.dtype, device=self.device)
-        if y.shape[-1] != self.config["obs_dim"]:
-            raise ValueError(f"y has {y.shape[-1]} channels but the model was built with obs_dim={self.config['obs_dim']}")
+        y = as_trials(y, "y", counts=self.config.observation == "poisson", min_steps=2, dtype=self.dtype, device=self.device)
+        if y.shape[-1] != self.config.obs_dim:
+            raise ValueError(f"y has {y.shape[-1]} channels but the model was built with obs_dim={self.config.obs_dim}")
         return check_magnitude(y, "y"), None
 
     def check_fitted(self, action: str = "this") -> None:

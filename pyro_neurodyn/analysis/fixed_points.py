@@ -1,4 +1,4 @@
-"""All fixed points of a piecewise-linear low-rank RNN, exactly, in polynomial time (DESIGN.md 1.2).
+"""All fixed points of a piecewise-linear low-rank RNN, exactly, in polynomial time.
 
 The latent map of a rank-R network with N units is
 

@@ -3,7 +3,7 @@ r"""Switching data whose regimes differ only in their dynamics, not in where the
 On such data a mixture (a Gaussian HMM on y) cannot tell the regimes apart: both regimes cover the
 same region, so the position of a sample says nothing about its regime; only how the data *move*
 does. They separate dynamics models (an autoregressive HMM, an rSLDS, an SRNN) from mixtures
-(DESIGN.md section 3: ssm's ARHMM scores 1.0 on such data, a mixture 0.5).
+(see the README's "Which model do I need?" for the numbers).
 
 Every simulator has a latent ``x_t`` in R^2 and a regime ``z_t`` in {0, 1}; ``z_t`` selects the map
 that produces ``x_t`` from ``x_{t-1}`` (as in an ARHMM or SLDS):

@@ -2,7 +2,7 @@
 
 The Lorenz system ``x' = sigma (y - x)``, ``y' = x (rho - z) - y``, ``z' = x y - beta z`` (sigma = 10,
 rho = 28, beta = 8/3) circles two unstable fixed points; the "state" is the lobe being circled, the
-sign of x. The recipe of the SRNN paper's reference file (see ../shared/data/README.md): one long
+sign of x. The recipe of the SRNN paper's reference data file: one long
 trajectory sampled every dt = 0.1, cut into consecutive trials, standardized as
 ``(x - (-0.5, -0.5, 2)) / 15`` and observed with N(0, noise^2) noise. With dt = 0.1 the samples are
 coarse (about 12 lobe switches per 200 steps), which makes the one-step maps strongly nonlinear.

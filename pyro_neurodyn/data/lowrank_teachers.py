@@ -20,8 +20,8 @@ Data sets (trials are independent; ``latents`` are the teacher's ``z``, ``(trial
 - :func:`ring_task_data`: N = 60, T = 250, a cue of 25 steps from step 25 at one of 8 angles, raw
   inputs, Sigma_z = 0.0025 I, y = U z + W_u u + N(0, 0.0025 I).
 
-:func:`load_teacher_npz` reads the trained teachers distributed with the paper's code (see
-``shared/data/README.md``) into the same :class:`LowRankTeacher` shape. (This module depends on torch
+:func:`load_teacher_npz` reads the trained teachers distributed with the paper's code (``.npz`` files
+with the arrays listed in its docstring) into the same :class:`LowRankTeacher` shape. (This module depends on torch
 only: ``data`` sits below ``dynamics`` in the package's layers.)
 """
 
@@ -108,7 +108,7 @@ def ring_teacher(num_units: int = 60, seed: int = 0, latent_noise_std: float = 0
 def load_teacher_npz(path: Union[str, Path], latent_noise_std: float = 0.05) -> LowRankTeacher:
     """A trained teacher from an ``.npz`` with ``m (N, R)``, ``n (R, N)``, ``b_rec (N)``, ``w_inp (Du, N)``, ``dt``, ``tau``.
 
-    Discrete-time map as in ``shared/data/README.md``: ``a = 1 - dt/tau``, ``U = m``, ``V = n (dt/tau) / N``,
+    Discrete-time map of the teacher's continuous-time network: ``a = 1 - dt/tau``, ``U = m``, ``V = n (dt/tau) / N``,
     ``h = -b_rec``, ``W_u = w_inp^T``; raw inputs; the latent noise is isotropic in these coordinates.
     """
     with np.load(Path(path)) as arrays:

@@ -169,23 +169,21 @@ class SRNN(Estimator):
             num_steps: SVI steps of the main phase.
             lr: Adam learning rate (decayed 10x over the fit).
             init: labels that anchor the states (the SRNN paper's initialization): ``"arhmm"`` (default:
-                Viterbi path of an autoregressive HMM with a full noise covariance per state (diagonal
-                ones labelled Lorenz lobes 0.01-0.02 worse), fit by exact EM, on the data for Gaussian
+                Viterbi path of an autoregressive HMM with a full noise covariance per state, fit by exact
+                EM, on the data for Gaussian
                 observations, on smoothed square-root counts projected on ``latent_dim`` principal
                 components for Poisson), ``"hmm"`` (a Gaussian HMM: a mixture, no dynamics),
                 ``"kmeans"`` (k-means of the observations), an int array ``(trials, time)`` of your own,
                 or None (no labels, purely unsupervised). Why ARHMM labels: where regimes differ only in
                 their dynamics (``pyro_neurodyn.data.rotation_switching_data`` and its siblings) a
-                Gaussian HMM is at chance and so is an SRNN anchored to it (held-out 0.525), while
-                ARHMM labels give 0.985-1.0; on switching Lorenz, whose lobes a mixture already
-                separates, they give 0.955-0.980 against 0.96-0.98 from Gaussian-HMM labels, and a
-                higher ELBO after 150 steps on both kinds of data (README, SRNN section).
+                Gaussian HMM is at chance and so is an SRNN anchored to it, while ARHMM labels find
+                the regimes; on switching Lorenz, whose lobes a mixture already separates, both do
+                about equally well (measured numbers: README, SRNN section).
             label_steps: steps (from the start) during which the ELBO gets the extra term
                 ``label_weight * sum_t log p(z_t = label_t | h)``; default: all ``num_steps``. The paper
-                switches it off after an initial phase (``label_steps < num_steps``); measured on
-                switching Lorenz, that lets the ELBO move state boundaries about one step early
-                (held-out lobe accuracy 0.945-0.975 over data seeds, against 0.965-0.975 with the
-                term kept on; see the issue note), so the default keeps it. Ignored with ``init=None``.
+                switches it off after an initial phase (``label_steps < num_steps``); on switching
+                Lorenz that lets the ELBO move state boundaries about one step early (lower held-out
+                accuracy over data seeds), so the default keeps it. Ignored with ``init=None``.
             label_weight: weight of the label term.
             filter_steps: steps that then fit the causal encoder used by :meth:`forecast`, with the
                 model frozen (default num_steps // 3).

@@ -42,9 +42,9 @@ from .switching_lowrank_teacher import (  # noqa: E402
 
 __all__ += ["SwitchingLowRankData", "SwitchingLowRankTeacher", "switching_lowrank_data", "switching_lowrank_teacher"]
 
-from .eeg import EEG_FILE, EEG_SAMPLING_RATE, load_eeg, random_windows, split_heldout  # noqa: E402
+from .eeg import EEG_FILE, EEG_SAMPLING_RATE, load_eeg, random_windows, save_eeg_as_nwb, split_heldout  # noqa: E402
 
-__all__ += ["EEG_FILE", "EEG_SAMPLING_RATE", "load_eeg", "random_windows", "split_heldout"]
+__all__ += ["EEG_FILE", "EEG_SAMPLING_RATE", "load_eeg", "random_windows", "save_eeg_as_nwb", "split_heldout"]
 
 from .dynamics_switching import (  # noqa: E402
     SwitchingDynamicsData,
@@ -54,3 +54,8 @@ from .dynamics_switching import (  # noqa: E402
 )
 
 __all__ += ["SwitchingDynamicsData", "limit_cycle_switching_data", "recurrent_switching_data", "rotation_switching_data"]
+
+from .nwb import load_nwb, load_nwb_sessions  # noqa: E402
+from .recording import Recording  # noqa: E402
+
+__all__ += ["Recording", "load_nwb", "load_nwb_sessions"]

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .validation import as_trials, check_count
 
-__all__ = ["EEG_FILE", "EEG_SAMPLING_RATE", "load_eeg", "random_windows", "split_heldout"]
+__all__ = ["EEG_FILE", "EEG_SAMPLING_RATE", "load_eeg", "random_windows", "save_eeg_as_nwb", "split_heldout"]
 
 EEG_FILE = Path(__file__).resolve().parent / "eeg" / "eeg_physionet_S001R01_smoothed.npy"
 EEG_SAMPLING_RATE = 160.0  # Hz, the rate of the PhysioNet EEG Motor Movement/Imagery recordings
@@ -118,3 +118,32 @@ def _recording(y: Any) -> Tensor:
     if tensor.shape[0] != 1:
         raise ValueError(f"y must be one recording (time, channels), got shape {tuple(tensor.shape)}")
     return tensor[0]
+
+
+def save_eeg_as_nwb(path: Union[str, os.PathLike], *, overwrite: bool = False) -> Path:
+    """Write the shipped EEG as an NWB file: an ``ElectricalSeries`` named ``"EEG"`` ``(9640, 64)`` at 160 Hz
+    over 64 electrodes, so that ``load_nwb(path, 1 / 160, series="EEG")`` reads it back (one trial) like
+    any user's recording. Refuses to overwrite an existing file unless ``overwrite=True``."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ecephys import ElectricalSeries
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists: pass overwrite=True to replace it")
+    nwbfile = NWBFile(
+        session_description="PhysioNet EEG Motor Movement/Imagery, subject 1 run 1 (baseline, eyes open), smoothed and z-scored",
+        identifier="physionet-eegmmidb-S001R01",
+        session_start_time=datetime(2009, 9, 9, tzinfo=timezone.utc),  # the dataset's publication; the real time is not shipped
+    )
+    device = nwbfile.create_device("BCI2000 64-channel cap")
+    group = nwbfile.create_electrode_group("scalp", description="64 scalp electrodes (10-10 system)", location="scalp", device=device)
+    for _ in range(EEG_SHAPE[1]):
+        nwbfile.add_electrode(group=group, location="scalp")
+    electrodes = nwbfile.create_electrode_table_region(list(range(EEG_SHAPE[1])), "all electrodes")
+    data = np.load(EEG_FILE)
+    nwbfile.add_acquisition(ElectricalSeries(name="EEG", data=data, electrodes=electrodes, rate=EEG_SAMPLING_RATE, starting_time=0.0))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path

@@ -158,14 +158,18 @@ class _UnitsReader:
         return 0.0, float(max([last] + stops))
 
     def binned(self, edges: list) -> tuple[list, list]:
-        cuts = np.cumsum([len(e) for e in edges])[:-1]
-        flat = np.concatenate(edges)
-        counts = np.stack([np.diff(np.searchsorted(s, flat, side="left")) for s in self.spikes], -1)  # (sum n_i + ..., D)
-        observed = np.stack([_inside(iv, flat) for iv in self.intervals], -1)
+        """Counts ``(n_i, D)`` float32 and observed ``(n_i, D)`` bool for each trial's edges ``(n_i + 1,)``."""
         pieces, masks = [], []
-        for start, stop in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(flat)]])):
-            pieces.append(counts[start : stop - 1].astype(np.float64))  # the diff across two trials is dropped
-            masks.append(observed[start : stop - 1])
+        for e in edges:
+            num_bins = len(e) - 1
+            bin_size = (e[-1] - e[0]) / num_bins
+            counts = np.zeros((num_bins, len(self.spikes)), dtype=np.float32)
+            for unit, spikes in enumerate(self.spikes):
+                first, last = np.searchsorted(spikes, [e[0], e[-1]], side="left")
+                index = ((spikes[first:last] - e[0]) / bin_size).astype(np.int64)
+                counts[:, unit] = np.bincount(np.minimum(index, num_bins - 1), minlength=num_bins)
+            pieces.append(counts)
+            masks.append(np.stack([_inside(intervals, e) for intervals in self.intervals], -1))
         return pieces, masks
 
 
@@ -173,7 +177,7 @@ def _inside(intervals: Optional[np.ndarray], edges: np.ndarray) -> np.ndarray:
     """``(len(edges) - 1,)`` bool: bin ``[e_k, e_k+1)`` lies wholly in one of ``intervals (n, 2)`` (all True if None)."""
     if intervals is None:
         return np.ones(len(edges) - 1, dtype=bool)
-    slack = 2 * EDGE_TOLERANCE * float(np.median(np.diff(edges)))  # the edges' shift, and round-off (bin size: the median step)
+    slack = 2 * EDGE_TOLERANCE * (edges[-1] - edges[0]) / (len(edges) - 1)  # the edges' shift, and round-off
     order = np.argsort(intervals[:, 0])
     begins, ends = intervals[order, 0], intervals[order, 1]
     which = np.searchsorted(begins, edges[:-1] + slack, side="right") - 1

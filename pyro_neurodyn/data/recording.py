@@ -34,7 +34,7 @@ class Recording:
     """Padded trials with their observation mask (see the module docstring).
 
     Attributes:
-        y: ``(B, T_max, D)`` float, 0 where ``mask`` is False.
+        y: ``(B, T_max, D)`` float, finite, 0 where ``mask`` is False.
         mask: ``(B, T_max, D)`` bool, True = observed.
         lengths: ``(B,)`` int64, the time steps of each trial (``1 <= lengths <= T_max``).
         u: ``(B, T_max, M)`` inputs, or None.
@@ -84,8 +84,8 @@ class Recording:
     def _check_observed(self) -> None:
         if bool((self.mask & ~self.time_mask.unsqueeze(-1)).any()):
             raise ValueError("mask marks entries after the end of their trial (t >= lengths) as observed")
-        if not bool(torch.isfinite(self.y[self.mask]).all()):
-            raise ValueError("y holds NaN or infinite values where mask says observed")
+        if not bool(torch.isfinite(self.y).all()):
+            raise ValueError("y holds NaN or infinite values (a missing entry is 0 in y and False in mask)")
         empty = (~self.mask.flatten(1).any(1)).nonzero().flatten()
         if len(empty):
             raise ValueError(f"trial {int(empty[0])} has no observed bin ({len(empty)} such trial(s)): drop it or unmask it")
@@ -217,7 +217,9 @@ def _describe(value: Any) -> str:
 
 
 def _as_2d(data: Any, name: str) -> np.ndarray:
-    array = np.asarray(data.detach().cpu() if isinstance(data, Tensor) else data, dtype=np.float64)
+    array = np.asarray(data.detach().cpu() if isinstance(data, Tensor) else data)
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:

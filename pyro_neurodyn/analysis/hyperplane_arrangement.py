@@ -341,7 +341,7 @@ class Arrangement:
 
     @staticmethod
     def local_cell_signs(normals: np.ndarray) -> np.ndarray:
-        """Cells ``(c, k)`` (+1/-1) of the central arrangement ``{w_i . u = 0}`` of ``k`` normals in R^r.
+        """Cells ``(c, k)`` (+1/-1) of the central arrangement ``{w_i . u = 0}`` of ``k`` normals in R^r, ``normals (k, r)``.
 
         Every open cone meets ``u_1 = +1`` or ``u_1 = -1``; on those slices the hyperplanes are
         ``w_i[1:] . x = -w_i[0] * u_1``, an arrangement in r - 1 dimensions.

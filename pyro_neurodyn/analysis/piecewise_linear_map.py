@@ -73,7 +73,8 @@ def _phi(x: np.ndarray, net: _Network) -> np.ndarray:
 
 
 def latent_map(z: Any, a: Any, V: Any, U: Any, h: Any, activation: str = "relu", *, clip: Any = 1.0) -> np.ndarray:
-    """``F(z) = a z + V phi(U z - h)`` for ``z (..., R)`` (numpy float64; the map whose fixed points are found)."""
+    """``F(z) = a z + V phi(U z - h)`` ``(..., R)`` for ``z (..., R)`` (numpy float64; the map whose fixed points are found);
+    ``a``, ``V (R, N)``, ``U (N, R)``, ``h (N,)`` and ``clip`` as in :func:`~pyro_neurodyn.analysis.fixed_points`."""
     net = _validate(a, V, U, h, activation, clip)
     z = _as_array(z, "z")
     return net.a * z + _phi(z @ net.U.T - net.h, net) @ net.V.T

@@ -86,7 +86,8 @@ class SwitchingDynamicsData(NamedTuple):
 
 
 def hopf_map(x: Tensor, omega: Tensor, relax: float = 0.2) -> Tensor:
-    """``R(omega) x (1 + relax (1 - |x|^2))`` for ``x (..., 2)`` and angles ``omega`` broadcasting with ``x[..., 0]``."""
+    """``R(omega) x (1 + relax (1 - |x|^2))`` for ``x (..., 2)`` and angles ``omega`` broadcasting with ``x[..., 0]``:
+    ``(..., 2)``."""
     gain = 1.0 + relax * (1.0 - x.square().sum(-1))
     cos, sin = torch.cos(omega) * gain, torch.sin(omega) * gain
     return torch.stack([cos * x[..., 0] - sin * x[..., 1], sin * x[..., 0] + cos * x[..., 1]], -1)

@@ -79,7 +79,8 @@ class SwitchingLowRankTeacher(NamedTuple):
     obs_noise_std: float
 
     def latent_map(self, state: int) -> tuple:
-        """``(a, V_k, U_k, h_k, "relu")``: the arguments of :func:`~pyro_neurodyn.analysis.fixed_points`."""
+        """``(a, V_k (R, N), U_k (N, R), h_k (N,), "relu")`` (``a`` a scalar tensor): the arguments of
+        :func:`~pyro_neurodyn.analysis.fixed_points`."""
         return (torch.tensor(self.a), self.V[state], self.U[state], self.h[state], "relu")
 
     def known_fixed_points(self, state: int) -> tuple[Tensor, Tensor]:

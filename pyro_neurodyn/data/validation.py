@@ -186,7 +186,7 @@ MAGNITUDE_HEADROOM = 1e-4  # check_magnitude's limit is sqrt(finfo.max) times th
 
 
 def check_magnitude(tensor: Tensor, name: str, dtype: Optional[torch.dtype] = None) -> Tensor:
-    """Return ``tensor`` if its values are small enough for second moments in ``dtype``, else raise.
+    """Return ``tensor`` (any shape, unchanged) if its values are small enough for second moments in ``dtype``, else raise.
 
     A model fit in float32 squares the data (covariances, Gaussian densities) and sums the squares over
     up to ~1e8 points: that overflows to inf (and then NaN, or an ``eigh`` failure deep inside) once

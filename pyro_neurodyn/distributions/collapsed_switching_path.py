@@ -75,21 +75,22 @@ class CollapsedSwitchingPath(TorchDistribution):
         super().__init__(torch.Size(batch_shape), torch.Size((num_steps, dim)), validate_args=validate_args)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """``log sum_z p(z, x)`` for the path ``value``, shape ``value.shape[:-2]``."""
+        """``log sum_z p(z, x)`` for the path ``value (..., T, D)``, shape ``value.shape[:-2]``."""
         if self._validate_args:
             self._validate_sample(value)
         return switching_log_marginal(*self.factors(value))
 
     def posterior(self, value: Tensor) -> SwitchingPosterior:
-        """Smoothed p(z_t | x) ``(..., T, K)`` and p(z_t, z_{t+1} | x) ``(..., T-1, K, K)``."""
+        """Smoothed p(z_t | x) ``(..., T, K)`` and p(z_t, z_{t+1} | x) ``(..., T-1, K, K)`` for the path ``value (..., T, D)``."""
         return switching_posterior(*self.factors(value))
 
     def viterbi(self, value: Tensor) -> ViterbiPath:
-        """``argmax_z p(z | x)`` ``(..., T)`` and its log joint."""
+        """``argmax_z p(z | x)`` ``(..., T)`` and its log joint ``(...)`` for the path ``value (..., T, D)``."""
         return switching_viterbi(*self.factors(value))
 
     @torch.no_grad()
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """Ancestral paths from ``sampler``: ``sample_shape + batch_shape + (T, D)``."""
         if self.sampler is None:
             raise NotImplementedError(
                 "CollapsedSwitchingPath.sample needs an ancestral sampler: pass sampler=... to the constructor"

@@ -23,7 +23,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def gaussian_log_density(x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
-    """``log N(x; mean, diag(scale^2))`` summed over the last dim (broadcasting).
+    """``log N(x; mean, diag(scale^2))`` summed over the last dim (broadcasting): ``x``, ``mean`` ``(..., P)`` -> ``(...)``.
 
     The normalizer ``sum_i log scale_i + P/2 log 2 pi`` is summed over the small ``scale`` alone and
     subtracted once per density: the (..., K, P) tensors of a switching model's K candidates then see only
@@ -58,10 +58,12 @@ class DiagonalNormal(TorchDistribution):
 
     @property
     def mean(self) -> Tensor:
+        """``loc`` expanded to ``batch_shape + (P,)``."""
         return self.loc.expand(self.batch_shape + self.event_shape)
 
     @property
     def variance(self) -> Tensor:
+        """``scale^2`` expanded to ``batch_shape + (P,)``."""
         return self.scale.square().expand(self.batch_shape + self.event_shape)
 
     def expand(self, batch_shape, _instance=None):
@@ -69,8 +71,10 @@ class DiagonalNormal(TorchDistribution):
         return DiagonalNormal(self.loc.expand(shape), self.scale.expand(shape))
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """``loc + scale * eps``: ``sample_shape + batch_shape + (P,)``."""
         shape = self._extended_shape(sample_shape)
         return self.loc + self.scale * torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """``value (..., P)`` (broadcasting with ``loc``, e.g. ``(..., 1, P)`` against ``(..., K, P)``) -> ``(...)``."""
         return gaussian_log_density(value, self.loc, self.scale)

@@ -113,19 +113,22 @@ class LinearGaussianPath(TorchDistribution):
 
     @property
     def mean(self) -> Tensor:
+        """The mean path (the recurrence with eps = 0): ``(..., T, P)``."""
         return linear_recurrence(self.coef, self.loc)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """Reparameterized paths ``sample_shape + (..., T, P)``."""
         shape = self._extended_shape(sample_shape)
         noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return linear_recurrence(self.coef, self.loc + self.scale * noise)
 
     def conditional_means(self, value: Tensor) -> Tensor:
-        """``coef_t * h_{t-1} + loc_t`` for a given path (``(..., T, P)``)."""
+        """``coef_t * h_{t-1} + loc_t`` for a given path ``value (..., T, P)``: ``(..., T, P)``."""
         previous = torch.nn.functional.pad(value[..., :-1, :], (0, 0, 1, 0))
         return self.coef * previous + self.loc
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """``log q(value)`` of paths ``value (..., T, P)``: ``(...)``."""
         if self._validate_args:
             self._validate_sample(value)
         residual = (value - self.conditional_means(value)) / self.scale
@@ -133,6 +136,7 @@ class LinearGaussianPath(TorchDistribution):
         return log_density.sum((-2, -1))
 
     def entropy(self) -> Tensor:
+        """The entropy of the path, ``(...)`` (the batch shape)."""
         return (0.5 * torch.log(self.scale.new_tensor(2 * torch.pi * torch.e)) + self.scale.log()).sum((-2, -1))
 
     def expand(self, batch_shape, _instance=None):

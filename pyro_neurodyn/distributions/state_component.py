@@ -57,14 +57,17 @@ class StateComponent(TorchDistribution):
         return Vindex(per_state)[(Ellipsis, self.state) + event_slices]
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """``log p(value | state)``: ``value (..., *event)`` -> ``(...)`` (the batch shape, broadcast with ``value``'s)."""
         event_dim = len(self.event_shape)
         per_state = self.components.log_prob(value.unsqueeze(-1 - event_dim))  # (..., K)
         return Vindex(per_state)[..., self.state]
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """Reparameterized draws of the selected components: ``sample_shape + batch_shape + event_shape``."""
         return self._draw(sample_shape, reparameterized=True)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """Draws of the selected components (no gradient): ``sample_shape + batch_shape + event_shape``."""
         with torch.no_grad():
             return self._draw(sample_shape, reparameterized=False)
 

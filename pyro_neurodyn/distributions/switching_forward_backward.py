@@ -152,6 +152,8 @@ class _LogMarginal(torch.autograd.Function):
 def switching_log_marginal(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> Tensor:
     """``log sum_z p(z, obs)``, shape ``(...)`` (the broadcast batch shape).
 
+    Chain ``init_logits (..., K)``, ``trans_logits (..., T-1, K, K)`` or ``(K, K)``, ``emission_logp (..., T, K)``.
+
     Exact: a balanced-tree reduction of the chain in the log-sum-exp semiring, guarded against
     underflow (:func:`~pyro_neurodyn.distributions.semiring_scan.log_matmul_exp`), so T = 1e5 stays
     finite. Differentiable once with respect to all three inputs; the gradient with respect to
@@ -169,6 +171,8 @@ def _batch_first(marginals: Tensor, pairwise: Tensor, batch_shape: torch.Size) -
 
 def switching_posterior(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor, log_space: bool = False) -> SwitchingPosterior:
     """Smoothed ``marginals (..., T, K)`` and ``pairwise (..., T-1, K, K)`` by parallel forward-backward.
+
+    Chain ``init_logits (..., K)``, ``trans_logits (..., T-1, K, K)`` or ``(K, K)``, ``emission_logp (..., T, K)``.
 
     Plain differentiable torch ops: autograd flows through the marginals. O(T K^3) work, O(log T) depth.
     With ``log_space=True`` both are returned as log-probabilities, computed without leaving log space:
@@ -204,6 +208,8 @@ def _log_filtered(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tens
 
 def switching_filter(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> Tensor:
     """Filtered marginals ``(..., T, K)``: ``out[..., t, k] = p(z_t = k | obs_{1:t})``.
+
+    Chain ``init_logits (..., K)``, ``trans_logits (..., T-1, K, K)`` or ``(K, K)``, ``emission_logp (..., T, K)``.
 
     The forward messages alpha_t normalized over k, from the up-sweep and the prefix down-sweep of
     the same tree as :func:`switching_posterior` (O(log T) depth). Differentiable. Used to start

@@ -46,7 +46,10 @@ class SwitchingBackwardKernel(NamedTuple):
 
 def switching_backward_kernel(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> SwitchingBackwardKernel:
     """The :class:`SwitchingBackwardKernel` of a chain: log filtered marginals (parallel scan) combined
-    with the normalized transitions, all steps at once. O(T K^3) work, O(log T) depth."""
+    with the normalized transitions, all steps at once. O(T K^3) work, O(log T) depth.
+
+    Chain ``init_logits (..., K)``, ``trans_logits (..., T-1, K, K)`` or ``(K, K)``, ``emission_logp (..., T, K)``.
+    """
     log_filtered, chain, batch_shape = _log_filtered(init_logits, trans_logits, emission_logp)
     # joint[i, j, *B, t] = log p(z_t = i | obs_{1:t}) + log p(z_{t+1} = j | z_t = i)
     joint = log_filtered[..., :-1].unsqueeze(1) + chain.log_trans
@@ -63,6 +66,8 @@ def switching_sample(
     init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor, sample_shape: torch.Size = torch.Size()  # noqa: B008
 ) -> Tensor:
     """Exact posterior samples of the state path, ``(*sample_shape, ..., T)`` int64, ``z ~ p(z | obs)``.
+
+    Chain ``init_logits (..., K)``, ``trans_logits (..., T-1, K, K)`` or ``(K, K)``, ``emission_logp (..., T, K)``.
 
     Forward filtering, backward sampling: ``z_T ~ p(z_T | obs)``, then ``z_t ~ p(z_t | z_{t+1}, obs_{1:t})``
     for t = T-1 .. 1 (:func:`switching_backward_kernel`). The kernels of all steps come from one
@@ -89,6 +94,8 @@ def switching_sample(
 
 def switching_viterbi(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor) -> ViterbiPath:
     """Most likely path ``states (..., T)`` and its ``log_joint (...)``.
+
+    Chain ``init_logits (..., K)``, ``trans_logits (..., T-1, K, K)`` or ``(K, K)``, ``emission_logp (..., T, K)``.
 
     The max-product chain is reduced as a balanced tree in the (max, +) semiring; the path is read off
     the gradient of the maximum with respect to the emission scores, which autograd routes through the

@@ -18,7 +18,7 @@ LINKS = {"softplus": softplus, "exp": torch.exp}
 
 
 def make_mapping(kind: str, latent_dim: int, obs_dim: int, hidden_dim: int = 64) -> nn.Module:
-    """``"linear"``: C h + d. ``"mlp"``: one hidden layer of ``hidden_dim`` tanh units."""
+    """``"linear"``: C h + d. ``"mlp"``: one hidden layer of ``hidden_dim`` tanh units. Maps ``h (..., P)`` -> ``(..., D)``."""
     if kind == "linear":
         return nn.Linear(latent_dim, obs_dim)
     if kind == "mlp":
@@ -35,9 +35,11 @@ class GaussianEmission(nn.Module):
         self.log_scale = nn.Parameter(torch.full((obs_dim,), float(init_scale)).log())
 
     def mean(self, h: Tensor) -> Tensor:
+        """The reconstruction ``g(h)``: ``h (..., P)`` -> ``(..., D)``."""
         return self.mapping(h)
 
     def forward(self, h: Tensor) -> td.Distribution:
+        """``N(g(h), diag(sigma_y^2))``: ``h (..., P)`` -> batch ``(..., D)``."""
         return td.Normal(self.mapping(h), self.log_scale.exp())
 
 
@@ -51,9 +53,11 @@ class PoissonEmission(nn.Module):
         self.mapping, self.link = mapping, link
 
     def mean(self, h: Tensor) -> Tensor:
+        """The rates ``link(g(h))``: ``h (..., P)`` -> ``(..., D)``."""
         return LINKS[self.link](self.mapping(h))
 
     def forward(self, h: Tensor) -> td.Distribution:
+        """``Poisson(link(g(h)))``: ``h (..., P)`` -> batch ``(..., D)``."""
         return td.Poisson(self.mean(h))
 
 

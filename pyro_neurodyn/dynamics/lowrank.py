@@ -110,12 +110,14 @@ class CovarianceFactors(NamedTuple):
 
     @classmethod
     def from_scale_tril(cls, scale_tril: Tensor) -> "CovarianceFactors":
+        """The factors of ``L L^T`` from its lower Cholesky factor ``scale_tril`` ``L (R, R)``."""
         eye = torch.eye(scale_tril.shape[-1], dtype=scale_tril.dtype, device=scale_tril.device)
         inverse = torch.linalg.solve_triangular(scale_tril, eye, upper=False)
         return cls(scale_tril, inverse, scale_tril.diagonal().log().sum())
 
     @classmethod
     def from_std(cls, std: Tensor) -> "CovarianceFactors":
+        """The factors of ``diag(std^2)`` from the standard deviations ``std (R,)``."""
         return cls(std, std.reciprocal(), std.log().sum())
 
 
@@ -143,17 +145,21 @@ class SharedCovarianceNormal(dist.TorchDistribution):
 
     @property
     def mean(self) -> Tensor:
+        """``loc`` ``(..., R)``."""
         return self.loc
 
     @property
     def variance(self) -> Tensor:
+        """``diag Sigma`` expanded to ``(..., R)``."""
         return self.factors.variance().expand(self.loc.shape)
 
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        """``loc + S eps``, ``sample_shape + (..., R)``."""
         eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
         return self.loc + _apply_factor(self.factors.scale, eps)
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """``log N(value; loc, Sigma)``: ``value (..., R)`` (broadcasting with ``loc``) -> ``(...)``."""
         white = _apply_factor(self.factors.inverse, value - self.loc)
         return -0.5 * white.square().sum(-1) - (self.factors.half_log_det + 0.5 * self.event_shape[0] * _LOG_2PI)
 
@@ -218,13 +224,14 @@ class Covariance(nn.Module):
         return CovarianceFactors.from_std(self.std())
 
     def distribution(self, loc: Tensor, factors: Optional[CovarianceFactors] = None) -> SharedCovarianceNormal:
-        """``N(loc, Sigma)`` with event dim 1; pass this pass's ``factors`` to skip refactorizing."""
+        """``N(loc, Sigma)``: ``loc (..., dim)`` -> batch ``(...)``, event ``(dim,)``; pass this pass's ``factors`` to skip
+        refactorizing."""
         return SharedCovarianceNormal(loc, self.factors() if factors is None else factors)
 
     @torch.no_grad()
     def set_(self, matrix: Tensor) -> "Covariance":
-        """Set ``Sigma`` to ``matrix`` (symmetric positive definite; diagonal for kinds diag/scalar), converted
-        to the parameters' dtype and device."""
+        """Set ``Sigma`` to ``matrix`` ``(dim, dim)`` (symmetric positive definite; diagonal for kinds diag/scalar),
+        converted to the parameters' dtype and device."""
         parameter = self.log_diag if self.kind == "full" else self.log_scale
         matrix = torch.as_tensor(matrix, dtype=parameter.dtype, device=parameter.device)
         if self.kind == "full":
@@ -291,7 +298,7 @@ class LowRankTransition(nn.Module):
         return x
 
     def rates(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
-        """``phi(x, h)`` ``(..., N)``."""
+        """``phi(x, h)`` ``(..., N)`` of the currents of ``z`` ``(..., R)``, ``v`` ``(..., Du)``."""
         return self._phi(self.currents(z, v), self.h)
 
     def forward(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
@@ -299,7 +306,7 @@ class LowRankTransition(nn.Module):
         return self.a * z + self.rates(z, v) @ self.V.T
 
     def filter_input(self, v: Tensor, u: Tensor) -> Tensor:
-        """One step of the units' low-pass filter of the input: ``a v + (1 - a) u``."""
+        """One step of the units' input filter, ``a v + (1 - a) u``: ``v``, ``u`` ``(..., Du)`` -> ``(..., Du)``."""
         a = self.a
         return a * v + (1.0 - a) * u
 
@@ -373,7 +380,8 @@ class OrthogonalBasis(NamedTuple):
 
 
 def orthogonal_basis(U: Tensor, V: Tensor, noise_cov: Optional[Tensor] = None) -> OrthogonalBasis:
-    """Change of latent basis that orthonormalizes ``U`` by the SVD of ``U V`` (see :class:`OrthogonalBasis`)."""
+    """Change of latent basis that orthonormalizes ``U (N, R)`` by the SVD of ``U V`` (``V (R, N)``; ``noise_cov (R, R)``,
+    None: the identity); see :class:`OrthogonalBasis` for the fields' shapes."""
     U, V = U.detach(), V.detach()
     rank = U.shape[1]
     left, singular, right_t = torch.linalg.svd(U @ V, full_matrices=False)

@@ -63,10 +63,11 @@ class AffineReadoutMap(nn.Module):
         _tensor(self, "bias", torch.zeros(out_dim), train_bias)
 
     def forward(self, s: Tensor) -> Tensor:
+        """The mean ``m``: ``s (..., S)`` -> ``(..., D)``."""
         return s @ self.weight.T + self.bias
 
     def weight_times(self, A: Optional[Tensor] = None) -> Tensor:
-        """``weight @ A`` (``weight`` itself for ``A = None``)."""
+        """``weight @ A`` ``(D, R)`` for ``A (S, R)`` (``weight`` itself, ``(D, S)``, for ``A = None``)."""
         return self.weight if A is None else self.weight @ A
 
 
@@ -79,10 +80,11 @@ class OneToOneReadoutMap(nn.Module):
         _tensor(self, "bias", torch.full((dim,), float(bias)), train_bias)
 
     def forward(self, s: Tensor) -> Tensor:
+        """The mean ``m``: ``s (..., D)`` -> ``(..., D)``."""
         return self.gain * s + self.bias
 
     def weight_times(self, A: Optional[Tensor] = None) -> Tensor:
-        """``diag(gain) @ A`` (``diag(gain)`` for ``A = None``)."""
+        """``diag(gain) @ A`` ``(D, R)`` for ``A (D, R)`` (``diag(gain)``, ``(D, D)``, for ``A = None``)."""
         return torch.diag_embed(self.gain) if A is None else self.gain[:, None] * A
 
 
@@ -106,10 +108,12 @@ class LowRankGaussianReadout(_Readout):
         self.noise = Covariance(obs_dim, "diag", init_scale)
 
     def forward(self, s: Tensor, noise: Optional[CovarianceFactors] = None) -> dist.TorchDistribution:
-        """The distribution of ``y`` given the source ``s`` ``(..., S)``; ``noise``: this pass's factors, if computed."""
+        """The distribution of ``y`` given the source ``s`` ``(..., S)``: batch ``(...)``, event ``(D,)``; ``noise``: this
+        pass's factors, if computed."""
         return self.noise.distribution(self.map(s), noise)
 
     def mean(self, s: Tensor) -> Tensor:
+        """The mean of ``y``: ``s (..., S)`` -> ``(..., D)``."""
         return self.map(s)
 
     def linear_form(self, pre: Optional[Tensor] = None, offset: Optional[Tensor] = None) -> LinearForm:
@@ -126,11 +130,13 @@ class LowRankPoissonReadout(_Readout):
     """``y ~ Poisson(softplus(map(s)) + 1e-6)`` (the floor keeps the rate positive where softplus underflows)."""
 
     def forward(self, s: Tensor, noise: None = None) -> dist.TorchDistribution:
+        """The distribution of ``y`` given the source ``s (..., S)``: batch ``(...)``, event ``(D,)``."""
         return dist.Poisson(self.mean(s)).to_event(1)
 
     def mean(self, s: Tensor) -> Tensor:
+        """The rates ``softplus(map(s)) + 1e-6``: ``s (..., S)`` -> ``(..., D)``."""
         return F.softplus(self.map(s)) + POISSON_RATE_FLOOR
 
     def linear_form(self, pre: Optional[Tensor] = None, offset: Optional[Tensor] = None) -> Optional[LinearForm]:
-        """None: a Poisson readout has no linear-Gaussian form."""
+        """None: a Poisson readout has no linear-Gaussian form (``pre (S, R)``, ``offset (..., S)`` are ignored)."""
         return None

@@ -24,6 +24,7 @@ class StationaryTransitions(nn.Module):
         self.logits = nn.Parameter(stickiness * torch.eye(num_states))
 
     def forward(self, h_prev: Optional[Tensor] = None, u: Optional[Tensor] = None) -> Tensor:
+        """The logits ``(K, K)`` (``h_prev``, ``u`` ignored)."""
         return self.logits
 
 
@@ -44,6 +45,7 @@ class RecurrentTransitions(_LinearLogits):
     """rSLDS-style: logits depend on the previous continuous state, ``base + R h_{t-1}`` (per previous z)."""
 
     def forward(self, h_prev: Tensor, u: Optional[Tensor] = None) -> Tensor:
+        """Logits from ``h_prev (..., P)`` (``u`` ignored): ``(..., K, K)``."""
         return self.logits_from(h_prev)
 
 
@@ -51,6 +53,7 @@ class InputTransitions(_LinearLogits):
     """Input-driven: logits depend on the external input at the new step, ``base + R u_t``."""
 
     def forward(self, h_prev: Optional[Tensor], u: Optional[Tensor]) -> Tensor:
+        """Logits from ``u (..., M)`` (``h_prev`` ignored): ``(..., K, K)``."""
         if u is None:
             raise ValueError("input-driven transitions need inputs u, got None")
         return self.logits_from(u)

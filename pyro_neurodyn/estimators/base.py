@@ -81,7 +81,8 @@ class Estimator(PlacedEstimator):
         return estimator
 
     def posterior_predictive(self, y: Any, num_samples: int = 100, u: Any = None, **options: Any):
-        """Posterior draws given ``y`` and replicated recordings: see
+        """Posterior draws given ``y (trials, T, D)`` (inputs ``u (trials, T, M)``) and replicated recordings:
+        ``latents (S, trials, T, P)``, ``y_rep (S, trials, T, D)``, ... (S = ``num_samples``); see
         :func:`pyro_neurodyn.predictive.posterior_predictive` (``options``: ``num_particles``, ``seed``)."""
         from ..predictive import posterior_predictive  # the predictive layer sits above the estimators
 

@@ -27,7 +27,7 @@ MAX_PAIRS = 20000  # one-step pairs the dynamics are regressed on (a random subs
 
 
 def check_enough_pairs(y: Tensor) -> None:
-    """Initializing estimates covariances of one-step pairs ``(z_t, z_{t+1})``: it needs two."""
+    """Initializing estimates covariances of one-step pairs ``(z_t, z_{t+1})``: it needs two, in ``y (trials, T, D)``."""
     pairs = y.shape[0] * (y.shape[1] - 1)
     if pairs < 2:
         raise ValueError(

@@ -38,12 +38,14 @@ class LowRankNetworkViews:
         return self.model.noise.matrix().detach()
 
     def orthogonal_basis(self) -> OrthogonalBasis:
-        """The parameters in the latent basis where U has orthonormal columns (for plots and comparisons)."""
+        """The parameters in the latent basis where U has orthonormal columns (for plots and comparisons):
+        ``transform (R, R)``, ``U (N, R)``, ``V (R, N)``, ``noise_cov (R, R)``."""
         _, V, U, _, _ = self.latent_map()
         return orthogonal_basis(U, V, self.noise_covariance())
 
     def unit_network(self) -> UnitNetwork:
-        """The equivalent N-unit RNN (connectivity ``J = U V``, noise ``U Sigma_z U^T``)."""
+        """The equivalent N-unit RNN: connectivity ``J = U V`` ``(N, N)``, noise ``U Sigma_z U^T`` ``(N, N)``, ``h (N,)``,
+        ``W_u (N, Du)`` or None, ``a`` a scalar tensor."""
         return unit_network(self.model.transition, self.noise_covariance())
 
     @torch.no_grad()
@@ -55,7 +57,8 @@ class LowRankNetworkViews:
 
     @torch.no_grad()
     def readout_means(self, z: Any, u: Any = None) -> Tensor:
-        """The readout's mean (Gaussian) or rate (Poisson) ``(B, T, D)`` for latents ``z`` ``(B, T, R)``."""
+        """The readout's mean (Gaussian) or rate (Poisson) ``(B, T, D)`` for latents ``z`` ``(B, T, R)`` (inputs ``u``
+        ``(B, T, Du)``)."""
         z, v = self._latents_and_unit_inputs(z, u)
         return self.model.readout.mean(self.model.readout_source(z, v))
 

@@ -45,7 +45,8 @@ class LowRankParticleMethods:
 
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
-        """Per-trial estimates of ``log p(y | u)`` ``(trials,)`` from the particle filter (``exp`` of it is unbiased).
+        """Per-trial estimates of ``log p(y | u)`` ``(trials,)`` from the particle filter (``exp`` of it is unbiased), for
+        ``y (trials, T, D)`` and ``u (trials, T, Du)``.
 
         Raises a RuntimeError on a model that still has its random initial parameters (not fit, not
         loaded, parameters not set by hand), like :meth:`filter` and :meth:`save`."""
@@ -53,7 +54,8 @@ class LowRankParticleMethods:
 
     @torch.no_grad()
     def filter(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> LowRankFilterResult:
-        """Run the particle filter (the fit's proposal) over ``y``; see :class:`LowRankFilterResult`."""
+        """Run the particle filter (the fit's proposal) over ``y (trials, T, D)`` (``u (trials, T, Du)``); see
+        :class:`LowRankFilterResult` for the shapes."""
         return self._filter(y, u, num_particles, seed, "filter")
 
     def _filter(self, y: Any, u: Any, num_particles: Optional[int], seed: Optional[int], action: str) -> LowRankFilterResult:
@@ -87,7 +89,8 @@ class LowRankParticleMethods:
 
         ``initial_latents`` ``(num_trials, R)`` fixes ``z_0`` (e.g. particles of :meth:`filter` at the end
         of a recording, to run the network on from there) instead of drawing it from ``N(mu_1, Sigma_1)``;
-        ``y_0`` is still drawn from the readout given ``z_0``.
+        ``y_0`` is still drawn from the readout given ``z_0``. Returns ``latents (num_trials, num_steps, R)``, ``y`` and
+        ``means`` ``(num_trials, num_steps, D)``.
         """
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps")
         if u is not None:

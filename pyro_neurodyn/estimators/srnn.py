@@ -248,35 +248,40 @@ class SRNN(Estimator):
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()
     def posterior_latents(self, y: Any, u: Any = None) -> Tensor:
-        """The encoder's mean latent path ``(trials, time, latent_dim)``."""
+        """The encoder's mean latent path ``(trials, time, latent_dim)`` for ``y (trials, time, channels)``,
+        ``u (trials, time, M)``."""
         y, u = self.validate(y, u)
         return self._fitted_module().encoder(y, u).mean
 
     @torch.no_grad()
     def state_marginals(self, y: Any, u: Any = None) -> Tensor:
-        """Smoothed ``p(z_t = k | h, y)`` at the posterior mean latents, ``(trials, time, K)``."""
+        """Smoothed ``p(z_t = k | h, y)`` at the posterior mean latents, ``(trials, time, K)``, for
+        ``y (trials, time, channels)``, ``u (trials, time, M)``."""
         y, u = self.validate(y, u)
         module = self._fitted_module()
         return switching_posterior(*module.latent_factors(module.encoder(y, u).mean, u)).marginals
 
     @torch.no_grad()
     def most_likely_states(self, y: Any, u: Any = None) -> Tensor:
-        """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64."""
+        """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64, for ``y (trials, time, channels)``,
+        ``u (trials, time, M)``."""
         y, u = self.validate(y, u)
         module = self._fitted_module()
         return switching_viterbi(*module.latent_factors(module.encoder(y, u).mean, u)).states
 
     @torch.no_grad()
     def reconstruct(self, y: Any, u: Any = None) -> Tensor:
-        """Emission mean at the posterior mean latents, ``(trials, time, channels)``."""
+        """Emission mean at the posterior mean latents, ``(trials, time, channels)``, for ``y (trials, time, channels)``,
+        ``u (trials, time, M)``."""
         y, u = self.validate(y, u)
         module = self._fitted_module()
         return module.emission.mean(module.encoder(y, u).mean)
 
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: int = 100, seed: Optional[int] = None) -> Tensor:
-        """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``: states summed out
-        exactly, h sampled from the encoder (see :meth:`~pyro_neurodyn.models.switching_ssm.SwitchingStateSpaceModel.log_evidence`)."""
+        """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``, for ``y (trials, time, channels)``:
+        states summed out exactly, h sampled from the encoder
+        (see :meth:`~pyro_neurodyn.models.switching_ssm.SwitchingStateSpaceModel.log_evidence`)."""
         y, u = self.validate(y, u)
         num_particles = check_count(num_particles, "num_particles")
         module = self._fitted_module()
@@ -286,7 +291,8 @@ class SRNN(Estimator):
 
     @torch.no_grad()
     def forecast(self, y_prefix: Any, steps: int, num_samples: int = 100, u: Any = None) -> Tensor:
-        """Sample ``steps`` future observations after each trial's prefix: ``(num_samples, trials, steps, channels)``.
+        """Sample ``steps`` future observations after each trial's prefix ``y_prefix (trials, t, channels)``:
+        ``(num_samples, trials, steps, channels)``.
 
         Filters with the causal encoder (h_{1:t} ~ q(h | y_{1:t}), then p(z_t | h_{1:t}) exactly), then
         samples z and h forward from the model. ``u`` must cover prefix and forecast: ``(trials, t + steps, M)``.
@@ -305,7 +311,9 @@ class SRNN(Estimator):
 
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int, u: Any = None) -> SwitchingSample:
-        """Generate ``(y, h, z)`` for ``num_trials`` new trials of ``num_steps`` steps from the model."""
+        """Generate ``(y, h, z)`` for ``num_trials`` new trials of ``num_steps`` steps from the model, inputs
+        ``u (num_trials, num_steps, M)``: ``y (num_trials, num_steps, channels)``, ``h (num_trials, num_steps, latent_dim)``,
+        ``z (num_trials, num_steps)`` int64."""
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)
         u = None if u is None else as_trials(u, "u", min_steps=num_steps, dtype=self.dtype, device=self.device)
         return self._fitted_module().sample(num_trials, num_steps, u)

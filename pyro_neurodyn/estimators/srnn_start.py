@@ -55,7 +55,8 @@ def label_features(y: Tensor, config: SRNNConfig) -> Tensor:
     """What the ARHMM labels: ``y`` itself for Gaussian observations; for counts, square roots
     (variance-stabilized) smoothed over time by a Gaussian of one bin and projected on their
     ``latent_dim`` principal components (per-bin Poisson noise otherwise swamps the dynamics: an
-    ARHMM on raw or square-root counts of the rotation data is at chance, on these features 0.95-0.97)."""
+    ARHMM on raw or square-root counts of the rotation data is at chance, on these features 0.95-0.97).
+    ``y (trials, T, D)`` -> ``(trials, T, D)``, or ``(trials, T, min(latent_dim, D))`` for counts."""
     if config.observation != "poisson":
         return y
     smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().cpu().numpy(), 1.0, axis=1))

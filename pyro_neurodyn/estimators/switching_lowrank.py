@@ -246,8 +246,8 @@ class SwitchingLowRankRNN(Estimator):
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()
     def posterior_latents(self, y: Any) -> Tensor:
-        """Latent path ``(trials, T, R)``: the encoder's mean after a collapsed fit, the particle filter's
-        weighted mean ``E[x_t | y_{<=t}]`` after a VSMC fit."""
+        """Latent path ``(trials, T, R)`` of ``y (trials, T, D)``: the encoder's mean after a collapsed fit, the
+        particle filter's weighted mean ``E[x_t | y_{<=t}]`` after a VSMC fit."""
         y, _ = self.validate(y)
         self.check_fitted()
         if self.method == "collapsed":
@@ -263,18 +263,19 @@ class SwitchingLowRankRNN(Estimator):
 
     @torch.no_grad()
     def state_marginals(self, y: Any) -> Tensor:
-        """Smoothed ``p(z_t = k | x)`` at :meth:`posterior_latents`, ``(trials, T, K)`` (forward-backward)."""
+        """Smoothed ``p(z_t = k | x)`` at :meth:`posterior_latents`, ``(trials, T, K)`` (forward-backward), for
+        ``y (trials, T, D)``."""
         return switching_posterior(*self.module.latent_factors(self.posterior_latents(y))).marginals
 
     @torch.no_grad()
     def most_likely_states(self, y: Any) -> Tensor:
-        """Viterbi path at :meth:`posterior_latents`, ``(trials, T)`` int64."""
+        """Viterbi path at :meth:`posterior_latents`, ``(trials, T)`` int64, for ``y (trials, T, D)``."""
         return switching_viterbi(*self.module.latent_factors(self.posterior_latents(y))).states
 
     @torch.no_grad()
     def log_evidence(self, y: Any, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
-        """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` (``exp`` is unbiased) under the
-        fitted (or data-initialized, :meth:`initialize_from_data`) model."""
+        """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` for ``y (trials, T, D)`` (``exp`` is
+        unbiased) under the fitted (or data-initialized, :meth:`initialize_from_data`) model."""
         if not self._initialized:
             raise RuntimeError("this SwitchingLowRankRNN has not been fit yet: call fit(y), initialize_from_data(y) or load(path)")
         y, _ = self.validate(y)
@@ -286,7 +287,8 @@ class SwitchingLowRankRNN(Estimator):
 
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int) -> SwitchingSample:
-        """Generate ``(y, h, z)`` (``h`` the latents x) for ``num_trials`` new trials of ``num_steps`` steps."""
+        """Generate ``(y, h, z)`` (``h`` the latents x) for ``num_trials`` new trials of ``num_steps`` steps:
+        ``y (num_trials, num_steps, D)``, ``h (num_trials, num_steps, R)``, ``z (num_trials, num_steps)`` int64."""
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)
         return self.module.sample(num_trials, num_steps)
 
@@ -298,7 +300,8 @@ class SwitchingLowRankRNN(Estimator):
         return latent_map_fixed_points(self.module.dynamics.latent_map(state), **options)
 
     def orthogonal_basis(self, state: int) -> OrthogonalBasis:
-        """State ``state``'s parameters in the latent basis where its ``U_k`` has orthonormal columns."""
+        """State ``state``'s parameters in the latent basis where its ``U_k`` has orthonormal columns:
+        ``transform (R, R)``, ``U (N, R)``, ``V (R, N)``, ``noise_cov (R, R)``."""
         _, V, U, _, _ = self.module.dynamics.latent_map(state)
         scale = self.module.latent_log_scale.detach().exp()
         noise = scale.square() * eye_like(scale, self.config.rank)

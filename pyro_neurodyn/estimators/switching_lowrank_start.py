@@ -18,7 +18,7 @@ __all__ = ["affine_labels", "fit_state_maps"]
 
 
 def affine_labels(module: SwitchingLowRankModel, latents: Tensor, labels: Tensor, max_iters: int = 20) -> Tensor:
-    """Hard EM of K affine maps ``x_{t+1} = [x_t, 1] W_k + N(0, s^2 I)`` (an autoregressive HMM).
+    """Hard EM of K affine maps ``x_{t+1} = [x_t, 1] W_k + N(0, s^2 I)`` on ``latents (B, T, R)``, from ``labels (B, T)``.
 
     Alternates (i) least squares of every state's ``W_k`` ``(R + 1, R)`` on its labelled one-step pairs,
     all states in one batched solve of the normal equations ``(X^T D_k X) W_k = X^T D_k Y`` with

@@ -65,13 +65,15 @@ class RecurrentEncoder(nn.Module):
         self.register_buffer("input_scale", torch.ones(obs_dim + input_dim))
 
     def set_input_statistics(self, y: Tensor, u: Optional[Tensor] = None) -> None:
-        """Standardize future inputs with the per-channel mean and std of training data ``(trials, T, .)``."""
+        """Standardize future inputs with the per-channel mean and std of training data ``y (trials, T, D)`` and
+        ``u (trials, T, M)`` (or None)."""
         x = y if u is None else torch.cat([y, u], -1)
         flat = x.reshape(-1, x.shape[-1])
         self.input_loc.copy_(flat.mean(0))
         self.input_scale.copy_(flat.std(0).clamp_min(1e-6))
 
     def forward(self, y: Tensor, u: Optional[Tensor] = None) -> LinearGaussianPath:
+        """q(h | y, u): ``y (..., T, D)``, ``u (..., T, M)`` or None -> batch ``(...)``, event ``(T, P)``."""
         x = y if not self.input_dim else torch.cat([y, u.expand(y.shape[:-1] + u.shape[-1:])], -1)
         batch_shape = x.shape[:-2]
         x = ((x - self.input_loc) / self.input_scale).reshape((-1,) + x.shape[-2:])

@@ -92,7 +92,8 @@ class Minibatches:
             self.order = torch.randperm(self.num_trials)
 
     def next(self, data: list) -> list:
-        """The arguments of the next step: each tensor of ``data`` indexed by the next batch of trials."""
+        """The arguments of the next step: each tensor of ``data`` ``(trials, ...)`` indexed by the next batch of trials,
+        ``(batch_size, ...)`` (None entries stay None)."""
         if self.batch_size >= self.num_trials:
             return list(data)
         if self.position + self.batch_size > self.num_trials:
@@ -228,6 +229,7 @@ class FitRun:
 
     # ----- steps -------------------------------------------------------------------------------------
     def record(self, loss: float) -> None:
+        """Append a completed step's loss (a float) to the history."""
         self.history.append(loss)
 
     def after_step(self, optim: pyro.optim.PyroOptim, batches: Minibatches, step: int) -> None:

@@ -55,6 +55,7 @@ def fano_factor(y: Any) -> np.ndarray:
 
     1 for a homogeneous Poisson process, < 1 for regular firing, > 1 for bursty or rate-modulated firing.
     Channels silent in a trial (mean 0) are left out of the average (NaN if silent in every trial).
+    ``y (..., trials, T, channels)`` -> ``(..., channels)``.
     """
     array = _recordings(y)
     # var / mean = s var(y / s) / mean(y / s): with s a power of two (exact) at the series' largest count,
@@ -69,7 +70,7 @@ def fano_factor(y: Any) -> np.ndarray:
 def lag_autocorrelation(y: Any, lag: int = 1) -> np.ndarray:
     """Autocorrelation at ``lag`` steps, ``sum_t (y_t - m)(y_{t+lag} - m) / sum_t (y_t - m)^2`` per trial
     (m the trial's mean; the standard biased estimator), averaged over the trials in which the channel is
-    not constant (NaN if it is constant in all)."""
+    not constant (NaN if it is constant in all). ``y (..., trials, T, channels)`` -> ``(..., channels)``."""
     array = _recordings(y)
     lag = check_count(lag, "lag")
     if lag >= array.shape[-2]:
@@ -83,12 +84,12 @@ def lag_autocorrelation(y: Any, lag: int = 1) -> np.ndarray:
 
 
 def population_autocorrelation(y: Any, num_lags: int) -> np.ndarray:
-    """Autocorrelation of a population's activity pooled over channels, lags ``0 .. num_lags - 1``: ``(num_lags,)``.
+    """Autocorrelation of a population's activity pooled over channels, lags ``0 .. num_lags - 1``: ``(..., num_lags)``.
 
     ``acf(l) = mean_{trials, t} sum_i x_i(t) x_i(t + l) / mean_{trials, t} sum_i x_i(t)^2`` with ``x`` the
     activity minus its mean over trials and time, per channel. Invariant to rotations of the channels
     (e.g. ``U z`` of a low-rank network in any latent basis); ``acf(0) = 1``. For a stationary AR(1)
-    with coefficient phi in every channel, ``acf(l) ~ phi^l``.
+    with coefficient phi in every channel, ``acf(l) ~ phi^l``. ``y (..., trials, T, channels)``.
     """
     array = _recordings(y)
     num_lags = check_count(num_lags, "num_lags")
@@ -106,7 +107,7 @@ def band_power(y: Any, band: Sequence[float], sampling_rate: float = 1.0) -> np.
     per step), ``low <= f < high``: per trial, the periodogram of the mean-removed series (the unsmoothed
     spectrum of :func:`~pyro_neurodyn.metrics.smoothed_power_spectrum`), summed inside the band over its
     total; averaged over the trials in which the channel is not constant (NaN if it is constant in all,
-    e.g. a silent neuron). In [0, 1].
+    e.g. a silent neuron). In [0, 1]. ``y (..., trials, T, channels)`` -> ``(..., channels)``.
 
     Raises:
         ValueError: ``band`` is not ``(low, high)`` with ``0 <= low < high``, lies above the Nyquist frequency
@@ -151,6 +152,7 @@ def interspike_intervals(spikes: Any) -> np.ndarray:
     """Intervals (in bins) between successive non-empty bins of each trial and channel, pooled: ``(n,)``.
 
     With counts in bins, a bin holding c > 1 spikes contributes c - 1 intervals of 0 bins.
+    ``spikes (..., trials, T, channels)``, all leading dims pooled.
     """
     array = _recordings(spikes, "spikes", min_steps=1)
     if (array < 0).any() or (array != np.round(array)).any():

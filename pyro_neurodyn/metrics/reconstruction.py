@@ -54,12 +54,12 @@ def paired_recordings(y_true: Any, y_pred: Any, pred_name: str = "y_pred") -> tu
 
 
 def squared_error_per_channel(y_true: Tensor, y_pred: Tensor) -> Tensor:
-    """``MSE[c] = mean_{...} (y_true[..., c] - y_pred[..., c])^2``, pooling all leading dims; ``(C,)``."""
+    """``MSE[c] = mean_{...} (y_true[..., c] - y_pred[..., c])^2``, pooling all leading dims: ``(..., C)`` -> ``(C,)``."""
     return (y_true - y_pred).pow(2).reshape(-1, y_true.shape[-1]).mean(0)
 
 
 def power_of_two_scale(largest: Tensor) -> Tensor:
-    """The power of two at or above each entry of ``largest`` (>= 0), 1 where it is 0.
+    """The power of two at or above each entry of ``largest`` (>= 0, any shape), 1 where it is 0; same shape.
 
     Dividing by it is exact, so scale-free statistics computed on ``x / scale`` equal those of ``x`` bit
     for bit, and stay finite where squares of ``x`` over- or underflow (|x| beyond 1e154 or below 1e-154

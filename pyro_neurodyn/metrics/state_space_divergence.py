@@ -203,6 +203,8 @@ def state_space_divergence(
 ) -> float:
     """D_stsp = KL(p_true || p_gen) of the occupation measures (nats); see the module docstring.
 
+    ``y_true``, ``y_gen``: ``(trials, time, dims)`` or ``(time, dims)``, the same ``dims``.
+
     Up to ``HISTOGRAM_MAX_DIMS = 5`` dimensions: :func:`histogram_kl` with ``bins`` per dimension; above:
     the Monte Carlo :func:`gaussian_mixture_kl` (sigma = ``scale``, ``num_samples``, ``max_points``,
     ``seed``), whose standard error that function also returns.

@@ -57,7 +57,8 @@ def _assignment(scores: np.ndarray) -> dict[int, int]:
 def match_states(true_states: Any, pred_states: Any) -> dict[int, int]:
     """One-to-one map from inferred to true state labels that maximizes the number of agreements.
 
-    Inferred states without a partner (when K_pred > K_true) are absent from the map.
+    Inferred states without a partner (when K_pred > K_true) are absent from the map. Labels as
+    :func:`confusion_matrix`: int arrays ``(trials, time)`` or ``(time,)`` of equal shape.
     """
     return _assignment(confusion_matrix(true_states, pred_states))
 
@@ -65,7 +66,8 @@ def match_states(true_states: Any, pred_states: Any) -> dict[int, int]:
 def state_accuracy(true_states: Any, pred_states: Any) -> float:
     """Fraction of time points whose inferred state, relabelled by :func:`match_states`, is correct.
 
-    ``accuracy = max_{one-to-one m} sum_i C[i, m(i)] / sum C``, C the :func:`confusion_matrix`.
+    ``accuracy = max_{one-to-one m} sum_i C[i, m(i)] / sum C``, C the :func:`confusion_matrix`. Labels: int
+    arrays ``(trials, time)`` or ``(time,)`` of equal shape.
     """
     counts = confusion_matrix(true_states, pred_states)
     mapping = _assignment(counts)
@@ -78,7 +80,7 @@ def balanced_state_error(true_states: Any, pred_states: Any) -> float:
     ``recall_i = C[i, m(i)] / sum_j C[i, j]``, with the one-to-one relabelling m chosen to maximize the
     summed recall (Hungarian on the row-normalized confusion matrix), so a rare state weighs as much as
     a frequent one. This is the error the SRNN paper reports (Zhang & Saxena 2024). A true state with
-    no matched inferred state has recall 0.
+    no matched inferred state has recall 0. Labels: int arrays ``(trials, time)`` or ``(time,)`` of equal shape.
     """
     counts = confusion_matrix(true_states, pred_states)
     present = counts.sum(1) > 0

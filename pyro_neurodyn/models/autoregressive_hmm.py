@@ -105,7 +105,7 @@ class AutoregressiveHMM(_EMFitting, PyroModule):
         return tril
 
     def step_means(self, y: Tensor) -> Tensor:
-        """``(..., T-L, K, D)``: ``sum_l A_{k,l} y_{t-l} + b_k`` for every state and every step t > L."""
+        """``(..., T-L, K, D)``: ``sum_l A_{k,l} y_{t-l} + b_k`` for every state and every step t > L of ``y (..., T, D)``."""
         return torch.einsum("...tp,kdp->...tkd", lagged_regressors(y, self.lags), self.weight) + self.bias
 
     def _ar_log_density(self, y: Tensor) -> Tensor:
@@ -130,12 +130,14 @@ class AutoregressiveHMM(_EMFitting, PyroModule):
 
     @pyro_method
     def model(self, y: Tensor):
+        """Observe ``y (trials, T, D)`` through :class:`CollapsedSwitchingPath` (z summed out), batch ``(trials,)``."""
         num_trials, num_steps, obs_dim = y.shape
         with pyro.plate("trials", num_trials, dim=-1):
             pyro.sample("y", CollapsedSwitchingPath(self.factors, num_steps, obs_dim, (num_trials,)), obs=y)
 
     @pyro_method
     def guide(self, y: Tensor):
+        """The empty guide (``y (trials, T, D)`` unused): nothing is latent."""
         pass  # nothing latent is sampled: z is summed out exactly inside the model
 
     def _validate(self, y, name: str = "y", min_steps: int = 2) -> Tensor:
@@ -151,19 +153,19 @@ class AutoregressiveHMM(_EMFitting, PyroModule):
 
     @torch.no_grad()
     def state_marginals(self, y) -> Tensor:
-        """Smoothed ``p(z_t = k | y)``, ``(trials, T, K)``."""
+        """Smoothed ``p(z_t = k | y)``, ``(trials, T, K)``, for ``y (trials, T, D)``."""
         return switching_posterior(*self.factors(self._validate(y))).marginals
 
     @torch.no_grad()
     def most_likely_states(self, y) -> Tensor:
-        """Viterbi path ``(trials, T)`` int64."""
+        """Viterbi path ``(trials, T)`` int64 for ``y (trials, T, D)``."""
         return switching_viterbi(*self.factors(self._validate(y))).states
 
     # ------------------------------------------------------------------ forecasting
 
     @torch.no_grad()
     def predict(self, y, steps: int) -> Tensor:
-        r"""Exact mean forecasts ``E[y_{T+h} | y_{1:T}]`` for h = 1..steps, ``(trials, steps, D)``.
+        r"""Exact mean forecasts ``E[y_{T+h} | y_{1:T}]`` for h = 1..steps, ``(trials, steps, D)``, from ``y (trials, T, D)``.
 
         With the stacked lags ``s_t = [y_t, ..., y_{t-L+1}]`` the step is linear given the state,
         ``s_t = F_k s_{t-1} + g_k`` (companion form), so ``m^k_h = E[s_{T+h} 1{z_{T+h} = k}]`` obeys

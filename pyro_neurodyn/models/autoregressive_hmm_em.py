@@ -39,7 +39,7 @@ class ARHMMStatistics(NamedTuple):
 
 
 def lagged_regressors(y: Tensor, lags: int) -> Tensor:
-    """``X (..., T-L, L*D)`` with ``X[..., t-L, :] = [y_{t-1}, y_{t-2}, ..., y_{t-L}]`` (0-based t >= L)."""
+    """``X (..., T-L, L*D)`` with ``X[..., t-L, :] = [y_{t-1}, y_{t-2}, ..., y_{t-L}]`` (0-based t >= L) of ``y (..., T, D)``."""
     num_steps = y.shape[-2]
     return torch.cat([y[..., lags - l : num_steps - l, :] for l in range(1, lags + 1)], -1)
 

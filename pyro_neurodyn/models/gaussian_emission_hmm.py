@@ -46,18 +46,21 @@ class GaussianEmissionHMM(PyroModule):
         to_pyro_module_(self)
 
     def factors(self, y: Tensor) -> SwitchingFactors:
-        """``emission_logp[..., t, k] = log N(y_t; mu_k, sigma_k^2)``; stationary transitions."""
+        """The chain of ``y (..., T, D)``: ``emission_logp[..., t, k] = log N(y_t; mu_k, sigma_k^2)`` ``(..., T, K)``,
+        ``init_logits (K,)``, stationary ``trans_logits (K, K)``."""
         emission_logp = gaussian_log_density(y.unsqueeze(-2), self.loc, self.log_scale.exp())
         return SwitchingFactors(self.init_logits, self.transitions(), emission_logp)
 
     @pyro_method
     def model(self, y: Tensor):
+        """Observe ``y (trials, T, D)`` through :class:`CollapsedSwitchingPath` (z summed out), batch ``(trials,)``."""
         num_trials, num_steps, obs_dim = y.shape
         with pyro.plate("trials", num_trials, dim=-1):
             pyro.sample("y", CollapsedSwitchingPath(self.factors, num_steps, obs_dim, (num_trials,)), obs=y)
 
     @pyro_method
     def guide(self, y: Tensor):
+        """The empty guide (``y (trials, T, D)`` unused): nothing is latent."""
         pass  # nothing latent is sampled: z is summed out exactly inside the model
 
     @torch.no_grad()
@@ -89,7 +92,7 @@ class GaussianEmissionHMM(PyroModule):
 
     @torch.no_grad()
     def most_likely_states(self, y: Tensor) -> Tensor:
-        """Viterbi path ``(trials, T)`` int64 (``y`` converted to the model's dtype and device)."""
+        """Viterbi path ``(trials, T)`` int64 of ``y (trials, T, D)`` (converted to the model's dtype and device)."""
         return switching_viterbi(*self.factors(self._placed(y))).states
 
     def _placed(self, y: Tensor) -> Tensor:

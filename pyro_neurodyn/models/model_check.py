@@ -54,7 +54,8 @@ class ModelCheckError(AssertionError):
 
 def enumerated_log_joint(model: SwitchingStateSpaceModel, y: Tensor, h: Tensor, u: Optional[Tensor] = None) -> Tensor:
     """``log p(y, h) = log sum_z p(z, h, y)`` summed over trials, by ``TraceEnum_ELBO`` on ``model.stepwise_model``
-    with every ``z_t`` enumerated and ``h (trials, T, P)`` observed (differentiable)."""
+    with every ``z_t`` enumerated and ``h (trials, T, P)`` observed (differentiable): a scalar, for ``y (trials, T, D)``,
+    ``u (trials, T, M)`` or None."""
     program = config_enumerate(model.stepwise_model)
     return -TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(program, _no_guide, y, u, h)
 
@@ -64,8 +65,8 @@ def _no_guide(*args, **kwargs) -> None:
 
 
 def elbo_fast_and_enumerated(model: SwitchingStateSpaceModel, y: Tensor, u: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """Single-sample ELBO of ``model`` on ``y`` by the fast path and by :func:`enumerated_log_joint`, for one
-    shared guide sample h (both differentiable)."""
+    """Single-sample ELBO of ``model`` on ``y (trials, T, D)`` (``u (trials, T, M)`` or None) by the fast path and by
+    :func:`enumerated_log_joint`, for one shared guide sample h (both differentiable scalars)."""
     guide_trace = poutine.trace(model.guide).get_trace(y, u)
     h = guide_trace.nodes["h"]["value"]
     model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(y, u)

@@ -43,13 +43,15 @@ class SwitchingStepDefinition(Protocol):
         """Unnormalized ``log p(z_1 = k)``: ``(K,)`` or ``(..., K)`` for inputs ``u_first (..., M)``."""
 
     def initial_latent(self, u_first: Optional[Tensor] = None) -> Distribution:
-        """``p(h_1 | z_1 = k)`` for every k: batch ``(..., K)``, event ``(P,)``."""
+        """``p(h_1 | z_1 = k)`` for every k: batch ``(..., K)``, event ``(P,)`` (for inputs ``u_first (..., M)``)."""
 
     def transition_logits(self, h_prev: Tensor, u: Optional[Tensor] = None) -> Tensor:
-        """Unnormalized ``log p(z_t = k | z_{t-1} = j, h_{t-1}, u_t)`` at ``[..., j, k]``: ``(K, K)`` or ``(..., K, K)``."""
+        """Unnormalized ``log p(z_t = k | z_{t-1} = j, h_{t-1}, u_t)`` at ``[..., j, k]``: ``h_prev (..., P)``,
+        ``u (..., M)`` -> ``(K, K)`` or ``(..., K, K)``."""
 
     def latent_step(self, h_prev: Tensor, u: Optional[Tensor] = None) -> Distribution:
-        """``p(h_t | h_{t-1}, z_t = k, u_t)`` for every k: ``h_prev (..., P)`` -> batch ``(..., K)``, event ``(P,)``."""
+        """``p(h_t | h_{t-1}, z_t = k, u_t)`` for every k: ``h_prev (..., P)``, ``u (..., M)`` -> batch ``(..., K)``,
+        event ``(P,)``."""
 
     def observation(self, h: Tensor, u: Optional[Tensor] = None) -> Distribution:
-        """``p(y_t | h_t, u_t)``: ``h (..., P)`` -> batch ``(...)``, event ``(D,)``."""
+        """``p(y_t | h_t, u_t)``: ``h (..., P)``, ``u (..., M)`` -> batch ``(...)``, event ``(D,)``."""

@@ -100,24 +100,26 @@ class SwitchingStateSpaceModel(PyroModule):
 
     # ----- the per-step definition (override these to write a variant) ------------------------------------
     def initial_logits(self, u_first: Optional[Tensor] = None) -> Tensor:
-        """Unnormalized ``log p(z_1)``: ``(K,)``."""
+        """Unnormalized ``log p(z_1)``: ``(K,)`` (``u_first (..., M)`` unused here)."""
         return self.init_logits
 
     def initial_latent(self, u_first: Optional[Tensor] = None) -> td.Distribution:
-        """``p(h_1 | z_1 = k) = N(mu_k, diag(s_0^2))`` for every k: batch ``(K,)``, event ``(P,)``."""
+        """``p(h_1 | z_1 = k) = N(mu_k, diag(s_0^2))`` for every k: batch ``(K,)``, event ``(P,)`` (``u_first`` unused)."""
         return DiagonalNormal(self.init_loc, self.init_log_scale.exp())
 
     def transition_logits(self, h_prev: Tensor, u: Optional[Tensor] = None) -> Tensor:
-        """``L(h_{t-1}, u_t)``, row = previous state: ``(K, K)`` or ``(..., K, K)``."""
+        """``L(h_{t-1}, u_t)``, row = previous state: ``h_prev (..., P)``, ``u (..., M)`` or None -> ``(K, K)`` or
+        ``(..., K, K)``."""
         return self.transitions(h_prev, u)
 
     def latent_step(self, h_prev: Tensor, u: Optional[Tensor] = None) -> td.Distribution:
-        """``p(h_t | h_{t-1}, z_t = k) = N(f_k(h_{t-1}, u_t), sigma_h^2 I)`` for every k: ``h_prev (..., P)`` ->
-        batch ``(..., K)``, event ``(P,)``. All K means come from one batched call of the dynamics bank."""
+        """``p(h_t | h_{t-1}, z_t = k) = N(f_k(h_{t-1}, u_t), sigma_h^2 I)`` for every k: ``h_prev (..., P)``,
+        ``u (..., M)`` or None -> batch ``(..., K)``, event ``(P,)``. All K means come from one batched call of the
+        dynamics bank."""
         return DiagonalNormal(self.dynamics(h_prev, u), self.latent_log_scale.exp())
 
     def observation(self, h: Tensor, u: Optional[Tensor] = None) -> td.Distribution:
-        """``p(y_t | h_t)``: ``h (..., P)`` -> batch ``(...)``, event ``(D,)``."""
+        """``p(y_t | h_t)``: ``h (..., P)`` -> batch ``(...)``, event ``(D,)`` (``u`` unused)."""
         return dist.Independent(self.emission(h), 1)
 
     # ----- derived: the chain's factors of a concrete latent path ---------------------------------------
@@ -135,7 +137,8 @@ class SwitchingStateSpaceModel(PyroModule):
         return SwitchingFactors(init_logits, trans_logits, torch.cat([first_logp, step_logp], -2))
 
     def latent_prior(self, num_trials: int, num_steps: int, u: Optional[Tensor] = None) -> CollapsedSwitchingPath:
-        """p(h) = sum_z p(z, h) as a distribution with batch shape ``(num_trials,)``."""
+        """p(h) = sum_z p(z, h) as a distribution with batch shape ``(num_trials,)``, event ``(num_steps, P)``
+        (inputs ``u (num_trials, num_steps, M)`` or None)."""
         return CollapsedSwitchingPath(
             lambda h: self.latent_factors(h, u),
             num_steps,
@@ -147,6 +150,8 @@ class SwitchingStateSpaceModel(PyroModule):
     # ----- the Pyro program -------------------------------------------------------------------------------
     @pyro_method
     def model(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
+        """``h (trials, T, P)`` from :meth:`latent_prior`, ``y (trials, T, D)`` observed; ``u (trials, T, M)`` or None,
+        ``labels (trials, T)`` or None."""
         num_trials, num_steps, _ = y.shape
         with pyro.plate("trials", num_trials, dim=-1):
             h = pyro.sample("h", self.latent_prior(num_trials, num_steps, u))
@@ -159,12 +164,13 @@ class SwitchingStateSpaceModel(PyroModule):
 
     @pyro_method
     def guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
+        """``h (trials, T, P)`` from the ``encoder`` given ``y (trials, T, D)``, ``u (trials, T, M)``; labels unused."""
         with pyro.plate("trials", y.shape[0], dim=-1):
             pyro.sample("h", self.encoder(y, u))
 
     @pyro_method
     def filter_guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
-        """As :meth:`guide`, with the causal ``filter_encoder``."""
+        """As :meth:`guide`, with the causal ``filter_encoder``: ``h (trials, T, P)`` given ``y (trials, T, D)``."""
         if self.filter_encoder is None:
             raise ValueError("this model was built without a filter_encoder")
         with pyro.plate("trials", y.shape[0], dim=-1):
@@ -174,7 +180,8 @@ class SwitchingStateSpaceModel(PyroModule):
     def log_evidence(
         self, y: Tensor, u: Optional[Tensor] = None, num_particles: int = 100, particle_batch: Optional[int] = None
     ) -> Tensor:
-        """Importance-weighted estimate of ``log p(y | u)`` per trial ``(trials,)``, the states summed exactly:
+        """Importance-weighted estimate of ``log p(y | u)`` per trial ``(trials,)`` for ``y (trials, T, D)``,
+        ``u (trials, T, M)`` or None, the states summed exactly:
 
             log p^(y) = log (1/K) sum_k p(y | h^k) sum_z p(z, h^k) / q(h^k | y),   h^k ~ q(h | y) (the encoder).
 
@@ -208,8 +215,8 @@ class SwitchingStateSpaceModel(PyroModule):
     ):
         """The same model written the generic way: sites ``z_t``, ``h_t``, ``y_t`` for t = 0..T-1 in ``pyro.markov``.
 
-        ``y (trials, T, D)`` observed if given; ``h (trials, T, P)`` observed if given (give it whenever the
-        z sites are enumerated: a sampled h under enumerated z would grow as K^T); without ``y`` and ``h``,
+        ``y (trials, T, D)`` observed if given, inputs ``u (trials, T, M)``; ``h (trials, T, P)`` observed if given
+        (give it whenever the z sites are enumerated: a sampled h under enumerated z would grow as K^T); without ``y`` and ``h``,
         ``num_trials`` and ``num_steps`` set the size. Uses: ``config_enumerate`` + ``TraceEnum_ELBO`` (the
         cross-check of :func:`~pyro_neurodyn.models.check_model`), ``Predictive`` (prior draws with the states),
         ``infer_discrete`` (posterior state draws given h). A Python loop of Pyro sites: slow; never train with it.
@@ -239,7 +246,8 @@ class SwitchingStateSpaceModel(PyroModule):
         """Continue paths from ``h_prev (..., P)``, ``z_prev (...)`` for ``num_steps`` steps.
 
         A Python loop: each step depends on the previously *sampled* (z, h). ``u (..., num_steps, M)``
-        are the inputs of the new steps. Returns y, h, z of the new steps only.
+        are the inputs of the new steps. Returns y, h, z of the new steps only: ``(..., num_steps, D)``,
+        ``(..., num_steps, P)``, ``(..., num_steps)``.
         """
         hs, zs = [], []
         for t in range(num_steps):
@@ -254,7 +262,9 @@ class SwitchingStateSpaceModel(PyroModule):
 
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int, u: Optional[Tensor] = None, sample_shape: torch.Size = torch.Size()) -> SwitchingSample:
-        """Sample ``sample_shape + (num_trials,)`` sequences of length ``num_steps`` from the prior."""
+        """Sample ``sample_shape + (num_trials,)`` sequences of length ``num_steps`` from the prior, inputs
+        ``u (num_trials, num_steps, M)`` or None: ``y (*sample_shape, num_trials, num_steps, D)``,
+        ``h (*sample_shape, num_trials, num_steps, P)``, ``z (*sample_shape, num_trials, num_steps)``."""
         shape = torch.Size(sample_shape) + (num_trials,)
         u_first = None if u is None else u[..., 0, :]
         initial = td.Categorical(logits=self.initial_logits(u_first))

@@ -24,7 +24,7 @@ def plot_flow_field(
     axis_labels: Optional[tuple[str, str]] = None,
 ):
     """Draw ``field`` on ``ax``: streamlines coloured by speed (with a colour bar), trajectories
-    (arrays ``(time, 2)`` in plane coordinates), fixed points (``(n, 2)``) filled if stable, open if not.
+    (arrays ``(time, 2)`` in plane coordinates), fixed points (``(n, 2)``) filled if ``stable`` (``(n,)`` bool), open if not.
     ``axis_labels`` replace the default "latent PC 1/2" (e.g. for a coordinate plane). Returns the
     streamplot's line collection."""
     a, b = field.a.cpu().numpy(), field.b.cpu().numpy()

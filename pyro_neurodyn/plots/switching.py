@@ -12,6 +12,7 @@ STATE_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"
 
 
 def state_colormap(num_states: int) -> ListedColormap:
+    """One colour per state ``0 .. num_states - 1`` (the palette repeats beyond its length)."""
     return ListedColormap([STATE_COLORS[k % len(STATE_COLORS)] for k in range(num_states)])
 
 
@@ -34,7 +35,7 @@ def plot_states(rows: Sequence[np.ndarray], labels: Sequence[str], num_states: i
 def plot_reconstruction(y: np.ndarray, reconstruction: np.ndarray, states: Optional[np.ndarray] = None, num_states: int = 0,
                         channel_names: Optional[Sequence[str]] = None, title: str = ""):  # fmt: skip
     """Data (grey) and reconstruction (colour, by inferred state if given) of each channel of one trial
-    ``(time, channels)``. Returns the figure."""
+    ``(time, channels)``, ``states`` ``(time,)`` ints. Returns the figure."""
     channels = y.shape[-1]
     fig, axes = plt.subplots(channels, 1, figsize=(9, 1.6 * channels), sharex=True, squeeze=False)
     time = np.arange(y.shape[0])

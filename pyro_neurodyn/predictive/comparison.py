@@ -78,7 +78,7 @@ def compare_models(
     Args:
         make_model: value -> an unfitted model with ``fit(y, u, **fit_kwargs)`` of a registered type.
         grid: the values to try (at least two). y_train, y_test: recordings ``(trials, T, D)``.
-        fit_kwargs: keyword arguments of every ``fit``. inputs_train, inputs_test: their inputs.
+        fit_kwargs: keyword arguments of every ``fit``. inputs_train, inputs_test: their inputs ``(trials, T, M)``.
         num_particles: particles (or importance samples) of each held-out trial's estimate.
         method: model weights of ``arviz_stats.compare``. The default ``"BB-pseudo-BMA"`` works on
             log densities of any size; arviz's ``"stacking"`` exponentiates the pointwise elpd without a

@@ -30,6 +30,7 @@ class GaussianEmissionHMMPredictive:
         self.num_states = hmm.num_states
 
     def validate(self, y: Any, u: Any) -> tuple[Tensor, None]:
+        """``y`` as ``(B, T, D)`` in the HMM's dtype and device, and None (``u`` must be None)."""
         if u is not None:
             raise ValueError("a GaussianEmissionHMM takes no inputs, but inputs were given")
         y = as_trials(y, "y", dtype=self.hmm.loc.dtype, device=self.hmm.loc.device)  # the HMM's dtype and device
@@ -39,6 +40,8 @@ class GaussianEmissionHMMPredictive:
 
     @torch.no_grad()
     def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int = 1) -> PosteriorDraws:
+        """Exact draws for ``y (B, T, D)``: ``latents`` and ``y_rep`` ``(S, B, T, D)``, ``states (S, B, T)``,
+        ``log_likelihood (S, B)``; ``u`` and ``num_particles`` are unused."""
         states = switching_sample(*self.hmm.factors(y), sample_shape=(num_samples,))  # (S, B, T)
         loc, scale = self.hmm.loc[states], self.hmm.log_scale.exp()[states]  # (S, B, T, D)
         noise = torch.distributions.Normal(loc, scale)
@@ -46,7 +49,7 @@ class GaussianEmissionHMMPredictive:
 
     @torch.no_grad()
     def log_evidence(self, y: Tensor, u: Optional[Tensor], num_particles: int) -> Tensor:
-        """The exact ``log p(y_b)`` (forward algorithm); ``num_particles`` is unused."""
+        """The exact ``log p(y_b)`` ``(B,)`` of ``y (B, T, D)`` (forward algorithm); ``num_particles`` is unused."""
         return switching_log_marginal(*self.hmm.factors(y))
 
 

@@ -58,14 +58,15 @@ class PredictiveModel(Protocol):
     num_states: Optional[int]
 
     def validate(self, y: Any, u: Any) -> tuple[Tensor, Optional[Tensor]]:
-        """Check recordings and inputs against the model (ValueError naming the argument); return tensors."""
+        """Check recordings and inputs against the model (ValueError naming the argument); return tensors
+        ``y (B, T, D)`` and ``u (B, T, M)`` or None."""
 
     def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int) -> PosteriorDraws:
-        """``num_samples`` posterior draws given validated ``y``, ``u`` (``num_particles``: the model's
-        inference budget, e.g. a particle filter's particles)."""
+        """``num_samples`` posterior draws given validated ``y (B, T, D)``, ``u (B, T, M)`` or None (``num_particles``:
+        the model's inference budget, e.g. a particle filter's particles); shapes in :class:`PosteriorDraws`."""
 
     def log_evidence(self, y: Tensor, u: Optional[Tensor], num_particles: int) -> Tensor:
-        """Per-trial estimates of ``log p(y_b | u_b)`` ``(B,)`` whose ``exp`` is unbiased."""
+        """Per-trial estimates of ``log p(y_b | u_b)`` ``(B,)`` whose ``exp`` is unbiased, for ``y (B, T, D)``."""
 
 
 _REGISTRY: dict[type, Callable[[Any], PredictiveModel]] = {}

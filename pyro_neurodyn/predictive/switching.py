@@ -42,6 +42,8 @@ class SwitchingPredictive:
         self.validate = validate
 
     def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int = 1) -> PosteriorDraws:
+        """Draws given ``y (B, T, D)``, ``u (B, T, M)`` or None: ``latents (S, B, T, P)``, ``states (S, B, T)``,
+        ``y_rep (S, B, T, D)``, ``log_likelihood (S, B)``; ``num_particles`` is unused."""
         module = self.module
         draws = replicated_observations(module.model, {}, num_samples, y, u, guide=module.guide)
         h, y_rep = draws["h"], draws["y"]  # (S, B, T, P), (S, B, T, D)
@@ -50,7 +52,7 @@ class SwitchingPredictive:
         return PosteriorDraws(h, states, y_rep, log_likelihood)
 
     def log_evidence(self, y: Tensor, u: Optional[Tensor], num_particles: int) -> Tensor:
-        """The importance-weighted estimate of :meth:`SwitchingStateSpaceModel.log_evidence`."""
+        """The importance-weighted estimate of :meth:`SwitchingStateSpaceModel.log_evidence`, ``(B,)`` for ``y (B, T, D)``."""
         return self.module.log_evidence(y, u, num_particles)
 
 

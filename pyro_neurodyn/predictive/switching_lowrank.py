@@ -44,6 +44,8 @@ class SwitchingLowRankPredictive(SwitchingPredictive):
 
     @torch.no_grad()
     def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int = 1) -> PosteriorDraws:
+        """Draws given ``y (B, T, D)`` (``u`` None): ``latents (S, B, T, R)``, ``states (S, B, T)``, ``y_rep (S, B, T, D)``,
+        ``log_likelihood (S, B)``; ``num_particles``: the VSMC filter's particles (unused after a collapsed fit)."""
         if self.fitted.method == "collapsed":
             return super().posterior_draws(y, u, num_samples, num_particles)
         module = self.module
@@ -63,7 +65,8 @@ class SwitchingLowRankPredictive(SwitchingPredictive):
         return PosteriorDraws(latents, states, draws["y"], log_likelihood)
 
     def log_evidence(self, y: Tensor, u: Optional[Tensor], num_particles: int) -> Tensor:
-        """Importance-weighted (collapsed fit) or particle-filter (VSMC fit) estimate of ``log p(y_b)``."""
+        """Importance-weighted (collapsed fit) or particle-filter (VSMC fit) estimate of ``log p(y_b)`` ``(B,)`` for
+        ``y (B, T, D)``."""
         if self.fitted.method == "collapsed":
             return super().log_evidence(y, u, num_particles)
         return self.fitted.log_evidence(y, num_particles=num_particles)

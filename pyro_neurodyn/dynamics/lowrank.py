@@ -102,7 +102,7 @@ class CovarianceFactors(NamedTuple):
 
     def matrix(self) -> Tensor:
         """``Sigma`` ``(R, R)``."""
-        return torch.diag_embed(self.scale.square()) if self.diagonal else self.scale @ self.scale.T
+        return torch.diag_embed(self.scale.square()) if self.diagonal else self.scale @ self.scale.mT
 
     def variance(self) -> Tensor:
         """``diag Sigma`` ``(R,)``."""
@@ -113,7 +113,7 @@ class CovarianceFactors(NamedTuple):
         """The factors of ``L L^T`` from its lower Cholesky factor ``scale_tril`` ``L (R, R)``."""
         eye = torch.eye(scale_tril.shape[-1], dtype=scale_tril.dtype, device=scale_tril.device)
         inverse = torch.linalg.solve_triangular(scale_tril, eye, upper=False)
-        return cls(scale_tril, inverse, scale_tril.diagonal().log().sum())
+        return cls(scale_tril, inverse, scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1))
 
     @classmethod
     def from_std(cls, std: Tensor) -> "CovarianceFactors":

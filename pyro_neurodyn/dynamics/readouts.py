@@ -119,7 +119,8 @@ class LowRankGaussianReadout(_Readout):
     def linear_form(self, pre: Optional[Tensor] = None, offset: Optional[Tensor] = None) -> LinearForm:
         """``(C, d, sigma^2)`` with ``y = C z + d + noise`` for a source ``s = pre @ z + offset``.
 
-        ``pre`` ``(S, R)`` (None: ``s = z``), ``offset`` ``(..., S)`` (None: 0); then ``C = map.weight @ pre``
+        ``pre`` ``(S, R)`` (None: ``s = z``), ``offset`` ``(..., S)`` (None: 0); then ``C = W pre`` (``map.weight_times(pre)``: ``W`` the
+        map's weight, ``diag(gain)`` for a one-to-one map)
         and ``d = map(offset)`` ``(..., D)``.
         """
         bias = self.map.bias if offset is None else self.map(offset)

@@ -168,7 +168,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
 
         Args:
             y: recordings ``(trials, T, obs_dim)`` (counts for Poisson). u: inputs ``(trials, T, input_dim)``.
-            num_particles: K per trial. epochs: passes over all trials (``trials // batch_size`` steps
+            num_particles: S per trial. epochs: passes over all trials (``trials // batch_size`` steps
                 each); or num_steps: gradient steps. batch_size: trials per step.
             lr, lr_end: the learning rate decays exponentially from lr to lr_end <= lr (default lr / 100)
                 over the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.

@@ -21,7 +21,7 @@ __all__ = ["LowRankFilterResult", "LowRankParticleMethods", "LowRankSample"]
 
 class LowRankFilterResult(NamedTuple):
     """Particle filter output, batch-first: ``means`` ``(B, T, R)`` = ``sum_k W_t^k z_t^k`` (the filtering
-    means ``E[z_t | y_{<=t}]``), ``particles`` ``(B, T, K, R)``, normalized ``log_weights`` ``(B, T, K)``,
+    means ``E[z_t | y_{<=t}]``), ``particles`` ``(B, T, S, R)``, normalized ``log_weights`` ``(B, T, S)`` (S particles),
     ``ess`` ``(B, T)``, and ``log_evidence`` ``(B,)`` the estimate of ``log p(y)``."""
 
     means: Tensor
@@ -70,8 +70,8 @@ class LowRankParticleMethods:
             pyro.set_rng_seed(seed)
         with pyro.validation_enabled(False):
             record = elbo.filter(self.model, self.guide, y, u)
-        particles = record.states["z"]  # (T, K, B, R)
-        weights = record.log_weights.exp()  # (T, K, B)
+        particles = record.states["z"]  # (T, S, B, R)
+        weights = record.log_weights.exp()  # (T, S, B)
         means = (weights.unsqueeze(-1) * particles).sum(1)  # (T, B, R)
         return LowRankFilterResult(
             means=means.transpose(0, 1),

@@ -295,6 +295,7 @@ class SwitchingLowRankRNN(Estimator):
     # ----- the fitted networks -----------------------------------------------------------------------
     def fixed_points(self, state: Optional[int] = None, **options: Any) -> Union[FixedPoints, list]:
         """All fixed points of state ``state``'s map (ReLU or clipped ReLU), or a list over the states."""
+        self.check_fitted("fixed_points")
         if state is None:
             return [self.fixed_points(k, **options) for k in range(self.config.num_states)]
         return latent_map_fixed_points(self.module.dynamics.latent_map(state), **options)
@@ -302,6 +303,7 @@ class SwitchingLowRankRNN(Estimator):
     def orthogonal_basis(self, state: int) -> OrthogonalBasis:
         """State ``state``'s parameters in the latent basis where its ``U_k`` has orthonormal columns:
         ``transform (R, R)``, ``U (N, R)``, ``V (R, N)``, ``noise_cov (R, R)``."""
+        self.check_fitted("orthogonal_basis")
         _, V, U, _, _ = self.module.dynamics.latent_map(state)
         scale = self.module.latent_log_scale.detach().exp()
         noise = scale.square() * eye_like(scale, self.config.rank)

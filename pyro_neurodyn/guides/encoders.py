@@ -67,7 +67,7 @@ class RecurrentEncoder(nn.Module):
     def set_input_statistics(self, y: Tensor, u: Optional[Tensor] = None) -> None:
         """Standardize future inputs with the per-channel mean and std of training data ``y (trials, T, D)`` and
         ``u (trials, T, M)`` (or None)."""
-        x = y if u is None else torch.cat([y, u], -1)
+        x = y if u is None or not self.input_dim else torch.cat([y, u], -1)  # as forward reads them
         flat = x.reshape(-1, x.shape[-1])
         self.input_loc.copy_(flat.mean(0))
         self.input_scale.copy_(flat.std(0).clamp_min(1e-6))

@@ -14,7 +14,7 @@ class SRNNModel(SwitchingStateSpaceModel):
     r"""K tanh RNNs ``h_t = tanh(W_k h_{t-1} + U_k u_t + b_k) + noise`` switched by a Markov chain.
 
     A :class:`SwitchingStateSpaceModel` whose dynamics are an :class:`~pyro_neurodyn.dynamics.RNNBank`
-    (see there for the model, the ELBO and why it is exact).
+    (the model, the ELBO and why it is exact: :mod:`pyro_neurodyn.models.switching_ssm`).
 
     Args:
         num_states: K. latent_dim: P. obs_dim: D. input_dim: M.

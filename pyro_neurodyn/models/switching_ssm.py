@@ -183,10 +183,10 @@ class SwitchingStateSpaceModel(PyroModule):
         """Importance-weighted estimate of ``log p(y | u)`` per trial ``(trials,)`` for ``y (trials, T, D)``,
         ``u (trials, T, M)`` or None, the states summed exactly:
 
-            log p^(y) = log (1/K) sum_k p(y | h^k) sum_z p(z, h^k) / q(h^k | y),   h^k ~ q(h | y) (the encoder).
+            log p^(y) = log (1/S) sum_s p(y | h^s) sum_z p(z, h^s) / q(h^s | y),   h^s ~ q(h | y) (the encoder).
 
         ``exp`` of it is unbiased for p(y); its expectation is a lower bound of log p(y) that tightens
-        as K = ``num_particles`` grows (the IWAE bound, Burda et al. 2016). Only h is sampled.
+        as S = ``num_particles`` grows (the IWAE bound, Burda et al. 2016). Only h is sampled.
         Particles are scored ``particle_batch`` at a time (default: as many as keep the largest
         intermediate, ``(batch, trials, T, num_states, P)`` or ``(batch, trials, T, D)``, near 2^25
         numbers), so memory stays bounded however many particles are asked for.

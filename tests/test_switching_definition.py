@@ -105,8 +105,8 @@ def test_check_model_passes_on_every_shipped_model_and_variant(name):
 class TransposedFastPath(SRNNModel):
     """A variant whose hand-written fast path transposes the transition matrix: the bug check_model exists for."""
 
-    def latent_factors(self, h, u=None):
-        factors = super().latent_factors(h, u)
+    def latent_factors(self, h, u=None, lengths=None):
+        factors = super().latent_factors(h, u, lengths)
         return factors._replace(trans_logits=factors.trans_logits.transpose(-1, -2))
 
 

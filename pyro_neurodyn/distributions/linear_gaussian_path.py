@@ -99,17 +99,31 @@ class LinearGaussianPath(TorchDistribution):
 
     Args:
         coef, loc, scale: ``(..., T, P)``; scale > 0. event_shape = (T, P).
+        lengths: optional ``(...)`` (broadcastable to the batch) steps of each path that count: ``log_prob``
+            and ``entropy`` sum over ``t < lengths`` only (ragged trials padded to T; the steps after a
+            trial's end are still sampled, and score nothing).
     """
 
     arg_constraints = {"coef": constraints.real, "loc": constraints.real, "scale": constraints.positive}
     support = constraints.independent(constraints.real, 2)
     has_rsample = True
 
-    def __init__(self, coef: Tensor, loc: Tensor, scale: Tensor, validate_args: Optional[bool] = None):
+    def __init__(
+        self, coef: Tensor, loc: Tensor, scale: Tensor, lengths: Optional[Tensor] = None, validate_args: Optional[bool] = None
+    ):
         self.coef, self.loc, self.scale = torch.broadcast_tensors(coef, loc, scale)
         if self.loc.dim() < 2:
             raise ValueError(f"loc must have shape (..., T, P), got {tuple(self.loc.shape)}")
+        self.lengths = lengths
         super().__init__(self.loc.shape[:-2], self.loc.shape[-2:], validate_args=validate_args)
+
+    def _sum_steps(self, per_step: Tensor) -> Tensor:
+        """``(..., T, P)`` summed over P and over the counted steps ``t < lengths``: ``(...)``."""
+        per_step = per_step.sum(-1)
+        if self.lengths is not None:
+            counted = torch.arange(per_step.shape[-1], device=per_step.device) < self.lengths.unsqueeze(-1)
+            per_step = torch.where(counted, per_step, per_step.new_zeros(()))
+        return per_step.sum(-1)
 
     @property
     def mean(self) -> Tensor:
@@ -133,16 +147,17 @@ class LinearGaussianPath(TorchDistribution):
             self._validate_sample(value)
         residual = (value - self.conditional_means(value)) / self.scale
         log_density = -0.5 * residual.pow(2) - self.scale.log() - 0.5 * torch.log(value.new_tensor(2 * torch.pi))
-        return log_density.sum((-2, -1))
+        return self._sum_steps(log_density)
 
     def entropy(self) -> Tensor:
         """The entropy of the path, ``(...)`` (the batch shape)."""
-        return (0.5 * torch.log(self.scale.new_tensor(2 * torch.pi * torch.e)) + self.scale.log()).sum((-2, -1))
+        return self._sum_steps(0.5 * torch.log(self.scale.new_tensor(2 * torch.pi * torch.e)) + self.scale.log())
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(LinearGaussianPath, _instance)
         shape = torch.Size(batch_shape) + self.event_shape
         new.coef, new.loc, new.scale = self.coef.expand(shape), self.loc.expand(shape), self.scale.expand(shape)
+        new.lengths = None if self.lengths is None else self.lengths.expand(batch_shape)
         super(LinearGaussianPath, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new

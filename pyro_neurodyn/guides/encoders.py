@@ -64,23 +64,47 @@ class RecurrentEncoder(nn.Module):
         self.register_buffer("input_loc", torch.zeros(obs_dim + input_dim))
         self.register_buffer("input_scale", torch.ones(obs_dim + input_dim))
 
-    def set_input_statistics(self, y: Tensor, u: Optional[Tensor] = None) -> None:
+    def set_input_statistics(self, y: Tensor, u: Optional[Tensor] = None, mask: Optional[Tensor] = None) -> None:
         """Standardize future inputs with the per-channel mean and std of training data ``y (trials, T, D)`` and
-        ``u (trials, T, M)`` (or None)."""
+        ``u (trials, T, M)`` (or None), over the observed entries of ``mask (trials, T, D)`` when given."""
         x = y if u is None or not self.input_dim else torch.cat([y, u], -1)  # as forward reads them
         flat = x.reshape(-1, x.shape[-1])
-        self.input_loc.copy_(flat.mean(0))
-        self.input_scale.copy_(flat.std(0).clamp_min(1e-6))
+        if mask is None:
+            self.input_loc.copy_(flat.mean(0))
+            self.input_scale.copy_(flat.std(0).clamp_min(1e-6))
+            return
+        weight = torch.cat([mask, torch.ones_like(x[..., y.shape[-1] :], dtype=torch.bool)], -1).reshape(flat.shape).to(flat)
+        count = weight.sum(0).clamp_min(1.0)
+        loc = (weight * flat).sum(0) / count
+        variance = (weight * (flat - loc).square()).sum(0) / (count - 1).clamp_min(1.0)
+        self.input_loc.copy_(loc)
+        self.input_scale.copy_(variance.sqrt().clamp_min(1e-6))
 
-    def forward(self, y: Tensor, u: Optional[Tensor] = None) -> LinearGaussianPath:
-        """q(h | y, u): ``y (..., T, D)``, ``u (..., T, M)`` or None -> batch ``(...)``, event ``(T, P)``."""
+    def forward(
+        self, y: Tensor, u: Optional[Tensor] = None, mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None
+    ) -> LinearGaussianPath:
+        """q(h | y, u): ``y (..., T, D)``, ``u (..., T, M)`` or None -> batch ``(...)``, event ``(T, P)``.
+
+        ``mask (..., T, D)`` bool: unobserved entries read as the channel's mean (0 after standardizing).
+        ``lengths (...)``: steps of each (padded) trial; the recurrence reads only ``t < lengths`` (the
+        backward direction starts at each trial's own end), and the path's density counts only those steps.
+        """
         x = y if not self.input_dim else torch.cat([y, u.expand(y.shape[:-1] + u.shape[-1:])], -1)
-        batch_shape = x.shape[:-2]
-        x = ((x - self.input_loc) / self.input_scale).reshape((-1,) + x.shape[-2:])
-        features, _ = self.rnn(x)
-        coef, loc, raw_scale = self.head(features).reshape(batch_shape + x.shape[-2:-1] + (3, self.latent_dim)).unbind(-2)
+        batch_shape, num_steps = x.shape[:-2], x.shape[-2]
+        x = (x - self.input_loc) / self.input_scale
+        if mask is not None:
+            observed = torch.cat([mask, torch.ones_like(x[..., y.shape[-1] :], dtype=torch.bool)], -1)
+            x = torch.where(observed, x, x.new_zeros(()))
+        x = x.reshape((-1,) + x.shape[-2:])
+        if lengths is not None and bool((lengths < num_steps).any()):
+            flat_lengths = lengths.expand(batch_shape).reshape(-1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(x, flat_lengths, batch_first=True, enforce_sorted=False)
+            features, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=num_steps)
+        else:
+            features, _ = self.rnn(x)
+        coef, loc, raw_scale = self.head(features).reshape(batch_shape + (num_steps, 3, self.latent_dim)).unbind(-2)
         if self.fixed_scale is not None:
             scale = torch.full_like(loc, self.fixed_scale)
         else:
             scale = softplus(raw_scale) + self.min_scale
-        return LinearGaussianPath(torch.tanh(coef), loc, scale)
+        return LinearGaussianPath(torch.tanh(coef), loc, scale, lengths=lengths)

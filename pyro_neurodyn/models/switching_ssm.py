@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from ..data.validation import check_count
 from ..distributions import CollapsedSwitchingPath, DiagonalNormal, StateComponent, SwitchingFactors, switching_posterior
+from ..distributions.observation_mask import mask_observation
 from .module_names import unique_module_name
 
 PARTICLE_BATCH_NUMBERS = 2**25  # log_evidence: numbers per intermediate tensor (128 MiB in float32)
@@ -53,6 +54,14 @@ class SwitchingSample(NamedTuple):
     y: Tensor
     h: Tensor
     z: Tensor
+
+
+def observed_entries(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Optional[Tensor]:
+    """``(trials, T, D)`` bool: ``mask`` and, with ``lengths (trials,)``, only the steps ``t < lengths`` (None: all)."""
+    if lengths is None:
+        return mask
+    within = (torch.arange(y.shape[-2], device=y.device) < lengths.unsqueeze(-1)).unsqueeze(-1)
+    return within.expand(y.shape) if mask is None else mask & within
 
 
 class SwitchingStateSpaceModel(PyroModule):
@@ -123,10 +132,13 @@ class SwitchingStateSpaceModel(PyroModule):
         return dist.Independent(self.emission(h), 1)
 
     # ----- derived: the chain's factors of a concrete latent path ---------------------------------------
-    def latent_factors(self, h: Tensor, u: Optional[Tensor] = None) -> SwitchingFactors:
+    def latent_factors(self, h: Tensor, u: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> SwitchingFactors:
         """Chain factors of a latent path ``h (..., T, P)`` (inputs ``u (..., T, M)``): for every step and
         state k, ``emission_logp[..., t, k] = log p(h_t | h_{t-1}, z_t = k)`` ``(..., T, K)``, the transition
-        logits ``(..., T-1, K, K)`` and the initial logits, each from ONE call of the step definition."""
+        logits ``(..., T-1, K, K)`` and the initial logits, each from ONE call of the step definition.
+
+        ``lengths (trials,)``: the steps ``t >= lengths`` of a padded trial score 0. The chain then sums to the
+        trimmed trial's exactly (the transitions after its end are normalized rows: they sum to one)."""
         u_first, u_next = (None, None) if u is None else (u[..., :1, :], u[..., 1:, :])
         first_logp = self.initial_latent(u_first).log_prob(h[..., :1, None, :])  # (..., 1, K)
         step_logp = self.latent_step(h[..., :-1, :], u_next).log_prob(h[..., 1:, None, :])  # (..., T-1, K)
@@ -134,13 +146,19 @@ class SwitchingStateSpaceModel(PyroModule):
         if trans_logits.dim() == 2:
             trans_logits = trans_logits.expand(h.shape[:-2] + (h.shape[-2] - 1,) + trans_logits.shape)
         init_logits = self.initial_logits(None if u is None else u[..., 0, :])
-        return SwitchingFactors(init_logits, trans_logits, torch.cat([first_logp, step_logp], -2))
+        emission_logp = torch.cat([first_logp, step_logp], -2)
+        if lengths is not None:
+            within = torch.arange(h.shape[-2], device=h.device) < lengths.unsqueeze(-1)  # (trials, T)
+            emission_logp = torch.where(within.unsqueeze(-1), emission_logp, emission_logp.new_zeros(()))
+        return SwitchingFactors(init_logits, trans_logits, emission_logp)
 
-    def latent_prior(self, num_trials: int, num_steps: int, u: Optional[Tensor] = None) -> CollapsedSwitchingPath:
+    def latent_prior(
+        self, num_trials: int, num_steps: int, u: Optional[Tensor] = None, lengths: Optional[Tensor] = None
+    ) -> CollapsedSwitchingPath:
         """p(h) = sum_z p(z, h) as a distribution with batch shape ``(num_trials,)``, event ``(num_steps, P)``
-        (inputs ``u (num_trials, num_steps, M)`` or None)."""
+        (inputs ``u (num_trials, num_steps, M)`` or None; ``lengths (num_trials,)``: the steps of padded trials)."""
         return CollapsedSwitchingPath(
-            lambda h: self.latent_factors(h, u),
+            lambda h: self.latent_factors(h, u, lengths),
             num_steps,
             self.latent_dim,
             (num_trials,),
@@ -149,36 +167,55 @@ class SwitchingStateSpaceModel(PyroModule):
 
     # ----- the Pyro program -------------------------------------------------------------------------------
     @pyro_method
-    def model(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
+    def model(
+        self,
+        y: Tensor,
+        u: Optional[Tensor] = None,
+        labels: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+        lengths: Optional[Tensor] = None,
+        label_weight: float = 0.0,
+    ):
         """``h (trials, T, P)`` from :meth:`latent_prior`, ``y (trials, T, D)`` observed; ``u (trials, T, M)`` or None,
-        ``labels (trials, T)`` or None."""
+        ``labels (trials, T)`` or None. ``mask (trials, T, D)`` bool: only observed entries are scored;
+        ``lengths (trials,)``: padded trials end there (their later steps score nothing)."""
         num_trials, num_steps, _ = y.shape
         with pyro.plate("trials", num_trials, dim=-1):
-            h = pyro.sample("h", self.latent_prior(num_trials, num_steps, u))
+            h = pyro.sample("h", self.latent_prior(num_trials, num_steps, u, lengths))
             if labels is not None and label_weight > 0:
                 # supervised start (SRNN paper): reward smoothed p(z_t = label_t | h) of the given labels
-                log_marginals = switching_posterior(*self.latent_factors(h, u), log_space=True).marginals
+                log_marginals = switching_posterior(*self.latent_factors(h, u, lengths), log_space=True).marginals
                 log_match = log_marginals.gather(-1, labels.expand(log_marginals.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+                if lengths is not None:
+                    log_match = torch.where(torch.arange(num_steps, device=y.device) < lengths.unsqueeze(-1), log_match, 0.0)
                 pyro.factor("labels", label_weight * log_match.sum(-1))
-            pyro.sample("y", dist.Independent(self.observation(h, u), 1), obs=y)
+            observed = observed_entries(y, mask, lengths)
+            pyro.sample("y", dist.Independent(mask_observation(self.observation(h, u), observed), 1), obs=y)
 
     @pyro_method
-    def guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
-        """``h (trials, T, P)`` from the ``encoder`` given ``y (trials, T, D)``, ``u (trials, T, M)``; labels unused."""
+    def guide(self, y: Tensor, u: Optional[Tensor] = None, labels=None, mask=None, lengths=None, label_weight: float = 0.0):
+        """``h (trials, T, P)`` from the ``encoder`` given ``y (trials, T, D)``, ``u (trials, T, M)``, ``mask`` and
+        ``lengths`` as in :meth:`model`; labels unused."""
         with pyro.plate("trials", y.shape[0], dim=-1):
-            pyro.sample("h", self.encoder(y, u))
+            pyro.sample("h", self.encoder(y, u, mask, lengths))
 
     @pyro_method
-    def filter_guide(self, y: Tensor, u: Optional[Tensor] = None, labels: Optional[Tensor] = None, label_weight: float = 0.0):
+    def filter_guide(self, y: Tensor, u: Optional[Tensor] = None, labels=None, mask=None, lengths=None, label_weight: float = 0.0):
         """As :meth:`guide`, with the causal ``filter_encoder``: ``h (trials, T, P)`` given ``y (trials, T, D)``."""
         if self.filter_encoder is None:
             raise ValueError("this model was built without a filter_encoder")
         with pyro.plate("trials", y.shape[0], dim=-1):
-            pyro.sample("h", self.filter_encoder(y, u))
+            pyro.sample("h", self.filter_encoder(y, u, mask, lengths))
 
     @torch.no_grad()
     def log_evidence(
-        self, y: Tensor, u: Optional[Tensor] = None, num_particles: int = 100, particle_batch: Optional[int] = None
+        self,
+        y: Tensor,
+        u: Optional[Tensor] = None,
+        num_particles: int = 100,
+        particle_batch: Optional[int] = None,
+        mask: Optional[Tensor] = None,
+        lengths: Optional[Tensor] = None,
     ) -> Tensor:
         """Importance-weighted estimate of ``log p(y | u)`` per trial ``(trials,)`` for ``y (trials, T, D)``,
         ``u (trials, T, M)`` or None, the states summed exactly:
@@ -189,18 +226,20 @@ class SwitchingStateSpaceModel(PyroModule):
         as S = ``num_particles`` grows (the IWAE bound, Burda et al. 2016). Only h is sampled.
         Particles are scored ``particle_batch`` at a time (default: as many as keep the largest
         intermediate, ``(batch, trials, T, num_states, P)`` or ``(batch, trials, T, D)``, near 2^25
-        numbers), so memory stays bounded however many particles are asked for.
+        numbers), so memory stays bounded however many particles are asked for. ``mask`` and ``lengths``
+        as in :meth:`model`: the evidence of the observed entries of each trial up to its length.
         """
         if particle_batch is None:
             per_particle = y.shape[0] * y.shape[1] * max(self.num_states * self.latent_dim, y.shape[-1])
             particle_batch = max(1, PARTICLE_BATCH_NUMBERS // per_particle)
         particle_batch = check_count(particle_batch, "particle_batch")
-        proposal = self.encoder(y, u)
-        prior = self.latent_prior(y.shape[0], y.shape[1], u)
+        proposal = self.encoder(y, u, mask, lengths)
+        observed = observed_entries(y, mask, lengths)
+        prior = self.latent_prior(y.shape[0], y.shape[1], u, lengths)
         log_weights = []
         for start in range(0, num_particles, particle_batch):
             h = proposal.sample((min(particle_batch, num_particles - start),))  # (batch, trials, T, P)
-            log_weights.append(prior.log_prob(h) + self.observation(h, u).log_prob(y).sum(-1) - proposal.log_prob(h))
+            log_weights.append(prior.log_prob(h) + mask_observation(self.observation(h, u), observed).log_prob(y).sum(-1) - proposal.log_prob(h))
         return torch.cat(log_weights).logsumexp(0) - math.log(num_particles)
 
     # ----- derived: the stepwise Pyro program, every z_t a site ----------------------------------------

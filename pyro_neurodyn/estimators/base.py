@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 from typing import Any, Optional, TypeVar, Union
 
+import torch
 from torch import Tensor
 
+from ..data.recording import Recording
 from ..infer import load_checkpoint, save_checkpoint
 from .placement import PlacedEstimator, saved_dtype
 
@@ -80,6 +82,20 @@ class Estimator(PlacedEstimator):
         estimator._restore_checkpoint(payload)
         return estimator
 
+    def recording_arrays(self, y: Any, u: Any = None) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+        """``(y, u, mask, lengths)`` for the model: from a :class:`~pyro_neurodyn.data.Recording` (which carries its
+        own inputs: ``u`` must then be None) ``y (B, T_max, D)``, ``u``, ``mask (B, T_max, D)``, ``lengths (B,)``;
+        from arrays, :meth:`validate`'s ``(y, u)`` and None, None. Converted to the model's device and dtype."""
+        if not isinstance(y, Recording):
+            return (*self.validate(y, u), None, None)
+        if u is not None:
+            raise ValueError("u: a Recording carries its own inputs (Recording.u); pass u=None")
+        recording = y.to(device=self.device, dtype=self.dtype)
+        y, u = self.validate(recording.y, recording.u)
+        mask = None if bool(recording.mask.all()) else recording.mask  # complete data: the arrays' exact path
+        lengths = None if bool((recording.lengths == y.shape[1]).all()) else recording.lengths
+        return y, u, mask, lengths
+
     def posterior_predictive(self, y: Any, num_samples: int = 100, u: Any = None, **options: Any):
         """Posterior draws given ``y (trials, T, D)`` (inputs ``u (trials, T, M)``) and replicated recordings:
         ``latents (S, trials, T, P)``, ``y_rep (S, trials, T, D)``, ... (S = ``num_samples``); see
@@ -87,3 +103,12 @@ class Estimator(PlacedEstimator):
         from ..predictive import posterior_predictive  # the predictive layer sits above the estimators
 
         return posterior_predictive(self, y, num_samples, u, **options)
+
+
+def mark_padding(values: Tensor, lengths: Optional[Tensor], fill: float) -> Tensor:
+    """``values (B, T, ...)`` with the steps ``t >= lengths[b]`` of padded trials set to ``fill`` (NaN for
+    float outputs, -1 for state labels), so that padding cannot pass for a result."""
+    if lengths is None:
+        return values
+    within = torch.arange(values.shape[1], device=values.device) < lengths.unsqueeze(-1)
+    return torch.where(within.reshape(within.shape + (1,) * (values.dim() - 2)), values, torch.full((), fill, dtype=values.dtype))

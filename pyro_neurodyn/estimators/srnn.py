@@ -25,10 +25,10 @@ from ..data.validation import as_inputs, as_trials, check_count, check_magnitude
 from ..distributions import switching_filter, switching_posterior, switching_viterbi
 from ..infer import FitRun, fit_svi
 from ..models.srnn import SRNNModel
-from ..models.switching_ssm import SwitchingSample
-from .base import Estimator
+from ..models.switching_ssm import SwitchingSample, observed_entries
+from .base import Estimator, mark_padding
 from .configs import SRNNConfig, config_arguments
-from .srnn_start import InitLabels, initial_labels, initialize_linear_readout
+from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout
 
 
 class SRNN(Estimator):
@@ -164,7 +164,9 @@ class SRNN(Estimator):
         optimizer and learning-rate schedule, from the current parameters).
 
         Args:
-            y: recordings ``(trials, time, channels)`` (or ``(time, channels)``); counts for Poisson.
+            y: recordings ``(trials, time, channels)`` (or ``(time, channels)``); counts for Poisson. Or a
+                :class:`~pyro_neurodyn.data.Recording` (ragged trials, missing entries, its own inputs): only
+                observed entries are scored, each trial up to its length.
             u: inputs ``(trials, time, input_dim)`` if the model has inputs.
             num_steps: SVI steps of the main phase.
             lr: Adam learning rate (decayed 10x over the fit).
@@ -198,7 +200,7 @@ class SRNN(Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        y, u = self.validate(y, u)
+        y, u, mask, lengths = self.recording_arrays(y, u)
         num_steps = check_count(num_steps, "num_steps")
         num_particles = check_count(num_particles, "num_particles")
         lr = check_positive(lr, "lr")
@@ -207,11 +209,11 @@ class SRNN(Estimator):
         filter_steps = num_steps // 3 if filter_steps is None else check_count(filter_steps, "filter_steps", minimum=0)
         if label_steps > num_steps:
             raise ValueError(f"label_steps ({label_steps}) must not exceed num_steps ({num_steps})")
-        arguments = dict(y=y, u=u, num_steps=num_steps, lr=lr, init=init if isinstance(init, (str, type(None))) else torch.as_tensor(init),
+        arguments = dict(y=y, u=u, mask=mask, lengths=lengths, num_steps=num_steps, lr=lr, init=init if isinstance(init, (str, type(None))) else torch.as_tensor(init),
                          label_steps=label_steps, label_weight=label_weight, filter_steps=filter_steps, num_particles=num_particles,
                          batch_size=batch_size, clip_norm=clip_norm, seed=seed)  # fmt: skip
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
-        labels = initial_labels(init, y, self.config, seed)
+        labels = initial_labels(init, y, self.config, seed, mask, lengths)
         if labels is None:  # init=None: no labels, so every step is an unsupervised one
             label_steps = 0
         else:
@@ -221,26 +223,28 @@ class SRNN(Estimator):
         if self.module is None:
             self._build(y.shape[-1])
         module = self.module
-        module.encoder.set_input_statistics(y, u)
-        module.filter_encoder.set_input_statistics(y, u)
+        observed = observed_entries(y, mask, lengths)
+        module.encoder.set_input_statistics(y, u, observed)
+        module.filter_encoder.set_input_statistics(y, u, observed)
         if not self.losses:
             if self.config.observation == "gaussian" and self.config.emission == "linear":
-                initialize_linear_readout(self.module.emission, y, self.config.latent_dim)
+                initialize_linear_readout(self.module.emission, fill_missing(y, mask, lengths), self.config.latent_dim, lengths)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run)
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
         with pyro.validation_enabled(False):  # speed; the caller's setting is restored afterwards
             if labels is not None and label_steps:
-                fit_svi(module.model, module.guide, elbo, optim, [y, u, labels], num_steps=label_steps,
+                fit_svi(module.model, module.guide, elbo, optim, [y, u, labels, mask, lengths], num_steps=label_steps,
                         desc="SRNN (labels)", label_weight=label_weight, **common)  # fmt: skip
             if num_steps - label_steps and not run.stopped:
-                fit_svi(module.model, module.guide, elbo, optim, [y, u], num_steps=num_steps - label_steps, desc="SRNN", **common)
+                fit_svi(module.model, module.guide, elbo, optim, [y, u, None, mask, lengths], num_steps=num_steps - label_steps,
+                        desc="SRNN", **common)  # fmt: skip
             if filter_steps and not run.stopped:
                 # Train only the causal encoder (its losses, of another objective, stay out of .losses).
                 # Freezing by the optimizer's parameter list (not poutine.block): the model's parameters are
                 # also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
-                fit_svi(module.model, module.filter_guide, elbo, optim, [y, u], num_steps=filter_steps, desc="SRNN (filter)",
+                fit_svi(module.model, module.filter_guide, elbo, optim, [y, u, None, mask, lengths], num_steps=filter_steps, desc="SRNN (filter)",
                         record_losses=False, trainable=module.filter_encoder.parameters(), **common)  # fmt: skip
         run.finish(optim)
         return self
@@ -248,46 +252,49 @@ class SRNN(Estimator):
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()
     def posterior_latents(self, y: Any, u: Any = None) -> Tensor:
-        """The encoder's mean latent path ``(trials, time, latent_dim)`` for ``y (trials, time, channels)``,
-        ``u (trials, time, M)``."""
-        y, u = self.validate(y, u)
-        return self._fitted_module().encoder(y, u).mean
+        """The encoder's mean latent path ``(trials, time, latent_dim)`` for ``y (trials, time, channels)`` (or a
+        :class:`~pyro_neurodyn.data.Recording`: its padding comes back NaN), ``u (trials, time, M)``."""
+        y, u, mask, lengths = self.recording_arrays(y, u)
+        return mark_padding(self._fitted_module().encoder(y, u, mask, lengths).mean, lengths, float("nan"))
+
+    def _decoding_factors(self, y: Any, u: Any):
+        y, u, mask, lengths = self.recording_arrays(y, u)
+        module = self._fitted_module()
+        return module.latent_factors(module.encoder(y, u, mask, lengths).mean, u, lengths), lengths
 
     @torch.no_grad()
     def state_marginals(self, y: Any, u: Any = None) -> Tensor:
         """Smoothed ``p(z_t = k | h, y)`` at the posterior mean latents, ``(trials, time, K)``, for
-        ``y (trials, time, channels)``, ``u (trials, time, M)``."""
-        y, u = self.validate(y, u)
-        module = self._fitted_module()
-        return switching_posterior(*module.latent_factors(module.encoder(y, u).mean, u)).marginals
+        ``y (trials, time, channels)`` or a Recording (padding: NaN), ``u (trials, time, M)``."""
+        factors, lengths = self._decoding_factors(y, u)
+        return mark_padding(switching_posterior(*factors).marginals, lengths, float("nan"))
 
     @torch.no_grad()
     def most_likely_states(self, y: Any, u: Any = None) -> Tensor:
-        """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64, for ``y (trials, time, channels)``,
-        ``u (trials, time, M)``."""
-        y, u = self.validate(y, u)
-        module = self._fitted_module()
-        return switching_viterbi(*module.latent_factors(module.encoder(y, u).mean, u)).states
+        """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64, for ``y (trials, time,
+        channels)`` or a Recording (padding: -1), ``u (trials, time, M)``."""
+        factors, lengths = self._decoding_factors(y, u)
+        return mark_padding(switching_viterbi(*factors).states, lengths, -1)
 
     @torch.no_grad()
     def reconstruct(self, y: Any, u: Any = None) -> Tensor:
-        """Emission mean at the posterior mean latents, ``(trials, time, channels)``, for ``y (trials, time, channels)``,
-        ``u (trials, time, M)``."""
-        y, u = self.validate(y, u)
+        """Emission mean at the posterior mean latents, ``(trials, time, channels)``, for ``y (trials, time,
+        channels)`` or a Recording (padding: NaN; missing entries are predicted), ``u (trials, time, M)``."""
+        y, u, mask, lengths = self.recording_arrays(y, u)
         module = self._fitted_module()
-        return module.emission.mean(module.encoder(y, u).mean)
+        return mark_padding(module.emission.mean(module.encoder(y, u, mask, lengths).mean), lengths, float("nan"))
 
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: int = 100, seed: Optional[int] = None) -> Tensor:
-        """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``, for ``y (trials, time, channels)``:
-        states summed out exactly, h sampled from the encoder
-        (see :meth:`~pyro_neurodyn.models.switching_ssm.SwitchingStateSpaceModel.log_evidence`)."""
-        y, u = self.validate(y, u)
+        """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``, for ``y (trials, time, channels)``
+        or a Recording (its observed entries, each trial up to its length): states summed out exactly, h sampled
+        from the encoder (see :meth:`~pyro_neurodyn.models.switching_ssm.SwitchingStateSpaceModel.log_evidence`)."""
+        y, u, mask, lengths = self.recording_arrays(y, u)
         num_particles = check_count(num_particles, "num_particles")
         module = self._fitted_module()
         if seed is not None:
             pyro.set_rng_seed(seed)
-        return module.log_evidence(y, u, num_particles)
+        return module.log_evidence(y, u, num_particles, mask=mask, lengths=lengths)
 
     @torch.no_grad()
     def forecast(self, y_prefix: Any, steps: int, num_samples: int = 100, u: Any = None) -> Tensor:

@@ -25,11 +25,20 @@ __all__ = ["InitLabels", "initial_labels", "initialize_linear_readout", "label_f
 InitLabels = Union[str, None, np.ndarray, Tensor]
 
 
-def initial_labels(init: InitLabels, y: Tensor, config: SRNNConfig, seed: Optional[int]) -> Optional[Tensor]:
-    """Labels ``(trials, T)`` int64 for ``y (trials, T, D)`` by the method ``init`` (None: no labels)."""
+def initial_labels(
+    init: InitLabels, y: Tensor, config: SRNNConfig, seed: Optional[int], mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None
+) -> Optional[Tensor]:
+    """Labels ``(trials, T)`` int64 for ``y (trials, T, D)`` by the method ``init`` (None: no labels).
+
+    With ``mask (trials, T, D)`` / ``lengths (trials,)`` (a recording with missing entries or ragged trials),
+    the missing entries are filled by linear interpolation in time (labels are a starting point only), the
+    labelling model is fit on windows as long as the shortest trial, and each trial is labelled on its own
+    steps (the padding gets label 0, which the fit ignores)."""
     num_states = config.num_states
     if init is None:
         return None
+    if isinstance(init, str) and (mask is not None or lengths is not None):
+        return _ragged_labels(init, y, config, seed, mask, lengths)
     if isinstance(init, str):
         if init == "kmeans":
             flat = y.reshape(-1, y.shape[-1]).double().cpu().numpy()
@@ -51,6 +60,55 @@ def initial_labels(init: InitLabels, y: Tensor, config: SRNNConfig, seed: Option
     return labels
 
 
+def _ragged_labels(init: str, y: Tensor, config: SRNNConfig, seed: Optional[int], mask, lengths) -> Tensor:
+    filled = fill_missing(y, mask, lengths)
+    lengths = torch.full(y.shape[:1], y.shape[1], dtype=torch.int64) if lengths is None else lengths.cpu()
+    labels = torch.zeros(y.shape[:2], dtype=torch.int64)
+    if init == "kmeans":  # the trials' own time points only
+        within = torch.arange(y.shape[1]) < lengths.unsqueeze(-1)
+        _, clusters = kmeans2(filled.cpu()[within].double().numpy(), config.num_states, minit="++", seed=seed)
+        labels[within] = torch.as_tensor(clusters, dtype=torch.int64)
+        return labels
+    window = int(lengths.min())
+    if window < 3:
+        raise ValueError(f"init={init!r} on ragged trials needs every trial to have >= 3 steps (shortest: {window}); pass init=None")
+    windows = torch.cat([filled[b, : (int(n) // window) * window].reshape(-1, window, y.shape[-1]) for b, n in enumerate(lengths)])
+    model = _labelling_model(init, windows, config, seed)
+    for b, n in enumerate(lengths.tolist()):
+        labels[b, :n] = model(filled[b : b + 1, :n])[0]
+    return labels
+
+
+def _labelling_model(init: str, windows: Tensor, config: SRNNConfig, seed: Optional[int]):
+    """The most-likely-states function of a labelling model fit on ``windows (W, L, D)``."""
+    if init == "hmm":
+        hmm = GaussianEmissionHMM(config.num_states, windows.shape[-1])
+        hmm.fit_em(windows, seed=seed)
+        return hmm.most_likely_states
+    if init == "arhmm":
+        features = label_features(windows, config)
+        arhmm = AutoregressiveHMM(config.num_states, features.shape[-1], covariance="full")
+        arhmm.fit_em(features, seed=seed)
+        return lambda y: arhmm.most_likely_states(label_features(y, config))
+    raise ValueError(f"init must be 'kmeans', 'hmm', 'arhmm', None or an array of labels, got {init!r}")
+
+
+def fill_missing(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Tensor:
+    """``y (trials, T, D)`` with unobserved entries linearly interpolated in time within each trial (held at the
+    ends; a channel never observed in a trial takes its mean over all observed entries), padding left as is."""
+    if mask is None:
+        return y
+    values, observed = y.detach().double().cpu().numpy().copy(), mask.cpu().numpy()
+    steps = np.arange(y.shape[1])
+    channel_mean = (values * observed).sum((0, 1)) / np.maximum(observed.sum((0, 1)), 1)
+    ends = [y.shape[1]] * y.shape[0] if lengths is None else lengths.tolist()
+    for b, end in enumerate(ends):
+        for d in range(y.shape[2]):
+            seen = np.flatnonzero(observed[b, :end, d])
+            values[b, :end, d] = np.interp(steps[:end], seen, values[b, seen, d]) if len(seen) else channel_mean[d]
+    return torch.as_tensor(values, dtype=y.dtype, device=y.device)
+
+
 def label_features(y: Tensor, config: SRNNConfig) -> Tensor:
     """What the ARHMM labels: ``y`` itself for Gaussian observations; for counts, square roots
     (variance-stabilized) smoothed over time by a Gaussian of one bin and projected on their
@@ -64,11 +122,13 @@ def label_features(y: Tensor, config: SRNNConfig) -> Tensor:
 
 
 @torch.no_grad()
-def initialize_linear_readout(emission: nn.Module, y: Tensor, latent_dim: int) -> None:
-    """Start a linear Gaussian readout at PCA of ``y (trials, T, D)``: ``C = V_P diag(s)``, ``d = mean(y)``,
-    the latent coordinates scaled to std 0.5 (inside tanh's range), sigma_y the residual std (or 10% of the
-    data's std where P >= D)."""
+def initialize_linear_readout(emission: nn.Module, y: Tensor, latent_dim: int, lengths: Optional[Tensor] = None) -> None:
+    """Start a linear Gaussian readout at PCA of ``y (trials, T, D)`` (the steps ``t < lengths`` of padded trials):
+    ``C = V_P diag(s)``, ``d = mean(y)``, the latent coordinates scaled to std 0.5 (inside tanh's range),
+    sigma_y the residual std (or 10% of the data's std where P >= D)."""
     flat = y.reshape(-1, y.shape[-1]).double()
+    if lengths is not None:
+        flat = flat[(torch.arange(y.shape[1], device=y.device) < lengths.unsqueeze(-1)).reshape(-1)]
     mean = flat.mean(0)
     _, singular, vh = torch.linalg.svd(flat - mean, full_matrices=False)
     components = vh[:latent_dim]  # (<=P, D)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from pyro_neurodyn.metrics import bits_per_spike, co_smoothing_bits_per_spike
 
@@ -87,3 +88,24 @@ def test_bad_input():
         co_smoothing_bits_per_spike(rates, spikes, [1, 1])
     with pytest.raises(ValueError, match=r"mask must have shape \(3,\)"):
         co_smoothing_bits_per_spike(rates, spikes, [True, False])
+
+
+def test_masked_bits_per_spike_equal_the_trimmed_trials_concatenated():
+    """A Recording's padding and missing entries do not count: bits/spike over it equals bits/spike of its
+    observed entries laid end to end (each neuron's null mean over its own observed bins)."""
+    from pyro_neurodyn.data import Recording
+
+    rng = np.random.default_rng(0)
+    lengths = [30, 18, 25]
+    spikes = [rng.poisson(1.5, size=(n, 4)).astype(float) for n in lengths]
+    rates = [rng.gamma(2.0, 0.75, size=(n, 4)) for n in lengths]
+    rec = Recording.from_trials(spikes)
+    padded_rates = torch.full(rec.y.shape, float("nan"), dtype=torch.float64)
+    for b, n in enumerate(lengths):
+        padded_rates[b, :n] = torch.as_tensor(rates[b])
+    expected = bits_per_spike(np.concatenate(rates), np.concatenate(spikes))
+    assert abs(bits_per_spike(padded_rates, rec) - expected) < 1e-12
+    held_in, targets = rec.hold_out_channels([1, 3])
+    expected_co = bits_per_spike(np.concatenate(rates)[:, [1, 3]], np.concatenate(spikes)[:, [1, 3]])
+    assert abs(co_smoothing_bits_per_spike(padded_rates, rec, [1, 3]) - expected_co) < 1e-12
+    assert not held_in.mask[..., [1, 3]].any() and bool(targets[..., [1, 3]].sum() == rec.mask[..., [1, 3]].sum())

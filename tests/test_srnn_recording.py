@@ -57,3 +57,24 @@ def test_outputs_mark_the_padding(lorenz):
     assert evidence.shape == (6,) and bool(evidence.isfinite().all())
     with pytest.raises(ValueError, match="Recording carries its own inputs"):
         model.log_evidence(rec, torch.zeros(6, 60, 1))
+
+
+def test_posterior_predictive_and_arviz_on_a_recording(lorenz):
+    """Draws for a ragged Recording: the log-likelihood counts observed entries only (it equals the
+    trimmed trial's at the same latent draw), padding comes back NaN / -1, and ArviZ sees NaN there."""
+    from pyro_neurodyn.predictive import posterior_predictive, to_arviz
+
+    rec = ragged(lorenz, 0.0)
+    model = SRNN(2, 3, 3, seed=0).fit(rec, **QUICK)
+    result = posterior_predictive(model, rec, num_samples=4, seed=1)
+    within = rec.time_mask
+    assert result.y_rep.shape == (4, 6, 60, 3) and bool(result.y_rep[:, ~within].isnan().all())
+    assert bool((result.states[:, ~within] == -1).all()) and bool(result.log_likelihood.isfinite().all())
+    b, n = 2, int(rec.lengths[2])  # log p(y_b | h) of trial 2 from its own observed entries
+    h = result.latents[:, b : b + 1, :n]
+    emission = model.module.emission(h)
+    expected = (emission.log_prob(rec.y[b : b + 1, :n].to(h)) * rec.mask[b : b + 1, :n]).sum((-3, -2, -1))
+    torch.testing.assert_close(result.log_likelihood[:, b], expected, rtol=1e-5, atol=1e-3)
+    tree = to_arviz(result, rec)
+    observed = tree["observed_data"]["y"].values
+    assert np.isnan(observed[~rec.mask.numpy()]).all() and np.isfinite(observed[rec.mask.numpy()]).all()

@@ -105,10 +105,12 @@ class Estimator(PlacedEstimator):
         return posterior_predictive(self, y, num_samples, u, **options)
 
 
-def mark_padding(values: Tensor, lengths: Optional[Tensor], fill: float) -> Tensor:
-    """``values (B, T, ...)`` with the steps ``t >= lengths[b]`` of padded trials set to ``fill`` (NaN for
-    float outputs, -1 for state labels), so that padding cannot pass for a result."""
+def mark_padding(values: Tensor, lengths: Optional[Tensor], fill: float, sample_dims: int = 0) -> Tensor:
+    """``values (*S, B, T, ...)`` (``sample_dims`` leading sample dims) with the steps ``t >= lengths[b]`` of padded
+    trials set to ``fill`` (NaN for float outputs, -1 for state labels), so that padding cannot pass for a result."""
     if lengths is None:
         return values
-    within = torch.arange(values.shape[1], device=values.device) < lengths.unsqueeze(-1)
-    return torch.where(within.reshape(within.shape + (1,) * (values.dim() - 2)), values, torch.full((), fill, dtype=values.dtype))
+    num_steps = values.shape[sample_dims + 1]
+    within = torch.arange(num_steps, device=values.device) < lengths.unsqueeze(-1)  # (B, T)
+    within = within.reshape(within.shape + (1,) * (values.dim() - sample_dims - 2))
+    return torch.where(within, values, torch.full((), fill, dtype=values.dtype, device=values.device))

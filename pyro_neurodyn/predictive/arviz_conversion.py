@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from xarray import DataTree
 
+from ..data.recording import Recording
 from ..data.validation import as_trials
 from .posterior_predictive import PosteriorPredictive
 
@@ -49,7 +50,8 @@ def to_arviz(
     trial_names: Optional[Sequence] = None,
 ) -> DataTree:
     """Convert :func:`~pyro_neurodyn.predictive.posterior_predictive` draws and the recordings ``y``
-    ``(trials, T, D)`` they were drawn for into a ``DataTree`` (groups and dims in the module docstring).
+    ``(trials, T, D)`` (or the Recording) they were drawn for into a ``DataTree`` (groups and dims in the module
+    docstring; a Recording's unobserved entries and padding are NaN in ``observed_data``).
 
     Args:
         time, channel_names, trial_names: coordinates of the time, channel and trial dims (default 0..n-1),
@@ -57,7 +59,12 @@ def to_arviz(
     """
     if not isinstance(result, PosteriorPredictive):
         raise TypeError(f"result must be a PosteriorPredictive (from posterior_predictive), got {type(result).__name__}")
+    missing = None
+    if isinstance(y, Recording):  # its unobserved entries and padding become NaN in observed_data
+        y, missing = y.y, ~y.mask
     y = as_trials(y, "y", min_steps=1, dtype=result.y_rep.dtype)  # observed data in the draws' dtype
+    if missing is not None:
+        y = torch.where(missing.to(y.device), torch.full((), float("nan"), dtype=y.dtype), y)
     if tuple(y.shape) != tuple(result.y_rep.shape[1:]):
         raise ValueError(f"y has shape {tuple(y.shape)} but the draws were made for recordings of shape {tuple(result.y_rep.shape[1:])}")
     num_trials, num_steps, num_channels = y.shape
@@ -71,7 +78,9 @@ def to_arviz(
     dims = {"latents": ["trial", "time", "latent"], "y": ["trial", "time", "channel"]}
     if result.states is not None:
         num_states = result.num_states
-        occupancy = torch.nn.functional.one_hot(result.states, num_states).double().mean(-2)  # (S, B, K)
+        counted = (result.states >= 0).unsqueeze(-1)  # padding (-1) is not a state
+        visits = torch.nn.functional.one_hot(result.states.clamp_min(0), num_states).double() * counted
+        occupancy = visits.sum(-2) / counted.sum(-2).clamp_min(1)  # (S, B, K)
         posterior.update(states=_draws(result.states), state_occupancy=_draws(occupancy))
         dims.update(states=["trial", "time"], state_occupancy=["trial", "state"])
         coords["state"] = np.arange(num_states)

@@ -25,7 +25,9 @@ import pyro
 import torch
 from torch import Tensor
 
+from ..data.recording import Recording
 from ..data.validation import check_count
+from ..estimators.base import Estimator, mark_padding
 from .protocol import predictive_model
 
 __all__ = ["PosteriorPredictive", "posterior_predictive"]
@@ -52,7 +54,8 @@ def posterior_predictive(
     Args:
         fitted: a fitted model of a registered type (``SRNN``, ``LowRankRNN``; see
             :func:`~pyro_neurodyn.predictive.protocol.register_predictive` to add one).
-        y: recordings ``(trials, T, D)`` (or ``(T, D)``), validated by the model.
+        y: recordings ``(trials, T, D)`` (or ``(T, D)``), validated by the model; or a Recording (SRNN: missing
+            entries and padding do not count in the log-likelihood; padding comes back NaN, states -1).
         num_samples: S. inputs: the model's inputs ``u`` ``(trials, T, M)`` if it has any.
         num_particles: particles of the filter for models smoothed by particles (LowRankRNN; the draws
             converge to the exact smoothing posterior as it grows); unused by the SRNN.
@@ -65,8 +68,25 @@ def posterior_predictive(
     adapter = predictive_model(fitted)
     num_samples = check_count(num_samples, "num_samples")
     num_particles = check_count(num_particles, "num_particles")
-    y, u = adapter.validate(y, inputs)
+    y, u, mask, lengths = _observed_data(fitted, adapter, y, inputs)
     if seed is not None:
         pyro.set_rng_seed(seed)
-    draws = adapter.posterior_draws(y, u, num_samples, num_particles)
-    return PosteriorPredictive(draws.latents, draws.states, draws.y_rep, draws.log_likelihood, adapter.num_states)
+    if mask is None and lengths is None:
+        draws = adapter.posterior_draws(y, u, num_samples, num_particles)
+    else:
+        draws = adapter.posterior_draws(y, u, num_samples, num_particles, mask=mask, lengths=lengths)
+    latents, y_rep = (mark_padding(x, lengths, float("nan"), sample_dims=1) for x in (draws.latents, draws.y_rep))
+    states = None if draws.states is None else mark_padding(draws.states, lengths, -1, sample_dims=1)
+    return PosteriorPredictive(latents, states, y_rep, draws.log_likelihood, adapter.num_states)
+
+
+def _observed_data(fitted: Any, adapter: Any, y: Any, inputs: Any) -> tuple:
+    """``(y, u, mask, lengths)``: a Recording's arrays (mask/lengths None when complete), or the validated arrays."""
+    if not isinstance(y, Recording):
+        return (*adapter.validate(y, inputs), None, None)
+    if not isinstance(fitted, Estimator):
+        raise TypeError(f"a Recording needs a fitted estimator (SRNN, LowRankRNN, ...), got {type(fitted).__name__}")
+    y, u, mask, lengths = fitted.recording_arrays(y, inputs)
+    if (mask is not None or lengths is not None) and not getattr(adapter, "takes_masks", False):
+        raise ValueError(f"posterior_predictive of a {type(fitted).__name__} does not handle missing entries or ragged trials yet")
+    return y, u, mask, lengths

@@ -41,14 +41,19 @@ class SwitchingPredictive:
         self.num_states = module.num_states
         self.validate = validate
 
-    def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int = 1) -> PosteriorDraws:
+    takes_masks = True  # posterior_draws accepts mask and lengths (a Recording's missing entries and padding)
+
+    def posterior_draws(
+        self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int = 1, mask=None, lengths=None
+    ) -> PosteriorDraws:
         """Draws given ``y (B, T, D)``, ``u (B, T, M)`` or None: ``latents (S, B, T, P)``, ``states (S, B, T)``,
-        ``y_rep (S, B, T, D)``, ``log_likelihood (S, B)``; ``num_particles`` is unused."""
+        ``y_rep (S, B, T, D)``, ``log_likelihood (S, B)`` (of the entries of ``mask (B, T, D)`` up to ``lengths (B,)``);
+        ``num_particles`` is unused."""
         module = self.module
-        draws = replicated_observations(module.model, {}, num_samples, y, u, guide=module.guide)
+        draws = replicated_observations(module.model, {}, num_samples, y, u, None, mask, lengths, guide=module.guide)
         h, y_rep = draws["h"], draws["y"]  # (S, B, T, P), (S, B, T, D)
-        states = switching_sample(*module.latent_factors(h, u))  # (S, B, T)
-        log_likelihood = observed_log_likelihood(module.model, {"h": h}, num_samples, 1, y, u)
+        states = switching_sample(*module.latent_factors(h, u, lengths))  # (S, B, T)
+        log_likelihood = observed_log_likelihood(module.model, {"h": h}, num_samples, 1, y, u, None, mask, lengths)
         return PosteriorDraws(h, states, y_rep, log_likelihood)
 
     def log_evidence(self, y: Tensor, u: Optional[Tensor], num_particles: int) -> Tensor:

@@ -176,7 +176,13 @@ class Recording:
         return self.y[index, :length], self.mask[index, :length], None if self.u is None else self.u[index, :length]
 
     def split(self, test_fraction: float = 0.2, *, seed: Optional[int] = 0) -> tuple["Recording", "Recording"]:
-        """``(train, test)`` trials, the test trials drawn at random (``seed``; None: the last trials)."""
+        """``(train, test)`` trials, the test trials drawn at random (``seed``; None: the last trials); the
+        indices are :meth:`split_indices`'s."""
+        train, test = self.split_indices(test_fraction, seed=seed)
+        return self[train], self[test]
+
+    def split_indices(self, test_fraction: float = 0.2, *, seed: Optional[int] = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted trial indices ``(train, test)`` of :meth:`split`."""
         if not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         num_test = int(round(test_fraction * self.num_trials))
@@ -184,7 +190,7 @@ class Recording:
             raise ValueError(f"test_fraction = {test_fraction} of {self.num_trials} trials leaves an empty train or test set")
         order = np.arange(self.num_trials) if seed is None else np.random.default_rng(seed).permutation(self.num_trials)
         test = np.sort(order[self.num_trials - num_test :])
-        return self[np.setdiff1d(np.arange(self.num_trials), test)], self[test]
+        return np.setdiff1d(np.arange(self.num_trials), test), test
 
     def hold_out_channels(self, channels: Sequence[int]) -> tuple["Recording", Tensor]:
         """Hide ``channels`` (indices into D) in every trial: ``(held_in, targets)``, the recording with those

@@ -54,6 +54,14 @@ def _replicated(tree: DataTree) -> np.ndarray:
     return y.reshape((-1,) + y.shape[2:])
 
 
+def _observed_entries(tree: DataTree) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded values ``(n,)`` and their replicates ``(draws, n)``, flattened over trials, time and channels;
+    entries NaN in ``observed_data`` (a Recording's missing entries and padding) left out."""
+    observed, replicated = _observed(tree), _replicated(tree)
+    keep = np.isfinite(observed)
+    return observed[keep], replicated[:, keep]
+
+
 def _is_counts(*arrays: np.ndarray) -> bool:
     return all((a >= 0).all() and (a == np.round(a)).all() for a in arrays)
 
@@ -80,8 +88,8 @@ def plot_ppc_dist(tree: DataTree, num_samples: int = 50, kind: str = "kde") -> F
     import arviz_plots
 
     _check_tree(tree)
-    observed, replicated = _observed(tree), _replicated(tree)
-    flat = _flat_tree(tree, observed.reshape(-1), replicated.reshape(replicated.shape[0], -1))
+    observed, replicated = _observed_entries(tree)
+    flat = _flat_tree(tree, observed, replicated)
     pc = arviz_plots.plot_ppc_dist(flat, num_samples=min(num_samples, replicated.shape[0]), kind=kind)
     figure = _figure(pc)
     figure.axes[0].set_title("posterior predictive distribution of the recorded values")
@@ -94,10 +102,10 @@ def plot_ppc_rootogram(tree: DataTree) -> Figure:
     import arviz_plots
 
     _check_tree(tree)
-    observed, replicated = _observed(tree), _replicated(tree)
+    observed, replicated = _observed_entries(tree)
     if not _is_counts(observed, replicated):
         raise ValueError("plot_ppc_rootogram needs spike counts (non-negative integers) in y and y_rep")
-    flat = _flat_tree(tree, observed.reshape(-1).astype(np.int64), replicated.reshape(replicated.shape[0], -1).astype(np.int64))
+    flat = _flat_tree(tree, observed.astype(np.int64), replicated.astype(np.int64))
     figure = _figure(arviz_plots.plot_ppc_rootogram(flat))
     figure.axes[0].set_title("rootogram of spike counts per bin")
     return figure

@@ -38,7 +38,10 @@ Each proposal draws ``z_t`` given the particle's past (``state``) and the record
       1/q_var = 1/diag(Sigma) + 1/s_t^2,   q_mean = q_var (m_t / diag(Sigma) + mu_t / s_t^2).
 
 The proposals read the model's parameters through a reference that is not a submodule, so those
-parameters stay registered once, under the model's name.
+parameters stay registered once, under the model's name. What depends only on the parameters and the data
+(gains, the encoder's output) is computed once per pass and kept in the pass's
+:class:`~pyro_neurodyn.infer.ParticleState` (``state.constants[proposal]``); the proposals never write
+the particle tensors (VSMC_ELBO locks them while the guide runs).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ from torch import Tensor, nn
 
 from ..dynamics.lowrank import CovarianceFactors, SharedCovarianceNormal
 from ..dynamics.readouts import LinearForm
-from ..models.lowrank_rnn import PassCache, trial_plate
+from ..infer.particle_state import pass_constant
+from ..models.lowrank_rnn import trial_plate
 from ..models.module_names import unique_module_name
 
 __all__ = [
@@ -89,13 +93,12 @@ class BootstrapProposal(PyroModule):
         pass
 
 
-class _ModelProposal(PassCache, PyroModule):
+class _ModelProposal(PyroModule):
     """A proposal that reads the model's prior through a non-registered reference."""
 
     def __init__(self, model: nn.Module, prefix: str):
         super().__init__(name=unique_module_name(prefix))
         object.__setattr__(self, "_model", model)  # not a submodule: its parameters belong to the model
-        self._clear_pass_caches()
 
     @property
     def model(self) -> nn.Module:
@@ -140,7 +143,7 @@ def kalman_update(prior: CovarianceFactors, form: LinearForm) -> KalmanUpdate:
     """The :class:`KalmanUpdate` of a prior covariance (its factors) and a linear-Gaussian readout ``form``.
 
     The R x R algebra runs in float64 (once per pass, so free) and factorizes the posterior precision
-    only: with ``Lambda + G C = L_p L_p^T``, ``S = L_p^{-T}`` is a square root of ``P`` (``S S^T = P``).
+    only: with ``Lambda + G C = L_p L_p^T``, ``F = L_p^{-T}`` is a square root of ``P`` (``F F^T = P``).
     """
     dtype = form.weight.dtype
     inverse = (torch.diag_embed(prior.inverse) if prior.diagonal else prior.inverse).double()
@@ -158,7 +161,7 @@ def kalman_update(prior: CovarianceFactors, form: LinearForm) -> KalmanUpdate:
 class OptimalProposal(_ModelProposal):
     """``q(z_t) = p(z_t | z_{t-1}, y_t)`` for a model with a linear-Gaussian readout (see the module docstring).
 
-    The gains depend only on the parameters, so they are computed once per pass (per ``state``).
+    The gains depend only on the parameters, so they are computed once per pass (``state.constants``).
     """
 
     def __init__(self, model: nn.Module):
@@ -166,15 +169,15 @@ class OptimalProposal(_ModelProposal):
             raise ValueError("the optimal proposal needs a Gaussian readout (affine or one-to-one), not a Poisson one")
         super().__init__(model, "optimal_proposal")
 
-    _pass_caches = {"_pass": (None, None)}  # (state, (form, initial KalmanUpdate, KalmanUpdate))
-
     def _updates(self, state: dict) -> tuple:
-        if self._pass[0] is not state:
-            model = self.model
-            constants = model.pass_constants(state)
-            form = model.readout_linear_form(None)
-            self._pass = (state, (form, kalman_update(constants.initial_noise, form), kalman_update(constants.noise, form)))
-        return self._pass[1]
+        """``(form, initial KalmanUpdate, KalmanUpdate)`` of the pass."""
+        return pass_constant(state, self, lambda: self._compute_updates(state))
+
+    def _compute_updates(self, state: dict) -> tuple:
+        model = self.model
+        constants = model.pass_constants(state)
+        form = model.readout_linear_form(None)
+        return form, kalman_update(constants.initial_noise, form), kalman_update(constants.noise, form)
 
     def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
         model = self.model
@@ -216,28 +219,15 @@ class EncoderProposal(_ModelProposal):
     """Diagonal Gaussian proposal: a causal CNN encoder of ``y`` times the transition (module docstring).
 
     The encoder runs once per pass, in ``init``, over the whole ``y`` (each output only reads the past);
-    ``step`` reuses it for the same ``y`` object.
+    ``step`` reuses it (``state.constants``).
     """
 
     def __init__(self, model: nn.Module, obs_dim: int, *, kernel_sizes: Sequence[int] = (21, 11, 1), channels: int = 64, init_scale: float = 0.1):
         super().__init__(model, "encoder_proposal")
         self.encoder = CausalConvEncoder(obs_dim, model.transition.rank, kernel_sizes, channels, init_scale)
 
-    _pass_caches = {"_encoded": None}  # (y, mean, log_var) of the current pass
-
-    def _encode(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        if self._encoded is None or self._encoded[0] is not y:
-            mean, log_var = self.encoder(y)
-            self._encoded = (y, mean, log_var)
-        return self._encoded[1], self._encoded[2]
-
-    @pyro_method
-    def init(self, state: dict, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
-        self._encoded = None  # parameters may have changed since the last pass
-        self._propose(state, 0, y, u)
-
     def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
-        mean, log_var = self._encode(y)
+        mean, log_var = pass_constant(state, self, lambda: self.encoder(y))
         prior = self.model.latent_prior(state, t, u)
         prior_precision = prior.noise.variance().reciprocal()
         encoder_precision = torch.exp(-log_var[:, t])
@@ -260,7 +250,6 @@ class SwitchingKalmanProposal(_ModelProposal):
 
     site = "x"
     MOMENTS = ("prior_mean", "posterior_moments")
-    _pass_caches = {"_pass": (None, None)}  # (state, (form, initial (prior, update), (prior, update)))
 
     def __init__(self, model: nn.Module, moments: str = "prior_mean"):
         if moments not in self.MOMENTS:
@@ -269,12 +258,13 @@ class SwitchingKalmanProposal(_ModelProposal):
         self.moments = moments
 
     def _updates(self, state: dict, initial_scale: Tensor, scale: Tensor) -> tuple:
-        if self._pass[0] is not state:
-            form = self.model.emission_linear_form()
-            priors = tuple(CovarianceFactors.from_std(s) for s in (initial_scale, scale))
-            updates = tuple((prior, None if form is None else kalman_update(prior, form)) for prior in priors)
-            self._pass = (state, (form,) + updates)
-        return self._pass[1]
+        """``(form, (initial prior, its update), (prior, its update))`` of the pass."""
+        return pass_constant(state, self, lambda: self._compute_updates(initial_scale, scale))
+
+    def _compute_updates(self, initial_scale: Tensor, scale: Tensor) -> tuple:
+        form = self.model.emission_linear_form()
+        priors = tuple(CovarianceFactors.from_std(s) for s in (initial_scale, scale))
+        return (form,) + tuple((prior, None if form is None else kalman_update(prior, form)) for prior in priors)
 
     def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
         model = self.model
@@ -300,13 +290,13 @@ def _full(factors: CovarianceFactors) -> CovarianceFactors:
 
 
 def moment_matched_normal(means: Tensor, log_weights: Tensor, factors: CovarianceFactors) -> SharedCovarianceNormal:
-    """The Gaussian with the mean and covariance of ``sum_k w_k N(means_k, S S^T)``.
+    """The Gaussian with the mean and covariance of ``sum_k w_k N(means_k, F F^T)``.
 
-    ``means`` ``(..., K, R)``, normalized ``log_weights`` ``(..., K)``, full ``factors`` ``S`` ``(R, R)``
-    shared by the components. With ``mu = sum_k w_k means_k`` and ``e_k = S^{-1} (means_k - mu)``, the
-    covariance is ``S (I + sum_k w_k e_k e_k^T) S^T = (S L)(S L)^T``, ``L`` the Cholesky factor of the
-    bracket, so the per-particle factor ``S L`` ``(..., R, R)`` is exactly ``S`` when the components
-    coincide (one state): the same draws as :class:`SharedCovarianceNormal` with ``S``.
+    ``means`` ``(..., K, R)``, normalized ``log_weights`` ``(..., K)``, full ``factors`` ``F`` ``(R, R)``
+    shared by the components. With ``mu = sum_k w_k means_k`` and ``e_k = F^{-1} (means_k - mu)``, the
+    covariance is ``F (I + sum_k w_k e_k e_k^T) F^T = (F L)(F L)^T``, ``L`` the Cholesky factor of the
+    bracket, so the per-particle factor ``F L`` ``(..., R, R)`` is exactly ``F`` when the components
+    coincide (one state): the same draws as :class:`SharedCovarianceNormal` with ``F``.
     """
     weights = log_weights.exp()
     mean = (weights.unsqueeze(-1) * means).sum(-2)

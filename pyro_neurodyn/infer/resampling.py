@@ -1,12 +1,12 @@
 """Resampling for particle filters: ancestor indices, effective sample size, gathering by ancestor.
 
 Layout: particles are dim 0 and every other dim is a batch of independent particle systems (trials),
-so ``log_weights`` has shape ``(K, *batch)`` and ancestor indices have the same shape, with
-``ancestors[k, b]`` the particle of system ``b`` that particle ``k`` descends from.
+so with ``S`` particles ``log_weights`` has shape ``(S, *batch)`` and ancestor indices have the same
+shape, with ``ancestors[s, b]`` the particle of system ``b`` that particle ``s`` descends from.
 
-Both schemes are unbiased, ``E[#{k : ancestors[k, b] = j}] = K w_j`` with ``w`` the normalized
-weights; systematic resampling (one uniform per system, stratified positions ``(u + k) / K``) has the
-smaller variance, every count being ``floor(K w_j)`` or ``ceil(K w_j)``. Ancestors are drawn from
+Both schemes are unbiased, ``E[#{s : ancestors[s, b] = j}] = S w_j`` with ``w`` the normalized
+weights; systematic resampling (one uniform per system, stratified positions ``(u + s) / S``) has the
+smaller variance, every count being ``floor(S w_j)`` or ``ceil(S w_j)``. Ancestors are drawn from
 the weights with gradients cut: the resampling step is not differentiated (as in FIVO).
 """
 
@@ -28,19 +28,19 @@ __all__ = [
 
 
 def _normalized_weights(log_weights: Tensor) -> Tensor:
-    """``(K, *batch)`` log weights -> ``(B, K)`` normalized weights, detached, in float64."""
+    """``(S, *batch)`` log weights -> ``(B, S)`` normalized weights, detached, in float64."""
     flat = log_weights.detach().to(torch.float64).reshape(log_weights.shape[0], -1).T
     return torch.softmax(flat, dim=-1)
 
 
 def systematic_ancestors(log_weights: Tensor) -> Tensor:
-    """Systematic resampling: ancestor indices ``(K, *batch)`` (int64) from ``log_weights`` ``(K, *batch)``.
+    """Systematic resampling: ancestor indices ``(S, *batch)`` (int64) from ``log_weights`` ``(S, *batch)``.
 
-    Particle ``k`` takes the ancestor ``j`` whose cumulative-weight interval contains ``(u + k) / K``,
+    Particle ``s`` takes the ancestor ``j`` whose cumulative-weight interval contains ``(u + s) / S``,
     ``u ~ Uniform(0, 1)`` drawn once per particle system.
     """
     num_particles = log_weights.shape[0]
-    weights = _normalized_weights(log_weights)  # (B, K)
+    weights = _normalized_weights(log_weights)  # (B, S)
     cumulative = weights.cumsum(-1)
     cumulative = cumulative / cumulative[:, -1:]  # exact 1 at the end despite rounding
     like = dict(dtype=weights.dtype, device=weights.device)
@@ -50,7 +50,7 @@ def systematic_ancestors(log_weights: Tensor) -> Tensor:
 
 
 def multinomial_ancestors(log_weights: Tensor) -> Tensor:
-    """Multinomial resampling: ``K`` independent draws per system from the normalized weights."""
+    """Multinomial resampling: ``S`` independent draws per system from the normalized weights."""
     num_particles = log_weights.shape[0]
     ancestors = torch.multinomial(_normalized_weights(log_weights), num_particles, replacement=True)
     return ancestors.T.reshape(log_weights.shape)
@@ -60,19 +60,19 @@ RESAMPLING_SCHEMES = {"systematic": systematic_ancestors, "multinomial": multino
 
 
 def effective_sample_size(log_weights: Tensor) -> Tensor:
-    """``1 / sum_k w_k^2`` of the normalized weights, shape ``batch`` (between 1 and K)."""
+    """``1 / sum_s w_s^2`` of the normalized weights, shape ``batch`` (between 1 and S)."""
     log_w = log_weights.detach()
     log_w = log_w - torch.logsumexp(log_w, dim=0, keepdim=True)
     return torch.exp(-torch.logsumexp(2.0 * log_w, dim=0))
 
 
 def gather_particles(value: Tensor, ancestors: Tensor) -> Tensor:
-    """Select ``value[ancestors[k, b], b, ...]``: the particles that survive resampling.
+    """Select ``value[ancestors[s, b], b, ...]``: the particles that survive resampling.
 
     Args:
-        value: ``(K, *plates, *event)``, where ``plates`` has as many dims as ``ancestors`` has batch
+        value: ``(S, *plates, *event)``, where ``plates`` has as many dims as ``ancestors`` has batch
             dims (size 1 allowed: a tensor shared by all systems is expanded first).
-        ancestors: ``(K, *batch)`` int64 from :func:`systematic_ancestors` or :func:`multinomial_ancestors`.
+        ancestors: ``(S, *batch)`` int64 from :func:`systematic_ancestors` or :func:`multinomial_ancestors`.
     """
     batch_ndim = ancestors.dim() - 1
     if value.dim() < ancestors.dim() or value.shape[0] != ancestors.shape[0]:

@@ -9,38 +9,41 @@ The objective works for any sequential model/guide pair written in the protocol 
 
 ``y`` is the first argument, batch-first ``(trials, T, ...)``; the objective calls ``init`` and then
 ``step`` for ``t = 1 .. T-1``, each traced on its own (site names repeat across steps). ``state`` is a
-dict of tensors ``(K, *plates, *event)`` whose leading dim is the particle dim: the model writes it,
-the guide only reads it. Particles are a vectorized plate at dim ``-(max_plate_nesting + 1)`` (as in
-``vectorize_particles``), so a trial plate at dim -1 gives tensors ``(K, trials, ...)``.
+:class:`~pyro_neurodyn.infer.ParticleState`, a dict of tensors ``(S, *plates, *event)`` whose leading
+dim is the particle dim (``S`` particles): the model writes it, the guide only reads it (writing raises
+:class:`~pyro_neurodyn.infer.particle_state.ReadOnlyStateError`); its ``constants`` (per pass) and
+``memo`` (per step) hold what model and guide compute once (see :mod:`~pyro_neurodyn.infer.particle_state`).
+Particles are a vectorized plate at dim ``-(max_plate_nesting + 1)`` (as in ``vectorize_particles``),
+so a trial plate at dim -1 gives tensors ``(S, trials, ...)``.
 
-Maths. With ``K`` particles per trial, step ``t`` proposes ``z_t^k ~ q(z_t | z_{t-1}^{a_k}, y)`` from the
+Maths. With ``S`` particles per trial, step ``t`` proposes ``z_t^s ~ q(z_t | z_{t-1}^{a_s}, y)`` from the
 guide and weighs it by
 
-    log w_t^k = log p(z_t^k, y_t | z_{t-1}^{a_k}) - log q(z_t^k | z_{t-1}^{a_k}, y)
+    log w_t^s = log p(z_t^s, y_t | z_{t-1}^{a_s}) - log q(z_t^s | z_{t-1}^{a_s}, y)
 
 (every model site of the step: the latents the guide proposed and the observations; latents that the
 model samples itself are proposed from the model, as in a bootstrap filter, and carry no weight). The
 bound, an estimate of ``log p(y)`` whose expectation is below it, is
 
-    L = sum_trials sum_t log sum_k W_{t-1}^k w_t^k,    W_t^k ∝ W_{t-1}^k w_t^k  (normalized),
+    L = sum_trials sum_t log sum_s W_{t-1}^s w_t^s,    W_t^s ∝ W_{t-1}^s w_t^s  (normalized),
 
-``W_{t-1} = 1/K`` after resampling, so with resampling at every step (the default) each term is
-``log mean_k w_t^k``. Resampling draws ancestors ``a`` from the *detached* normalized weights
+``W_{t-1} = 1/S`` after resampling, so with resampling at every step (the default) each term is
+``log mean_s w_t^s``. Resampling draws ancestors ``a`` from the *detached* normalized weights
 (systematic or multinomial; every step, or when the effective sample size falls below
-``ess_threshold * K``) and gathers every state tensor by ancestor; the score-function term of the
+``ess_threshold * S``) and gathers every state tensor by ancestor; the score-function term of the
 resampling step is dropped (FIVO, Maddison et al. 2017; Naesseth et al. 2018; Le et al. 2018), so
 gradients flow only through reparameterized samples and weights. ``exp(L)`` is an unbiased estimate of
-``p(y)`` for every ``K``.
+``p(y)`` for every ``S``.
 
 Gradient through resampling. Cutting the ancestors (``resampling_gradient="none"``, the papers' choice)
 leaves a bias in the gradient of the model's parameters that more particles do not remove (measured
 against a Kalman filter's exact score: about 10 standard errors off for the dynamics with the optimal
-proposal at K = 30, 17-32 and a wrong sign with the bootstrap proposal at K = 100; ``tests/test_vsmc.py``).
+proposal at S = 30, 17-32 and a wrong sign with the bootstrap proposal at S = 100; ``tests/test_vsmc.py``).
 ``"stop_gradient"`` (Scibior & Wood, "Differentiable particle filtering without modifying the forward
 pass", 2021) gives each resampled
-particle the log weight ``log W_{t-1}^{a_k} - stop_grad(log W_{t-1}^{a_k}) - log K``: the same values, so
+particle the log weight ``log W_{t-1}^{a_s} - stop_grad(log W_{t-1}^{a_s}) - log S``: the same values, so
 the same bound and the same filter, but the gradient becomes Fisher's identity over the particle paths,
-``sum_k W_T^k grad sum_t log w_t^k``, a consistent estimate of ``grad log p(y)`` for parameters the model
+``sum_s W_T^s grad sum_t log w_t^s``, a consistent estimate of ``grad log p(y)`` for parameters the model
 and a model-derived proposal (bootstrap, optimal, Kalman-type) share. It is NOT a training signal for a
 proposal's own parameters (an encoder): their exact gradient of ``log p(y)`` is zero.
 
@@ -65,6 +68,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from ..data.validation import check_count
+from .particle_state import ParticleState
 from .resampling import RESAMPLING_SCHEMES, effective_sample_size, gather_particles
 
 __all__ = ["VSMC_ELBO", "ParticleFilterResult", "RESAMPLING_GRADIENTS"]
@@ -73,16 +77,16 @@ RESAMPLING_GRADIENTS = ("none", "stop_gradient")
 
 
 class ParticleFilterResult(NamedTuple):
-    """A particle filter's record of one pass over ``y`` (``T`` steps, ``K`` particles, systems ``*W``).
+    """A particle filter's record of one pass over ``y`` (``T`` steps, ``S`` particles, systems ``*W``).
 
     Attributes:
         log_evidence: ``(*W)`` the estimate ``log p^(y) = sum_t log_normalizers[t]`` per particle system.
-        log_normalizers: ``(T, *W)`` ``log sum_k W_{t-1}^k w_t^k``, the estimate of ``log p(y_t | y_{<t})``.
-        states: ``{key: (T, K, *plates, *event)}`` the state after step ``t``'s model, before resampling,
+        log_normalizers: ``(T, *W)`` ``log sum_s W_{t-1}^s w_t^s``, the estimate of ``log p(y_t | y_{<t})``.
+        states: ``{key: (T, S, *plates, *event)}`` the state after step ``t``'s model, before resampling,
             i.e. the particles of the filtering distribution ``p(z_t | y_{<=t})`` (keys present at every
             step with one shape).
-        log_weights: ``(T, K, *W)`` their normalized log weights ``log W_t^k``.
-        ess: ``(T, *W)`` effective sample size ``1 / sum_k (W_t^k)^2`` of those weights.
+        log_weights: ``(T, S, *W)`` their normalized log weights ``log W_t^s``.
+        ess: ``(T, *W)`` effective sample size ``1 / sum_s (W_t^s)^2`` of those weights.
         resampled: ``(T, *W)`` bool, whether the system was resampled after step ``t``.
     """
 
@@ -128,10 +132,10 @@ class VSMC_ELBO(ELBO):
     """The variational SMC bound (see the module docstring), usable with ``pyro.infer.SVI``.
 
     Args:
-        num_particles: particles ``K`` per trial.
+        num_particles: particles ``S`` per trial.
         resampling: ``"systematic"`` (default, lower variance) or ``"multinomial"``.
         ess_threshold: ``None`` resamples after every step; a number in ``(0, 1]`` resamples a trial
-            only when its effective sample size is below ``ess_threshold * K``.
+            only when its effective sample size is below ``ess_threshold * S``.
         max_plate_nesting: how many plate dims the model uses (the particle plate goes left of them).
         resampling_gradient: ``"none"`` (FIVO: ancestors cut, default) or ``"stop_gradient"`` (consistent
             score estimates for the model's parameters; see the module docstring).
@@ -207,16 +211,18 @@ class VSMC_ELBO(ELBO):
         guide_init, guide_step = _protocol_methods(guide, "guide")
         num_particles = self.num_particles
         particle_plate = pyro.plate("vsmc_particles", num_particles, dim=-(self.max_plate_nesting + 1))
-        state: dict[str, Tensor] = {}
-        log_prev: Optional[Tensor] = None  # normalized log weights W_{t-1}: 1/K before the first step
+        state = ParticleState()
+        log_prev: Optional[Tensor] = None  # normalized log weights W_{t-1}: 1/S before the first step
         bound = 0.0
         log_evidence = 0.0
         history = {"log_normalizers": [], "states": [], "log_weights": [], "ess": [], "resampled": []}
         for t in range(num_steps):
             guide_fn, model_fn = (guide_init, model_init) if t == 0 else (guide_step, model_step)
             call_args = (state,) + args if t == 0 else (state, t) + args
+            state.begin_step()
             with poutine.block(hide_types=["sample"]), particle_plate:
-                guide_trace = poutine.trace(guide_fn).get_trace(*call_args, **kwargs)
+                with state.read_only(f"the guide's {'init' if t == 0 else f'step at t = {t}'}"):
+                    guide_trace = poutine.trace(guide_fn).get_trace(*call_args, **kwargs)
                 model_trace = poutine.trace(poutine.replay(model_fn, trace=guide_trace)).get_trace(*call_args, **kwargs)
             log_w, scale = self._step_log_weight(model_trace, guide_trace, t)
             if log_prev is None:  # in the weights' dtype, on their device
@@ -239,7 +245,7 @@ class VSMC_ELBO(ELBO):
         return torch.as_tensor(bound), log_evidence, result
 
     def _step_log_weight(self, model_trace, guide_trace, t: int) -> tuple[Tensor, float]:
-        """``log w_t`` ``(K, *W)`` of one step and the scale of its sites (see the module docstring)."""
+        """``log w_t`` ``(S, *W)`` of one step and the scale of its sites (see the module docstring)."""
         sites = _weighted_sites(model_trace, guide_trace, t)
         full_ndim = self.max_plate_nesting + 1
         for name, shape in sites.latent_shapes + [(name, log_p.shape) for name, log_p in sites.observed]:
@@ -273,7 +279,7 @@ class VSMC_ELBO(ELBO):
             return log_weights
         ancestors = self._ancestors(log_weights)
         uniform = torch.full_like(log_weights, -math.log(num_particles))
-        if self.resampling_gradient == "stop_gradient":  # value 1/K, gradient of the ancestor's log W
+        if self.resampling_gradient == "stop_gradient":  # value 1/S, gradient of the ancestor's log W
             survivors = gather_particles(log_weights, ancestors)
             uniform = uniform + (survivors - survivors.detach())
         if which is not None:

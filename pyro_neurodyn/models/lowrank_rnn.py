@@ -16,6 +16,9 @@ The program is written as ``init(state, y, u)`` / ``step(state, t, y, u)`` in th
 Each step samples site ``"z"`` and observes site ``"y"`` inside the plate ``"trials"`` (dim -1) and writes
 ``state["z"]`` ``(..., B, R)`` (and ``state["v"]`` ``(..., B, Du)`` with inputs). ``y = None`` samples the
 recordings instead (generation; give ``num_trials`` to ``init`` when there are neither ``y`` nor ``u``).
+``state`` is a :class:`~pyro_neurodyn.infer.ParticleState` under VSMC_ELBO (and in :meth:`forward`), whose
+``constants`` and ``memo`` keep what a pass and a step compute once; any other dict works too, the values
+then being recomputed on every call.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from torch import Tensor, nn
 
 from ..dynamics.lowrank import Covariance, CovarianceFactors, LowRankTransition, SharedCovarianceNormal
 from ..dynamics.readouts import LinearForm
+from ..infer.particle_state import ParticleState, pass_constant, step_memo
 from .module_names import unique_module_name
 
-__all__ = ["LatentPrior", "LowRankRNNModel", "PassCache", "PassConstants", "trial_plate"]
+__all__ = ["LatentPrior", "LowRankRNNModel", "PassConstants", "trial_plate"]
 
 
 class LatentPrior(NamedTuple):
@@ -49,7 +53,7 @@ class LatentPrior(NamedTuple):
 
 
 class PassConstants(NamedTuple):
-    """What every step of one pass (one ``state`` dict) reads, fetched once at its start.
+    """What every step of one pass reads, fetched once at its start (kept in ``state.constants[model]``).
 
     Fetching the parts inside the model's Pyro context registers their parameters with Pyro (what SVI
     updates); the steps then read plain tensors and modules, with no Pyro statement per parameter.
@@ -65,24 +69,7 @@ class PassConstants(NamedTuple):
     readout_noise: Optional[CovarianceFactors]
 
 
-class PassCache:
-    """Mixin for modules that remember values of the current pass: the attributes named in
-    ``_pass_caches`` (with their empty values). They may hold autograd graphs, so copies and pickles
-    of the module start empty."""
-
-    _pass_caches: dict = {}
-
-    def _clear_pass_caches(self) -> None:
-        for name, empty in self._pass_caches.items():
-            setattr(self, name, empty)
-
-    def __getstate__(self) -> dict:
-        state = dict(super().__getstate__())
-        state.update(self._pass_caches)
-        return state
-
-
-class LowRankRNNModel(PassCache, PyroModule):
+class LowRankRNNModel(PyroModule):
     """The Pyro model of the module docstring, built from plain torch parts.
 
     Args:
@@ -92,9 +79,9 @@ class LowRankRNNModel(PassCache, PyroModule):
         noise: Sigma_z, and ``initial_noise``: Sigma_1 (:class:`~pyro_neurodyn.dynamics.lowrank.Covariance`).
         filter_inputs: low-pass filter the inputs through the units (True) or feed them raw.
 
-    Speed: a ``state`` dict is one pass (one particle filter run); the covariance factorizations are
-    computed once per pass, and the prior of ``z_t`` is computed once per step although both the guide
-    and the model ask for it (:meth:`latent_prior` remembers its last result for the same ``state["z"]``).
+    Speed: a :class:`~pyro_neurodyn.infer.ParticleState` is one pass (one particle filter run); the
+    covariance factorizations are computed once per pass (``state.constants[model]``), and the prior of
+    ``z_t`` once per step although both the guide and the model ask for it (``state.memo[(model, t)]``).
     """
 
     def __init__(
@@ -113,10 +100,6 @@ class LowRankRNNModel(PassCache, PyroModule):
         self.initial_noise = initial_noise
         self.initial_mean = nn.Parameter(torch.zeros(transition.rank))
         self.filter_inputs = filter_inputs
-        self._clear_pass_caches()
-
-    # (state dict, its PassConstants) and (state["z"], t, the LatentPrior of step t)
-    _pass_caches = {"_pass": (None, None), "_last_prior": (None, None, None)}
 
     # ---------------------------------------------------------------------------------------------
     # the pieces, shared with the proposals (guides); pyro_methods so that the parameters they read
@@ -124,44 +107,45 @@ class LowRankRNNModel(PassCache, PyroModule):
     @pyro_method
     def pass_constants(self, state: dict) -> PassConstants:
         """The :class:`PassConstants` of the pass that ``state`` belongs to (computed on first use)."""
-        if self._pass[0] is not state:
-            readout = self.readout
-            readout_noise = getattr(readout, "noise", None)
-            constants = PassConstants(
-                transition=self.transition,
-                readout=readout,
-                initial_mean=self.initial_mean,
-                initial_noise=self.initial_noise.factors(),
-                noise=self.noise.factors(),
-                readout_noise=None if readout_noise is None else readout_noise.factors(),
-            )
-            self._pass = (state, constants)
-        return self._pass[1]
+        return pass_constant(state, self, self._fetch_constants)
+
+    def _fetch_constants(self) -> PassConstants:
+        readout = self.readout
+        readout_noise = getattr(readout, "noise", None)
+        return PassConstants(
+            transition=self.transition,
+            readout=readout,
+            initial_mean=self.initial_mean,
+            initial_noise=self.initial_noise.factors(),
+            noise=self.noise.factors(),
+            readout_noise=None if readout_noise is None else readout_noise.factors(),
+        )
 
     @pyro_method
     def latent_prior(self, state: dict, t: int, u: Optional[Tensor]) -> LatentPrior:
         """The prior of ``z_t`` given ``state`` (``z_{t-1}``, ``v_{t-1}``) and the inputs ``u`` ``(B, T, Du)``."""
         constants = self.pass_constants(state)
-        transition = constants.transition
         if t == 0:
-            v = None
-            loc = constants.initial_mean
-            if u is not None:
-                v = torch.zeros_like(u[:, 0]) if self.filter_inputs else u[:, 0]
-                if not self.filter_inputs and transition.W_u is not None:
-                    loc = loc + v @ (torch.linalg.pinv(transition.U) @ transition.W_u).T
-            return LatentPrior(loc, constants.initial_noise, v)
-        z_prev = state["z"]
-        last_z, last_t, last_prior = self._last_prior
-        if last_z is z_prev and last_t == t:
-            return last_prior
+            return self._initial_prior(constants, u)
+        return step_memo(state, (self, t), lambda: self._transition_prior(constants, state, t, u))
+
+    def _initial_prior(self, constants: PassConstants, u: Optional[Tensor]) -> LatentPrior:
+        transition = constants.transition
+        v = None
+        loc = constants.initial_mean
+        if u is not None:
+            v = torch.zeros_like(u[:, 0]) if self.filter_inputs else u[:, 0]
+            if not self.filter_inputs and transition.W_u is not None:
+                loc = loc + v @ (torch.linalg.pinv(transition.U) @ transition.W_u).T
+        return LatentPrior(loc, constants.initial_noise, v)
+
+    def _transition_prior(self, constants: PassConstants, state: dict, t: int, u: Optional[Tensor]) -> LatentPrior:
+        transition = constants.transition
         v_prev = state.get("v")
         v = None
         if u is not None:
             v = transition.filter_input(v_prev, u[:, t - 1]) if self.filter_inputs else u[:, t]
-        prior = LatentPrior(transition(z_prev, v_prev), constants.noise, v)
-        self._last_prior = (z_prev, t, prior)
-        return prior
+        return LatentPrior(transition(state["z"], v_prev), constants.noise, v)
 
     def readout_source(self, z: Tensor, v: Optional[Tensor]) -> Tensor:
         """What the readout reads: ``z`` itself or the units' currents ``U z + W_u v``."""
@@ -212,7 +196,7 @@ class LowRankRNNModel(PassCache, PyroModule):
             if y is None and u is None:
                 raise ValueError("give y, u or num_steps to set the number of time steps")
             num_steps = (y if y is not None else u).shape[1]
-        state: dict = {}
+        state = ParticleState()
         latents, observations = [], []
         for t in range(num_steps):
             with scope(prefix=str(t)):
@@ -224,7 +208,13 @@ class LowRankRNNModel(PassCache, PyroModule):
 
 @functools.lru_cache(maxsize=32)
 def trial_plate(num_trials: int) -> pyro.plate:
-    """``pyro.plate("trials", num_trials, dim=-1)``, built once per size (building one costs a Pyro message)."""
+    """``pyro.plate("trials", num_trials, dim=-1)``, built once per size.
+
+    Building a plate inside a trace sends a Pyro message and records a subsample site, twice per VSMC
+    step (guide and model): a measurable share of a step (``benchmarks/bench_lowrank.py``, oscillator).
+    The cache holds no state of any model (a plate is its name, size and dim); re-entering a cached plate
+    only skips re-recording the full-size ``"trials"`` subsample site, which nothing reads.
+    """
     return pyro.plate("trials", num_trials, dim=-1)
 
 

@@ -14,9 +14,9 @@ is isotropic, as in the switching state-space model. One module serves two objec
    :class:`~pyro_neurodyn.models.switching_ssm.SwitchingStateSpaceModel`: an encoder samples x, the states
    are summed out exactly by the forward algorithm.
 2. Variational SMC, a Rao-Blackwellized particle filter: :meth:`init` / :meth:`step` in the protocol of
-   :class:`~pyro_neurodyn.infer.VSMC_ELBO`. Each particle carries ``x_{t-1}`` ``(P, B, R)`` and its exact
-   filter over the states, the normalized ``log alpha_{t-1}(k) = log p(z_{t-1} = k | x_{1:t-1})``
-   ``(P, B, K)``. Step t predicts ``alpha_pred(k) = sum_j alpha_{t-1}(j) p(z_t = k | z_{t-1} = j, x_{t-1})``,
+   :class:`~pyro_neurodyn.infer.VSMC_ELBO`. Each of the ``S`` particles carries ``x_{t-1}`` ``(S, B, R)`` and
+   its exact filter over the states, the normalized ``log alpha_{t-1}(k) = log p(z_{t-1} = k | x_{1:t-1})``
+   ``(S, B, K)``. Step t predicts ``alpha_pred(k) = sum_j alpha_{t-1}(j) p(z_t = k | z_{t-1} = j, x_{t-1})``,
    scores the proposed ``x_t`` by the marginal over the states
 
        p(x_t | x_{t-1}, alpha_{t-1}) = sum_k alpha_pred(k) N(x_t; f_k(x_{t-1}), Sigma_x)
@@ -24,7 +24,7 @@ is isotropic, as in the switching state-space model. One module serves two objec
    (site ``"x"``, a ``MixtureSameFamily``; the states never enter the particle as samples), observes
    ``y_t`` (site ``"y"``), and updates ``alpha_t(k) ∝ alpha_pred(k) N(x_t; f_k(x_{t-1}), Sigma_x)``. So the
    weight ``log w_t = log p(x_t | x_{t-1}, alpha_{t-1}) + log p(y_t | x_t) - log q(x_t)`` has the states
-   marginalized exactly inside every particle, and ``prod_t mean_k w_t`` is unbiased for p(y).
+   marginalized exactly inside every particle, and ``prod_t mean_s w_t^s`` is unbiased for p(y).
    The proposal is :class:`~pyro_neurodyn.guides.proposals.SwitchingKalmanProposal` (a Gaussian stand-in
    for the optimal proposal of this mixture).
 """
@@ -43,7 +43,8 @@ from torch import Tensor
 from ..dynamics import LowRankBank, make_emission, make_transitions
 from ..dynamics.readouts import LinearForm
 from ..guides.encoders import RecurrentEncoder
-from .lowrank_rnn import PassCache, trial_plate
+from ..infer.particle_state import step_memo
+from .lowrank_rnn import trial_plate
 from .module_names import unique_module_name
 from .switching_ssm import SwitchingStateSpaceModel
 
@@ -69,7 +70,7 @@ class StatePrediction(NamedTuple):
         return dist.Normal(self.means, self.scale).to_event(1)
 
 
-class SwitchingLowRankModel(PassCache, SwitchingStateSpaceModel):
+class SwitchingLowRankModel(SwitchingStateSpaceModel):
     """The switching low-rank RNN of the module docstring, from parts.
 
     Args:
@@ -107,29 +108,23 @@ class SwitchingLowRankModel(PassCache, SwitchingStateSpaceModel):
             name=unique_module_name("switching_lowrank"),
         )
         self.observation_family = observation
-        self._clear_pass_caches()
-
-    # (state["x"], t, StatePrediction of step t): the proposal and the model both ask for it
-    _pass_caches = {"_last_prediction": (None, None, None)}
 
     # ----- the pieces shared with the proposal ------------------------------------------------------
     @pyro_method
     def predict(self, state: dict, t: int, u: Optional[Tensor] = None) -> StatePrediction:
-        """The :class:`StatePrediction` of ``x_t`` from ``state`` (``x_{t-1}``, ``log_alpha_{t-1}``)."""
-        scale_0 = self.init_log_scale.exp()
+        """The :class:`StatePrediction` of ``x_t`` from ``state`` (``x_{t-1}``, ``log_alpha_{t-1}``); the
+        proposal and the model both ask for it, so it is computed once per step (``state.memo[(model, t)]``)."""
         if t == 0:
-            return StatePrediction(torch.log_softmax(self.init_logits, -1), self.init_loc, scale_0)
+            return StatePrediction(torch.log_softmax(self.init_logits, -1), self.init_loc, self.init_log_scale.exp())
+        return step_memo(state, (self, t), lambda: self._transition_prediction(state, t, u))
+
+    def _transition_prediction(self, state: dict, t: int, u: Optional[Tensor]) -> StatePrediction:
         x_prev = state["x"]
-        last_x, last_t, last = self._last_prediction
-        if last_x is x_prev and last_t == t:
-            return last
         u_t = None if u is None else u[:, t]
         log_transitions = torch.log_softmax(self.transitions(x_prev, u_t), -1)  # (K, K) or (..., K, K)
         log_probs = torch.logsumexp(state["log_alpha"].unsqueeze(-1) + log_transitions, -2)
         scale = self.latent_log_scale.exp().expand(self.latent_dim)
-        prediction = StatePrediction(log_probs, self.dynamics(x_prev, u_t), scale)
-        self._last_prediction = (x_prev, t, prediction)
-        return prediction
+        return StatePrediction(log_probs, self.dynamics(x_prev, u_t), scale)
 
     @pyro_method
     def emission_linear_form(self) -> Optional[LinearForm]:

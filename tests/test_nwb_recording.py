@@ -97,6 +97,9 @@ def test_sessions_keep_their_channels_apart(tmp_path):
     assert not rec.mask[:4, :, 3:].any() and not rec.mask[4:, :, :3].any()
     assert rec.channel_names[3] == "session1/unit0"
     np.testing.assert_array_equal(rec.y[4:, :, 3:].numpy(), load_nwb(paths[1], 0.1).y.numpy())
+    matched = load_nwb_sessions(paths, 0.1, match_channels=True)  # unit ids 0-2 and 0-1: the same names
+    assert matched.channel_names == ("unit0", "unit1", "unit2") and matched.mask[4:, :, :2].any() and not matched.mask[4:, :, 2].any()
+    np.testing.assert_array_equal(matched.y[4:, :, :2].numpy(), load_nwb(paths[1], 0.1).y.numpy())
 
 
 def test_the_shipped_eeg_reads_back_from_nwb(tmp_path):

@@ -70,28 +70,33 @@ def load_nwb(
                                      trial_info=info, dtype=dtype)  # fmt: skip
 
 
-def load_nwb_sessions(sources: Sequence[Source], bin_size: float, **options: Any) -> Recording:
-    """Several NWB files (one per session) as one :class:`Recording`: trials of all sessions, ``session``
-    their file's index, and the channels of all sessions side by side (``D = sum of D_s``), each session's
-    channels masked in the other sessions' trials. ``options`` as in :func:`load_nwb`."""
+def load_nwb_sessions(sources: Sequence[Source], bin_size: float, *, match_channels: bool = False, **options: Any) -> Recording:
+    """Several NWB files (one per session) as one :class:`Recording`: trials of all sessions, ``session`` their
+    file's index. Channels: by default each session's own, side by side (``D = sum of D_s``; names
+    ``session{s}/...``), each masked in the other sessions' trials; with ``match_channels=True`` a channel is
+    identified by its name (``unit{id}`` for units, ``SERIES[c]`` for series), so sessions that recorded the
+    same units share their columns (the union of names, in order of first appearance). ``options`` as in
+    :func:`load_nwb`."""
     recordings = [load_nwb(source, bin_size, **options) for source in sources]
     if not recordings:
         raise ValueError("sources is empty: give at least one NWB file")
-    total = sum(r.num_channels for r in recordings)
-    trials, masks, inputs, sessions, offset = [], [], [], [], 0
+    columns, names = [], []
+    for index, rec in enumerate(recordings):
+        own = rec.channel_names if match_channels else [f"session{index}/{name}" for name in rec.channel_names]
+        names.extend(name for name in own if name not in names)
+        columns.append([names.index(name) for name in own])
+    trials, masks, inputs, sessions = [], [], [], []
     for index, rec in enumerate(recordings):
         for b in range(rec.num_trials):
             y, mask, u = rec.trial(b)
-            wide = np.full((y.shape[0], total), np.nan)
-            wide[:, offset : offset + rec.num_channels] = np.where(mask.numpy(), y.numpy(), np.nan)
+            wide = np.full((y.shape[0], len(names)), np.nan)
+            wide[:, columns[index]] = np.where(mask.numpy(), y.numpy(), np.nan)
             trials.append(wide)
             masks.append(~np.isnan(wide))
             inputs.append(None if u is None else u.numpy())
             sessions.append(index)
-        offset += rec.num_channels
     if any(u is None for u in inputs) and any(u is not None for u in inputs):
         raise ValueError("inputs were found in some sessions and not in others")
-    names = [f"session{i}/{name}" for i, rec in enumerate(recordings) for name in rec.channel_names]
     info_keys = set.intersection(*(set(r.trial_info) for r in recordings))
     info = {key: np.concatenate([r.trial_info[key] for r in recordings]) for key in sorted(info_keys)}
     return Recording.from_trials(trials, masks=masks, inputs=None if inputs[0] is None else inputs, session=sessions,

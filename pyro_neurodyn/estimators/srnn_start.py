@@ -38,7 +38,7 @@ def initial_labels(
     if init is None:
         return None
     if isinstance(init, str) and (mask is not None or lengths is not None):
-        return _ragged_labels(init, y, config, seed, mask, lengths)
+        return _ragged_labels(init, y, config, seed, mask, lengths).to(y.device)
     if isinstance(init, str):
         if init == "kmeans":
             flat = y.reshape(-1, y.shape[-1]).double().cpu().numpy()
@@ -61,36 +61,48 @@ def initial_labels(
 
 
 def _ragged_labels(init: str, y: Tensor, config: SRNNConfig, seed: Optional[int], mask, lengths) -> Tensor:
-    filled = fill_missing(y, mask, lengths)
     lengths = torch.full(y.shape[:1], y.shape[1], dtype=torch.int64) if lengths is None else lengths.cpu()
+    within = torch.arange(y.shape[1]) < lengths.unsqueeze(-1)  # (trials, T)
+    features = _ragged_features(fill_missing(y, mask, lengths).cpu(), within, config)  # one basis for all trials
     labels = torch.zeros(y.shape[:2], dtype=torch.int64)
     if init == "kmeans":  # the trials' own time points only
-        within = torch.arange(y.shape[1]) < lengths.unsqueeze(-1)
-        _, clusters = kmeans2(filled.cpu()[within].double().numpy(), config.num_states, minit="++", seed=seed)
+        _, clusters = kmeans2(features[within].double().numpy(), config.num_states, minit="++", seed=seed)
         labels[within] = torch.as_tensor(clusters, dtype=torch.int64)
         return labels
     window = int(lengths.min())
     if window < 3:
         raise ValueError(f"init={init!r} on ragged trials needs every trial to have >= 3 steps (shortest: {window}); pass init=None")
-    windows = torch.cat([filled[b, : (int(n) // window) * window].reshape(-1, window, y.shape[-1]) for b, n in enumerate(lengths)])
+    windows = torch.cat([features[b, : (int(n) // window) * window].reshape(-1, window, features.shape[-1]) for b, n in enumerate(lengths)])
     model = _labelling_model(init, windows, config, seed)
     for b, n in enumerate(lengths.tolist()):
-        labels[b, :n] = model(filled[b : b + 1, :n])[0]
+        labels[b, :n] = model.most_likely_states(features[b : b + 1, :n])[0]
     return labels
 
 
+def _ragged_features(filled: Tensor, within: Tensor, config: SRNNConfig) -> Tensor:
+    """:func:`label_features` of padded trials ``(trials, T, D)``: the padding holds each trial's last value (so
+    smoothing does not pull the trial's end towards it), and the principal directions are those of the trials'
+    own steps."""
+    last = (within.sum(-1) - 1).clamp_min(0)
+    held = torch.where(within.unsqueeze(-1), filled, filled[torch.arange(len(filled)), last].unsqueeze(1))
+    if config.observation != "poisson":
+        return held
+    smooth = torch.as_tensor(gaussian_filter1d(held.double().sqrt().numpy(), 1.0, axis=1))
+    centered = smooth - smooth[within].mean(0)
+    _, _, vh = torch.linalg.svd(centered[within], full_matrices=False)
+    return (centered @ vh[: config.latent_dim].T).to(filled.dtype)
+
+
 def _labelling_model(init: str, windows: Tensor, config: SRNNConfig, seed: Optional[int]):
-    """The most-likely-states function of a labelling model fit on ``windows (W, L, D)``."""
+    """A labelling model (with ``most_likely_states``) fit on feature ``windows (W, L, F)``."""
     if init == "hmm":
-        hmm = GaussianEmissionHMM(config.num_states, windows.shape[-1])
-        hmm.fit_em(windows, seed=seed)
-        return hmm.most_likely_states
-    if init == "arhmm":
-        features = label_features(windows, config)
-        arhmm = AutoregressiveHMM(config.num_states, features.shape[-1], covariance="full")
-        arhmm.fit_em(features, seed=seed)
-        return lambda y: arhmm.most_likely_states(label_features(y, config))
-    raise ValueError(f"init must be 'kmeans', 'hmm', 'arhmm', None or an array of labels, got {init!r}")
+        model = GaussianEmissionHMM(config.num_states, windows.shape[-1])
+    elif init == "arhmm":
+        model = AutoregressiveHMM(config.num_states, windows.shape[-1], covariance="full")
+    else:
+        raise ValueError(f"init must be 'kmeans', 'hmm', 'arhmm', None or an array of labels, got {init!r}")
+    model.fit_em(windows, seed=seed)
+    return model
 
 
 def fill_missing(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Tensor:

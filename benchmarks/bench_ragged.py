@@ -1,0 +1,77 @@
+"""Seconds per SRNN SVI step on a ragged batch against an equal-length batch of the same observed bins.
+
+16 trials with lengths spread evenly over 50-1000 steps (10 channels, K = 2, P = 3), as a padded
+Recording (``mask``/``lengths``), against 16 trials all of the mean length; one step = the loss, its
+gradient and an Adam update through the model's own ``model``/``guide`` (what ``SRNN.fit`` runs per step).
+"Padded" scores the ragged batch padded to its longest trial in one call; "bucketed" splits it into
+``--buckets`` groups of similar length, each padded to its own longest trial, and sums their losses.
+
+    python benchmarks/bench_ragged.py [--threads 2] [--repeats 7] [--buckets 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+
+from pyro_neurodyn.data import Recording
+from pyro_neurodyn.models import SRNNModel
+
+
+def median_seconds(step, repeats: int) -> float:
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def svi_step(module, optimizer, batches) -> None:
+    optimizer.zero_grad()
+    loss = sum(Trace_ELBO().differentiable_loss(module.model, module.guide, *batch) for batch in batches)
+    loss.backward()
+    optimizer.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--buckets", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pyro.enable_validation(False)
+    torch.manual_seed(0)
+    lengths = torch.linspace(50, 1000, 16).round().long()
+    recording = Recording.from_trials([torch.randn(int(n), 10) for n in lengths])
+    equal = torch.randn(16, int(lengths.float().mean().round()), 10)
+    module = SRNNModel(2, 3, 10)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    module.encoder.set_input_statistics(equal)
+    padded = [(recording.y, None, None, recording.mask, recording.lengths)]
+    order = torch.argsort(recording.lengths)
+    groups = order.chunk(args.buckets)
+    bucketed = []
+    for group in groups:
+        part = recording[group.numpy()]
+        bucketed.append((part.y, None, None, part.mask, part.lengths))
+    results = {
+        "equal length": median_seconds(lambda: svi_step(module, optimizer, [(equal,)]), args.repeats),
+        "ragged, padded": median_seconds(lambda: svi_step(module, optimizer, padded), args.repeats),
+        f"ragged, {args.buckets} buckets": median_seconds(lambda: svi_step(module, optimizer, bucketed), args.repeats),
+    }
+    print(f"16 trials, lengths 50-1000 (total {int(lengths.sum())} bins) vs 16 x {equal.shape[1]} ({equal.shape[0] * equal.shape[1]} bins), "
+          f"{args.threads} threads")  # fmt: skip
+    for name, seconds in results.items():
+        print(f"{name:>20}: {1e3 * seconds:7.1f} ms per step, {seconds / results['equal length']:.2f}x equal length")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Time the exact fixed-point finder against the naive vertex enumeration and brute force.
 
-Random rank-R ReLU networks ``z -> 0.9 z + V relu(U z - h)`` (U, h ~ N(0, 1), V ~ N(0, 4/N^2)):
+Random rank-R ReLU networks ``z -> 0.9 z + V relu(U z - theta)`` (thresholds theta; U, theta ~ N(0, 1), V ~ N(0, 4/N^2)):
 
 * ``ours``   ``pyro_neurodyn.analysis.fixed_points``: vertices swept along lines, region systems by
              cumulative sums of rank-one updates, batched solves: O(N^R log N + 2^R C(N, R) R^3).
@@ -55,12 +55,12 @@ def best_time(fn, repeats):
     return min(times), result
 
 
-def naive(a, V, U, h):
+def naive(a, V, U, threshold):
     """The published vertex enumeration, vectorized: dense patterns, O(N) work per region."""
     R, N = V.shape
     vertices = np.array(list(itertools.combinations(range(N), R)))
-    z = np.linalg.solve(U[vertices], h[vertices][..., None])[..., 0]  # (C, R)
-    base = (z @ U.T - h) > 0
+    z = np.linalg.solve(U[vertices], threshold[vertices][..., None])[..., 0]  # (C, R)
+    base = (z @ U.T - threshold) > 0
     base[np.arange(len(vertices))[:, None], vertices] = False
     patterns = []
     for choice in itertools.product((False, True), repeat=R):
@@ -70,18 +70,18 @@ def naive(a, V, U, h):
     packed = np.packbits(np.concatenate(patterns), axis=1)
     regions = np.unpackbits(np.unique(packed, axis=0), axis=1, count=N).astype(float)  # (regions, N)
     M = np.diag(np.full(R, 1 - a)) - np.einsum("rn,pn,ns->prs", V, regions, U)
-    b = -(regions * h) @ V.T
+    b = -(regions * threshold) @ V.T
     z = np.linalg.solve(M, b[..., None])[..., 0]
-    keep = (((z @ U.T - h) > 0) == (regions > 0)).all(axis=1)
+    keep = (((z @ U.T - threshold) > 0) == (regions > 0)).all(axis=1)
     return z[keep], len(regions)
 
 
-def brute_force(a, V, U, h):
+def brute_force(a, V, U, threshold):
     R, N = V.shape
     patterns = np.array(list(itertools.product((0.0, 1.0), repeat=N)))
     M = np.diag(np.full(R, 1 - a)) - np.einsum("rn,pn,ns->prs", V, patterns, U)
-    z = np.linalg.solve(M, (-(patterns * h) @ V.T)[..., None])[..., 0]
-    return z[(((z @ U.T - h) > 0) == (patterns > 0)).all(axis=1)]
+    z = np.linalg.solve(M, (-(patterns * threshold) @ V.T)[..., None])[..., 0]
+    return z[(((z @ U.T - threshold) > 0) == (patterns > 0)).all(axis=1)]
 
 
 def slope(sizes, times):

@@ -7,10 +7,10 @@ The authors' repository (mackelab/smc_rnns) ships the state dicts of their EEG f
     theirs: z' = A z + n phi(m z, h) + h_z + L_z eps,   y = B^T z + b + diag(exp(R_x / 2)) eps',
             A = exp(-exp(AW)),  L = tril(R, -1) + diag(exp(diag(R) / 2))  (R_z, R_z_t0),
             z_0 ~ N(initial_state, L_t0 L_t0^T);
-    ours:   a = A, U = m, V = n, h = h (phi(x, h) = relu(x + h) - relu(x) in both), Sigma_z = L_z L_z^T,
+    ours:   a = A, U = m, V = n, threshold = h (phi(x, h) = relu(x + h) - relu(x) in both), Sigma_z = L_z L_z^T,
             Sigma_1 = L_t0 L_t0^T, mu_1 = initial_state, readout weight B^T, bias b, sigma_x = exp(R_x / 2).
 
-The latent bias ``h_z`` (zero in the shipped fits) rides on one extra unit with ``U`` row 0 and ``h = 1``,
+The latent bias ``h_z`` (zero in the shipped fits) rides on one extra unit with ``U`` row 0 and ``threshold = 1``,
 whose rate is the constant 1. Each model is then scored three ways:
 
 * the published protocol (:func:`eeg_lowrank.full_recording_scores`): free runs as long as the recording
@@ -68,7 +68,7 @@ def published_to_lowrank(state: dict) -> LowRankRNN:
     with torch.no_grad():
         model.transition.U.copy_(torch.cat([m, torch.zeros(1, rank)]))
         model.transition.V.copy_(torch.cat([n, hz[:, None]], 1))
-        model.transition.h.copy_(torch.cat([state["transition.h"].reshape(-1), torch.ones(1)]))
+        model.transition.threshold.copy_(torch.cat([state["transition.h"].reshape(-1), torch.ones(1)]))
         for covariance, raw in ((model.noise, state["R_z"]), (model.initial_noise, state["R_z_t0"])):
             scale_tril = published_cholesky(raw)
             covariance.set_(scale_tril @ scale_tril.T)

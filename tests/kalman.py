@@ -46,7 +46,7 @@ def kalman_log_likelihood(y, m0, P0, A, c, Q, C, d, R) -> np.ndarray:
 def lowrank_kalman_parameters(model) -> dict:
     """The Kalman-filter matrices of a ``LowRankRNNModel`` with identity activation and a Gaussian readout.
 
-    With phi(x, h) = x - h the latent map is linear, ``z' = (a I + V U) z - V h``; the readout is
+    With phi(x, b) = x - b (b the thresholds) the latent map is linear, ``z' = (a I + V U) z - V b``; the readout is
     ``y = C z + d`` (``C = W`` affine, ``C = diag(g) U`` one-to-one). No inputs.
     """
     import torch
@@ -54,13 +54,13 @@ def lowrank_kalman_parameters(model) -> dict:
     with torch.no_grad():
         transition = model.transition
         assert transition.activation == "identity"
-        a, V, U, h = transition.a, transition.V, transition.U, transition.h
+        a, V, U, threshold = transition.a, transition.V, transition.U, transition.threshold
         form = model.readout_linear_form(None)
         params = dict(
             m0=model.initial_mean,
             P0=model.initial_noise.matrix(),
             A=a * torch.eye(U.shape[1]) + V @ U,
-            c=-(V @ h),
+            c=-(V @ threshold),
             Q=model.noise.matrix(),
             C=form.weight,
             d=form.bias,

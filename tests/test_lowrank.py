@@ -50,11 +50,11 @@ def fast_and_clean():
 
 
 def test_activations_follow_their_definitions():
-    x, h = torch.linspace(-3, 3, 13), torch.full((13,), 0.5)
-    torch.testing.assert_close(ACTIVATIONS["relu"](x, h), torch.clamp(x - 0.5, min=0))
-    torch.testing.assert_close(ACTIVATIONS["clipped_relu"](x, h), torch.clamp(x + 0.5, min=0, max=0.5))  # 0, ramp, h
-    torch.testing.assert_close(ACTIVATIONS["identity"](x, h), x - 0.5)
-    torch.testing.assert_close(ACTIVATIONS["tanh"](x, h), torch.tanh(x - 0.5))
+    x, threshold = torch.linspace(-3, 3, 13), torch.full((13,), 0.5)
+    torch.testing.assert_close(ACTIVATIONS["relu"](x, threshold), torch.clamp(x - 0.5, min=0))
+    torch.testing.assert_close(ACTIVATIONS["clipped_relu"](x, threshold), torch.clamp(x + 0.5, min=0, max=0.5))  # 0, ramp, threshold
+    torch.testing.assert_close(ACTIVATIONS["identity"](x, threshold), x - 0.5)
+    torch.testing.assert_close(ACTIVATIONS["tanh"](x, threshold), torch.tanh(x - 0.5))
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -62,9 +62,9 @@ def test_transition_is_the_low_rank_latent_map(activation):
     torch.manual_seed(0)
     transition = LowRankTransition(3, 11, input_dim=2, activation=activation, decay=0.8)
     z, v = torch.randn(5, 3), torch.randn(5, 2)
-    a, V, U, h, name = transition.latent_map()
+    a, V, U, threshold, name = transition.latent_map()
     assert name == activation and a.item() == pytest.approx(0.8)
-    expected = a * z + ACTIVATIONS[activation](z @ U.T + v @ transition.W_u.T, h) @ V.T
+    expected = a * z + ACTIVATIONS[activation](z @ U.T + v @ transition.W_u.T, threshold) @ V.T
     torch.testing.assert_close(transition(z, v), expected)
     torch.testing.assert_close(transition.filter_input(v, torch.ones(5, 2)), 0.8 * v + 0.2)
 
@@ -115,7 +115,7 @@ def test_the_latent_model_is_exactly_the_unit_network(activation):
     with torch.no_grad():
         for t in range(19):
             z, v = transition(z, v), transition.filter_input(v, u[:, t])
-            x = network.a * x + ACTIVATIONS[activation](x, network.h) @ network.J.T + (1 - network.a) * u[:, t] @ network.W_u.T
+            x = network.a * x + ACTIVATIONS[activation](x, network.threshold) @ network.J.T + (1 - network.a) * u[:, t] @ network.W_u.T
             torch.testing.assert_close(x, latent_to_units(z, transition.U, transition.W_u, v), atol=1e-4, rtol=1e-4)
     U = transition.U.detach()
     torch.testing.assert_close(network.noise_cov, U @ U.T)
@@ -124,7 +124,7 @@ def test_the_latent_model_is_exactly_the_unit_network(activation):
 def test_orthogonal_basis_is_an_exact_change_of_coordinates():
     torch.manual_seed(2)
     transition = LowRankTransition(3, 12, activation="relu")
-    a, V, U, h, _ = transition.latent_map()
+    a, V, U, threshold, _ = transition.latent_map()
     noise = torch.tensor([[0.5, 0.1, 0.0], [0.1, 0.3, 0.0], [0.0, 0.0, 0.2]])
     basis = orthogonal_basis(U, V, noise)
     torch.testing.assert_close(basis.U.T @ basis.U, torch.eye(3), atol=1e-5, rtol=0)
@@ -132,7 +132,7 @@ def test_orthogonal_basis_is_an_exact_change_of_coordinates():
     z = torch.randn(6, 3)
     with torch.no_grad():
         mapped = transition(z) @ basis.transform.T  # T f(z)
-        direct = a * (z @ basis.transform.T) + F.relu((z @ basis.transform.T) @ basis.U.T - h) @ basis.V.T  # f'(T z)
+        direct = a * (z @ basis.transform.T) + F.relu((z @ basis.transform.T) @ basis.U.T - threshold) @ basis.V.T  # f'(T z)
     torch.testing.assert_close(mapped, direct, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(basis.noise_cov, basis.transform @ noise @ basis.transform.T)
     torch.testing.assert_close(basis.latents(z) @ basis.U.T, z @ U.T, atol=1e-5, rtol=1e-5)  # same unit currents
@@ -221,10 +221,10 @@ def test_generation_from_given_initial_latents_steps_the_latent_map():
     num_trials = 4000
     sample = rnn.sample(num_trials, 3, initial_latents=z0.expand(num_trials, 2), seed=0)
     torch.testing.assert_close(sample.latents[:, 0], z0.expand(num_trials, 2), rtol=0, atol=0)
-    # z_1 ~ N(a z_0 + V relu(U z_0 - h), Sigma_z): closed form for the mean, written out here
-    a, V, U, h, activation = rnn.latent_map()
+    # z_1 ~ N(a z_0 + V relu(U z_0 - threshold), Sigma_z): closed form for the mean, written out here
+    a, V, U, threshold, activation = rnn.latent_map()
     assert activation == "relu"
-    expected = a * z0 + V @ torch.clamp(U @ z0 - h, min=0)
+    expected = a * z0 + V @ torch.clamp(U @ z0 - threshold, min=0)
     std = rnn.noise_covariance().diagonal().sqrt()
     # the sample mean of 4000 draws has standard error std / sqrt(4000); 5 standard errors: false alarm < 1e-6
     assert bool(((sample.latents[:, 1].mean(0) - expected).abs() < 5 * std / math.sqrt(num_trials)).all())
@@ -335,8 +335,8 @@ def test_save_and_load_round_trip(tmp_path, small_gaussian):
 
 def test_latent_map_and_network_views():
     rnn = LowRankRNN(8, 3, 16, activation="clipped_relu", seed=0)
-    a, V, U, h, activation = rnn.latent_map()  # the arguments of analysis.fixed_points
-    assert V.shape == (3, 16) and U.shape == (16, 3) and h.shape == (16,) and activation == "clipped_relu"
+    a, V, U, threshold, activation = rnn.latent_map()  # the arguments of analysis.fixed_points
+    assert V.shape == (3, 16) and U.shape == (16, 3) and threshold.shape == (16,) and activation == "clipped_relu"
     assert not V.requires_grad and 0 < a.item() < 1
     network = rnn.unit_network()
     torch.testing.assert_close(network.J, U @ V)
@@ -435,7 +435,7 @@ def test_load_the_papers_reach_teacher(shared_data_path):
     assert teacher.a == pytest.approx(0.9) and teacher.U.shape == (60, 2) and teacher.W_u.shape == (60, 2)
     arrays = np.load(shared_data_path("lowrank_teacher_reach_rnn.npz"))
     np.testing.assert_allclose(teacher.V.numpy(), arrays["n"] * 0.1 / 60, rtol=1e-6)
-    np.testing.assert_allclose(teacher.h.numpy(), -arrays["b_rec"])
+    np.testing.assert_allclose(teacher.threshold.numpy(), -arrays["b_rec"])
     data = ring_task_data(8, 80, teacher=teacher, seed=0)
     assert data.y.shape == (8, 80, 60) and torch.isfinite(data.y).all()
 

@@ -30,20 +30,20 @@ torch.set_num_threads(1)
 
 
 # ----- fixed points of LowRankRNN ------------------------------------------------------------------
-def _set_transition(transition, a, U, V, h):
+def _set_transition(transition, a, U, V, threshold):
     with torch.no_grad():
         transition.decay_logit.copy_(torch.logit(torch.as_tensor(a, dtype=torch.float32)))
         transition.U.copy_(U)
         transition.V.copy_(V)
-        transition.h.copy_(h)
+        transition.threshold.copy_(threshold)
 
 
 def test_lowrank_fixed_points_are_the_teachers():
     teacher = oscillator_teacher(20, seed=0)
     rnn = LowRankRNN(obs_dim=20, rank=2, num_units=20, readout="one_to_one", seed=0)
-    _set_transition(rnn.model.transition, teacher.a, teacher.U, teacher.V, teacher.h)
+    _set_transition(rnn.model.transition, teacher.a, teacher.U, teacher.V, teacher.threshold)
     ours = rnn.fixed_points()
-    reference = fixed_points(teacher.a, teacher.V, teacher.U, teacher.h, "relu")
+    reference = fixed_points(teacher.a, teacher.V, teacher.U, teacher.threshold, "relu")
     assert len(ours.points) == len(reference.points) == 1  # the unstable spiral inside the limit cycle
     np.testing.assert_allclose(ours.points, reference.points, atol=1e-6)  # float32 a = sigmoid(logit(0.9))
     np.testing.assert_array_equal(ours.stable, reference.stable)
@@ -55,13 +55,13 @@ def test_clipped_relu_fixed_points_are_fixed_points_of_the_model_map():
     torch.manual_seed(3)
     transition = LowRankTransition(2, 12, activation="clipped_relu")
     with torch.no_grad():
-        transition.h.copy_(torch.randn(12))  # thresholds of both signs, one unit switched off below
-        transition.h[0] = 0.0
+        transition.threshold.copy_(torch.randn(12))  # thresholds of both signs, one unit switched off below
+        transition.threshold[0] = 0.0
         transition.V.mul_(8.0)
     result = latent_map_fixed_points(transition.latent_map())
     assert len(result.points) >= 1
     z = torch.as_tensor(result.points, dtype=torch.float64)
-    model_map = transition.double()(z)  # the model's own phi(x, h) = relu(x + h) - relu(x)
+    model_map = transition.double()(z)  # the model's own phi(x, b) = relu(x + b) - relu(x)
     # a = sigmoid(decay_logit) was float32 in latent_map(), float64 here: they differ by ~1e-8 relative
     torch.testing.assert_close(model_map, z, atol=1e-6, rtol=0)
     # and nothing is missed: a dense grid's local minima of |F(z) - z| all lie near a reported point
@@ -81,7 +81,7 @@ def test_bank_equals_per_state_low_rank_transitions():
     assert out.shape == (5, 4, 3, 2)
     for k in range(3):
         single = LowRankTransition(2, 7)
-        _set_transition(single, bank.a.detach(), bank.U[k].detach(), bank.V[k].detach(), bank.h[k].detach())
+        _set_transition(single, bank.a.detach(), bank.U[k].detach(), bank.V[k].detach(), bank.threshold[k].detach())
         torch.testing.assert_close(out[..., k, :], single(x), atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(bank.state_map(k)(x), single(x), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="state"):
@@ -113,7 +113,7 @@ def test_vsmc_with_one_state_equals_the_plain_low_rank_rnn(moments):
     proposal = SwitchingKalmanProposal(switching, moments)
     rnn = LowRankRNN(obs_dim=D, rank=2, num_units=N, noise="scalar", initial_noise="diag", proposal="optimal")
     bank = switching.dynamics
-    _set_transition(rnn.model.transition, bank.a.detach(), bank.U[0].detach(), bank.V[0].detach(), bank.h[0].detach())
+    _set_transition(rnn.model.transition, bank.a.detach(), bank.U[0].detach(), bank.V[0].detach(), bank.threshold[0].detach())
     with torch.no_grad():
         rnn.model.noise.set_(switching.latent_log_scale.exp().square() * torch.eye(2))
         rnn.model.initial_noise.set_(torch.diag(switching.init_log_scale.exp().square()))

@@ -48,7 +48,7 @@ def linear_gaussian_rnn(seed=0, obs_dim=6, num_units=8, obs_std=0.5, noise_std=0
         target = 0.97 * torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         transition.U.copy_(torch.randn(num_units, 2, generator=generator) / math.sqrt(2))
         transition.V.copy_((target - transition.a * torch.eye(2)) @ torch.linalg.pinv(transition.U))  # a I + V U = target
-        transition.h.copy_(0.1 * torch.randn(num_units, generator=generator))
+        transition.threshold.copy_(0.1 * torch.randn(num_units, generator=generator))
         rnn.model.noise.lower.fill_(0.05)  # a correlated (full) Sigma_z
         rnn.model.readout.map.weight.copy_(torch.randn(obs_dim, 2, generator=generator))
         rnn.model.readout.map.bias.copy_(torch.randn(obs_dim, generator=generator))

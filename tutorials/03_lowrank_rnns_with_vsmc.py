@@ -18,11 +18,11 @@
 # (Pals et al., NeurIPS 2024):
 #
 # $$
-# z_{t+1} = a z_t + V \phi(U z_t - h) + \varepsilon_t, \quad \varepsilon_t \sim \mathcal N(0, \Sigma_z),
+# z_{t+1} = a z_t + V \phi(U z_t - b) + \varepsilon_t, \quad \varepsilon_t \sim \mathcal N(0, \Sigma_z),
 # \qquad x_t = U z_t \;(\text{the units' currents}), \qquad y_t \sim \mathcal N(x_t, \Sigma_y)
 # $$
 #
-# with $U \in \mathbb R^{N\times R}$, $V \in \mathbb R^{R \times N}$. The noise makes the network a
+# with $U \in \mathbb R^{N\times R}$, $V \in \mathbb R^{R \times N}$ and unit thresholds $b \in \mathbb R^N$. The noise makes the network a
 # *stochastic* dynamical system, and its likelihood $p(y_{1:T}) = \int p(y, z)\,dz$ has no closed form
 # when $\phi$ is nonlinear. **Variational SMC** (VSMC; Naesseth et al. 2018, Maddison et al. 2017, Le et
 # al. 2018) runs a particle filter with a learnable proposal $q(z_t \mid z_{t-1}, y_t)$ and maximizes

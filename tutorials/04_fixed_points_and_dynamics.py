@@ -19,7 +19,7 @@
 # of a low-rank ReLU network,
 #
 # $$
-# F(z) = a z + V \phi(U z - h), \qquad z \in \mathbb R^R,\; U \in \mathbb R^{N \times R},\; V \in \mathbb R^{R\times N},
+# F(z) = a z + V \phi(U z - b), \qquad z \in \mathbb R^R,\; U \in \mathbb R^{N \times R},\; V \in \mathbb R^{R\times N},\; b \in \mathbb R^N,
 # $$
 #
 # they can be found **exactly and completely**. Fix which units are active — a pattern $D = \mathrm{diag}(d)$,
@@ -27,11 +27,11 @@
 # $R\times R$ system
 #
 # $$
-# \big((1-a) I - V D U\big)\, z = -V D h .
+# \big((1-a) I - V D U\big)\, z = -V D b .
 # $$
 #
 # Trying all $2^N$ patterns is hopeless beyond $N \approx 20$. But the patterns that actually occur are the
-# cells of the **arrangement of $N$ hyperplanes** $U_i \cdot z = h_i$ in $\mathbb R^R$, and there are only
+# cells of the **arrangement of $N$ hyperplanes** $U_i \cdot z = b_i$ in $\mathbb R^R$, and there are only
 # $O(N^R)$ of them: $\sum_{j \le R} \binom{N}{j}$ in general position. `fixed_points` enumerates the cells
 # through the arrangement's vertices and solves one small system per cell; neighbouring cells differ in one
 # unit, so their systems differ by a rank-one term and are built by cumulative sums rather than from scratch.
@@ -71,7 +71,7 @@ rng = np.random.default_rng(2)
 N, R = 12, 2
 U = rng.normal(size=(N, R))
 V = 3.0 * U.T / N + rng.normal(size=(R, N)) / N  # partly self-exciting along U: several fixed points
-h = rng.normal(size=N) * 0.5
+threshold = rng.normal(size=N) * 0.5
 a = 0.5
 
 brute_force = []
@@ -80,12 +80,12 @@ for pattern in itertools.product([0.0, 1.0], repeat=N):
     system = (1 - a) * np.eye(R) - (V * d) @ U
     if abs(np.linalg.det(system)) < 1e-12:
         continue
-    z = np.linalg.solve(system, -(V * d) @ h)
-    if np.array_equal((U @ z - h > 0).astype(float), d):
+    z = np.linalg.solve(system, -(V * d) @ threshold)
+    if np.array_equal((U @ z - threshold > 0).astype(float), d):
         brute_force.append(z)
 brute_force = np.array(sorted(map(tuple, brute_force)))
 
-result = fixed_points(a, V, U, h, activation="relu")
+result = fixed_points(a, V, U, threshold, activation="relu")
 print(f"brute force: {len(brute_force)} fixed points from {2 ** N} systems;"
       f" exact method: {len(result.points)} from {result.num_solves} systems over {result.num_regions} regions")
 assert len(brute_force) == len(result.points) >= 2 and np.allclose(brute_force, result.points, atol=1e-8)
@@ -105,7 +105,7 @@ student.fit(data.y, num_particles=16, num_steps=40 if FAST else 200, batch_size=
 found = student.fixed_points()
 for point, stable, radius in zip(found.points, found.stable, found.spectral_radius):
     print(f"fixed point {np.round(point, 3)}: {'stable' if stable else 'unstable'}, spectral radius {radius:.3f}")
-teacher_points = fixed_points(data.teacher.a, data.teacher.V, data.teacher.U, data.teacher.h, activation="relu")
+teacher_points = fixed_points(data.teacher.a, data.teacher.V, data.teacher.U, data.teacher.threshold, activation="relu")
 print(f"teacher: {len(teacher_points.points)} fixed point(s), stable: {teacher_points.stable.tolist()}")
 
 # %% [markdown]
@@ -139,9 +139,9 @@ fig.savefig(FIGURES / "phase_portrait.png", dpi=110)
 sizes = [50, 100, 200, 400] if FAST else [50, 100, 200, 400, 800, 1600]
 seconds, regions = [], []
 for size in sizes:
-    U_n, V_n, h_n = rng.normal(size=(size, 2)), rng.normal(size=(2, size)) / size, rng.normal(size=size)
+    U_n, V_n, threshold_n = rng.normal(size=(size, 2)), rng.normal(size=(2, size)) / size, rng.normal(size=size)
     start = time.perf_counter()
-    search = fixed_points(0.5, V_n, U_n, h_n)
+    search = fixed_points(0.5, V_n, U_n, threshold_n)
     seconds.append(time.perf_counter() - start)
     regions.append(search.num_regions)
     print(f"N = {size:5d}: {search.num_regions:8d} regions (2^N = 10^{size * np.log10(2):.0f}), {seconds[-1]:.3f} s")

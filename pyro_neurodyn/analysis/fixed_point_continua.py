@@ -24,7 +24,7 @@ def _singular_region(candidate, arrangement: Arrangement, net: _Network, tol: fl
     vertex, through, local_signs = candidate
     signs = np.where(arrangement.normals @ vertex - arrangement.offsets > 0, 1.0, -1.0)
     signs[through] = local_signs
-    pattern = _hyperplane_patterns(signs, arrangement, len(net.h))
+    pattern = _hyperplane_patterns(signs, arrangement, len(net.threshold))
     M, b = _region_system(pattern, net)
     left, singular_values, vt = np.linalg.svd(M)
     rank = int((singular_values > SINGULAR_RTOL * max(1.0, singular_values[0])).sum())
@@ -71,6 +71,6 @@ def _in_closed_region(points: np.ndarray, pattern: np.ndarray, net: _Network, sl
     clip = np.inf if net.clip is None else net.clip
     lower = np.choose(pattern, [-np.inf, 0.0, clip])
     upper = np.choose(pattern, [0.0, clip, np.inf])
-    x = points @ net.U.T - net.h
+    x = points @ net.U.T - net.threshold
     margin = slack[:, None] * np.linalg.norm(net.U, axis=1)
     return ((x >= lower - margin) & (x <= upper + margin)).all(axis=1)

@@ -16,10 +16,10 @@ _HASH_SEED = 20241209
 
 # ---------------------------------------------------------------------------------------- hyperplanes
 def _hyperplanes(net: _Network) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Breakpoint hyperplanes ``U_i . z = h_i + beta`` and their payloads.
+    """Breakpoint hyperplanes ``U_i . z = theta_i + beta`` (theta the thresholds) and their payloads.
 
     Returns normals ``(m, R)``, offsets ``(m,)``, and the payloads of crossing each one upwards:
-    ``(m, R*R + R)`` = (-ds V_i U_i^T, V_i (do - ds h_i)) flattened, and ``(m, 1)`` uint64 random hashes.
+    ``(m, R*R + R)`` = (-ds V_i U_i^T, V_i (do - ds theta_i)) flattened, and ``(m, 1)`` uint64 random hashes.
     """
     R, N = net.V.shape
     breakpoints = _breakpoints(net)
@@ -28,9 +28,9 @@ def _hyperplanes(net: _Network) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     do = np.zeros_like(ds) if net.clip is None else np.stack([np.zeros(N), net.clip])
     outer = np.einsum("rn,ns->nrs", net.V, net.U).reshape(N, R * R)
     matrix = -(ds[..., None] * outer)  # (B, N, R*R)
-    vector = (do - ds * net.h)[..., None] * net.V.T  # (B, N, R)
+    vector = (do - ds * net.threshold)[..., None] * net.V.T  # (B, N, R)
     normals = np.tile(net.U, (len(breakpoints), 1))
-    offsets = (net.h + breakpoints).reshape(-1)
+    offsets = (net.threshold + breakpoints).reshape(-1)
     payload = np.concatenate([matrix, vector], axis=-1).reshape(-1, R * R + R)
     hashes = np.random.default_rng(_HASH_SEED).integers(0, 2**64, size=(len(offsets), 1), dtype=np.uint64)
     return normals, offsets, payload, hashes

@@ -2,26 +2,27 @@
 
 The latent map of a rank-R network with N units is
 
-    F(z) = a * z + V phi(U z - h),      z in R^R,  a scalar or (R,),  V (R, N),  U (N, R),  h (N,)
+    F(z) = a * z + V phi(U z - theta),  z in R^R,  a scalar or (R,),  V (R, N),  U (N, R),  theta (N,)
 
-with phi applied per unit to ``x_i = U_i . z - h_i``:
+(theta the units' thresholds, the argument ``threshold``) with phi applied per unit to
+``x_i = U_i . z - theta_i``:
 
 * ``"relu"``:          ``phi(x) = max(x, 0)``                                  breakpoints {0}
 * ``"clipped_relu"``:  ``phi(x) = min(max(x, 0), c) = relu(x) - relu(x - c)``, ``c > 0`` (``clip``,
   scalar or (N,))                                                          breakpoints {0, c}
 
-  Pals et al.'s clipped ReLU ``relu(U_i z + b_i) - relu(U_i z)`` is this with ``h_i = -b_i, c_i = b_i``
-  when ``b_i > 0``; when ``b_i < 0`` it is ``-phi(U_i z)`` with ``c_i = -b_i, h_i = 0`` (negate column i of V).
+  Pals et al.'s clipped ReLU ``relu(U_i z + b_i) - relu(U_i z)`` is this with ``theta_i = -b_i, c_i = b_i``
+  when ``b_i > 0``; when ``b_i < 0`` it is ``-phi(U_i z)`` with ``c_i = -b_i, theta_i = 0`` (negate column i of V).
 
-Regions. Each breakpoint of each unit is a hyperplane ``{z : U_i . z = h_i + beta}`` in R^R. Inside a cell
+Regions. Each breakpoint of each unit is a hyperplane ``{z : U_i . z = theta_i + beta}`` in R^R. Inside a cell
 of this arrangement (a *region*) every unit sits on one linear piece ``phi(x) = s_i x + o_i`` (its
 *activation pattern*: 0 below, 1 linear, 2 clipped, with ``(s, o) = (0, 0), (1, 0), (0, c)``), so F is
 affine there and its fixed points solve
 
-    M z = b,   M = diag(1 - a) - V S U,   b = V (o - S h),   S = diag(s).
+    M z = b,   M = diag(1 - a) - V S U,   b = V (o - S theta),   S = diag(s).
 
 A solution is a fixed point of F iff it lies in the region's closure. Crossing a hyperplane changes one
-unit's piece, i.e. adds the rank-one term ``-ds V_i U_i^T`` to M and ``V_i (do - ds h_i)`` to b.
+unit's piece, i.e. adds the rank-one term ``-ds V_i U_i^T`` to M and ``V_i (do - ds theta_i)`` to b.
 
 Algorithm (exact and complete).
 1. Enumerate the regions through the vertices of the arrangement
@@ -103,7 +104,7 @@ def fixed_points(
     a: Any,
     V: Any,
     U: Any,
-    h: Any,
+    threshold: Any,
     activation: str = "relu",
     *,
     clip: Any = 1.0,
@@ -111,13 +112,13 @@ def fixed_points(
     merge_tol: float = 1e-8,
     chunk_size: int = 1 << 16,
 ) -> FixedPoints:
-    """All fixed points of ``z -> a z + V phi(U z - h)``, exactly (see the module docstring).
+    """All fixed points of ``z -> a z + V phi(U z - theta)``, exactly (see the module docstring).
 
     Args:
         a: decay, scalar or ``(R,)``.
         V: ``(R, N)`` output (left) weights.
-        U: ``(N, R)`` input (right) weights: unit i's pre-activation is ``U_i . z - h_i``.
-        h: ``(N,)`` thresholds.
+        U: ``(N, R)`` input (right) weights: unit i's pre-activation is ``U_i . z - theta_i``.
+        threshold: ``(N,)`` thresholds theta.
         activation: ``"relu"`` or ``"clipped_relu"`` (``phi(x) = min(max(x, 0), clip)``).
         clip: clipping level c > 0 of the clipped ReLU, scalar or ``(N,)`` (ignored for the ReLU).
         tol: relative tolerance of the region membership test (see the tolerance policy).
@@ -129,7 +130,7 @@ def fixed_points(
     Returns:
         :class:`FixedPoints`.
     """
-    net = _validate(a, V, U, h, activation, clip)
+    net = _validate(a, V, U, threshold, activation, clip)
     tol, merge_tol = check_positive(tol, "tol"), check_positive(merge_tol, "merge_tol")
     chunk_size = check_count(chunk_size, "chunk_size")
     R = net.a.shape[0]
@@ -152,33 +153,34 @@ def fixed_points(
 
 
 def latent_map_fixed_points(latent: Any, **options: Any) -> FixedPoints:
-    """All fixed points of a low-rank RNN's latent map ``latent`` = ``(a, V, U, h, activation)``
+    """All fixed points of a low-rank RNN's latent map ``latent`` = ``(a, V, U, threshold, activation)``
     (:class:`~pyro_neurodyn.dynamics.lowrank.LatentMap`, the parameterization of the models); ``options``
     go to :func:`fixed_points` (``tol``, ``merge_tol``, ``chunk_size``).
 
-    The models' ReLU ``relu(U z - h)`` is :func:`fixed_points`' ReLU. Their clipped ReLU
-    ``relu(U_i z + h_i) - relu(U_i z)`` is ``min(max(U_i z + h_i, 0), h_i)`` for ``h_i > 0`` (threshold
-    ``-h_i``, clip ``h_i``), ``-min(max(U_i z, 0), -h_i)`` for ``h_i < 0`` (threshold 0, clip ``-h_i``,
-    column i of V negated) and zero for ``h_i = 0`` (column i of V zeroed). ``identity`` and ``tanh``
+    The models' ReLU ``relu(U z - theta)`` (theta their ``threshold``) is :func:`fixed_points`' ReLU. Their
+    clipped ReLU ``relu(U_i z + theta_i) - relu(U_i z)`` is ``min(max(U_i z + theta_i, 0), theta_i)`` for
+    ``theta_i > 0`` (finder threshold ``-theta_i``, clip ``theta_i``), ``-min(max(U_i z, 0), -theta_i)`` for
+    ``theta_i < 0`` (finder threshold 0, clip ``-theta_i``, column i of V negated) and zero for ``theta_i = 0``
+    (column i of V zeroed). ``identity`` and ``tanh``
     activations have no piecewise-linear arrangement and raise ``ValueError``.
     """
-    a, V, U, h, activation = latent
+    a, V, U, threshold, activation = latent
     if activation == "relu":
-        return fixed_points(a, V, U, h, "relu", **options)
+        return fixed_points(a, V, U, threshold, "relu", **options)
     if activation != "clipped_relu":
         raise ValueError(f"fixed points are exact for activation 'relu' or 'clipped_relu' only, got {activation!r}")
-    h = _as_array(h, "h")
+    threshold = _as_array(threshold, "threshold")
     V = _as_array(V, "V").copy()
-    V[:, h < 0] *= -1.0
-    V[:, h == 0] = 0.0
-    threshold = np.where(h > 0, -h, 0.0)
-    clip = np.where(h != 0, np.abs(h), 1.0)
-    return fixed_points(a, V, U, threshold, "clipped_relu", clip=clip, **options)
+    V[:, threshold < 0] *= -1.0
+    V[:, threshold == 0] = 0.0
+    finder_threshold = np.where(threshold > 0, -threshold, 0.0)
+    clip = np.where(threshold != 0, np.abs(threshold), 1.0)
+    return fixed_points(a, V, U, finder_threshold, "clipped_relu", clip=clip, **options)
 
 
 def _classified(points: np.ndarray, continua: list, net: _Network, tol: float, merge_tol: float) -> FixedPoints:
     """Patterns, Jacobians, stability and boundary flags of the fixed points (region counts left at 0)."""
-    x = points @ net.U.T - net.h
+    x = points @ net.U.T - net.threshold
     patterns = _patterns(x, net)
     jacobians = _jacobians(patterns, net)
     radius = np.abs(np.linalg.eigvals(jacobians)).max(axis=-1) if len(points) else np.zeros(0)
@@ -210,7 +212,7 @@ def _verified(solutions: np.ndarray, net: _Network, merge_tol: float) -> np.ndar
     points, residual = solutions[representative].reshape(-1, R), residual[representative]
     scale = max(1.0, np.abs(points).max(initial=0.0)) * (
         np.abs(net.a).max() + (np.abs(net.V) @ np.linalg.norm(net.U, axis=1)).max()
-    ) + (np.abs(net.V) @ (np.abs(net.h) + (0.0 if net.clip is None else net.clip))).max()
+    ) + (np.abs(net.V) @ (np.abs(net.threshold) + (0.0 if net.clip is None else net.clip))).max()
     bad = residual > RESIDUAL_RTOL * scale
     if bad.any():
         warnings.warn(

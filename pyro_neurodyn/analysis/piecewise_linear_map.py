@@ -1,4 +1,4 @@
-"""The piecewise-linear latent map ``F(z) = a z + V phi(U z - h)`` of the fixed-point finder: validated
+"""The piecewise-linear latent map ``F(z) = a z + V phi(U z - theta)`` (theta the thresholds) of the fixed-point finder: validated
 parameters (:class:`_Network`), the map itself, and its linear piece on a region (activation pattern,
 region system ``M z = b``, Jacobian). The maths is in :mod:`~pyro_neurodyn.analysis.fixed_points`."""
 
@@ -22,7 +22,7 @@ class _Network(NamedTuple):
     a: np.ndarray  # (R,)
     V: np.ndarray  # (R, N)
     U: np.ndarray  # (N, R)
-    h: np.ndarray  # (N,)
+    threshold: np.ndarray  # (N,)
     clip: Any  # (N,) or None
 
 
@@ -33,37 +33,37 @@ def _as_array(value: Any, name: str) -> np.ndarray:
     return tensor.numpy()
 
 
-def _validate(a, V, U, h, activation, clip) -> _Network:
+def _validate(a, V, U, threshold, activation, clip) -> _Network:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    V, U, h = _as_array(V, "V"), _as_array(U, "U"), _as_array(h, "h")
+    V, U, threshold = _as_array(V, "V"), _as_array(U, "U"), _as_array(threshold, "threshold")
     if U.ndim != 2 or U.shape[0] == 0 or U.shape[1] == 0:
         raise ValueError(f"U must be a non-empty 2-D array (N, R), got shape {U.shape}")
     N, R = U.shape
     if V.shape != (R, N):
         raise ValueError(f"V must have shape (R, N) = {(R, N)} to match U {U.shape}, got {V.shape}")
-    if h.shape != (N,):
-        raise ValueError(f"h must have shape (N,) = {(N,)} to match U {U.shape}, got {h.shape}")
+    if threshold.shape != (N,):
+        raise ValueError(f"threshold must have shape (N,) = {(N,)} to match U {U.shape}, got {threshold.shape}")
     a = _as_array(a, "a")
     if a.ndim == 0:
         a = np.full(R, float(a))
     if a.shape != (R,):
         raise ValueError(f"a must be a scalar or have shape (R,) = {(R,)}, got {a.shape}")
     if activation == "relu":
-        return _Network(a, V, U, h, None)
+        return _Network(a, V, U, threshold, None)
     clip = _as_array(clip, "clip")
     clip = np.full(N, float(clip)) if clip.ndim == 0 else clip
     if clip.shape != (N,):
         raise ValueError(f"clip must be a scalar or have shape (N,) = {(N,)}, got {clip.shape}")
     if not (clip > 0).all():
         raise ValueError(f"clip must be > 0, got min {clip.min()}")
-    return _Network(a, V, U, h, clip)
+    return _Network(a, V, U, threshold, clip)
 
 
 # ---------------------------------------------------------------------------------------- the map
 def _breakpoints(net: _Network) -> np.ndarray:
     """``(B, N)`` breakpoints of phi per unit: [0] for the ReLU, [0, c] for the clipped ReLU."""
-    zeros = np.zeros((1, len(net.h)))
+    zeros = np.zeros((1, len(net.threshold)))
     return zeros if net.clip is None else np.concatenate([zeros, net.clip[None]])
 
 
@@ -72,12 +72,12 @@ def _phi(x: np.ndarray, net: _Network) -> np.ndarray:
     return relu if net.clip is None else np.minimum(relu, net.clip)
 
 
-def latent_map(z: Any, a: Any, V: Any, U: Any, h: Any, activation: str = "relu", *, clip: Any = 1.0) -> np.ndarray:
-    """``F(z) = a z + V phi(U z - h)`` ``(..., R)`` for ``z (..., R)`` (numpy float64; the map whose fixed points are found);
-    ``a``, ``V (R, N)``, ``U (N, R)``, ``h (N,)`` and ``clip`` as in :func:`~pyro_neurodyn.analysis.fixed_points`."""
-    net = _validate(a, V, U, h, activation, clip)
+def latent_map(z: Any, a: Any, V: Any, U: Any, threshold: Any, activation: str = "relu", *, clip: Any = 1.0) -> np.ndarray:
+    """``F(z) = a z + V phi(U z - theta)`` ``(..., R)`` for ``z (..., R)`` (numpy float64; the map whose fixed points are found);
+    ``a``, ``V (R, N)``, ``U (N, R)``, ``threshold`` theta ``(N,)`` and ``clip`` as in :func:`~pyro_neurodyn.analysis.fixed_points`."""
+    net = _validate(a, V, U, threshold, activation, clip)
     z = _as_array(z, "z")
-    return net.a * z + _phi(z @ net.U.T - net.h, net) @ net.V.T
+    return net.a * z + _phi(z @ net.U.T - net.threshold, net) @ net.V.T
 
 
 def _patterns(x: np.ndarray, net: _Network) -> np.ndarray:
@@ -94,7 +94,7 @@ def _region_system(patterns: np.ndarray, net: _Network) -> tuple[np.ndarray, np.
     slope = _slopes(patterns)
     offset = np.where(patterns == 2, net.clip if net.clip is not None else 0.0, 0.0)
     M = np.diag(1.0 - net.a) - np.einsum("rn,...n,ns->...rs", net.V, slope, net.U)
-    return M, (offset - slope * net.h) @ net.V.T
+    return M, (offset - slope * net.threshold) @ net.V.T
 
 
 def _jacobians(patterns: np.ndarray, net: _Network) -> np.ndarray:
@@ -102,4 +102,4 @@ def _jacobians(patterns: np.ndarray, net: _Network) -> np.ndarray:
 
 
 def _latent(z: np.ndarray, net: _Network) -> np.ndarray:
-    return net.a * z + _phi(z @ net.U.T - net.h, net) @ net.V.T
+    return net.a * z + _phi(z @ net.U.T - net.threshold, net) @ net.V.T

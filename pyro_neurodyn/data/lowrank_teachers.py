@@ -5,7 +5,7 @@ recover its noise and dynamics. The teachers here are built in closed form (no t
 ``N`` units with preferred angles ``theta_i`` (evenly spaced, jittered by ``seed``), input weights
 ``U_i ∝ (cos theta_i, sin theta_i)`` orthonormalized so that ``U^T U = I`` (then latent distances are
 distances between unit current patterns), output weights ``V_i ∝ R(delta) U_i`` and negative thresholds
-``h_i = -b``. Near the origin every unit is active and the map is ``z -> (a I + g R(delta)) z``; far
+``threshold_i = -b``. Near the origin every unit is active and the map is ``z -> (a I + g R(delta)) z``; far
 out only half the units are, and the gain halves. So
 
 - ``delta ≈ 1.3``, ``g = 0.4``: the origin is an unstable spiral and a stable limit cycle of radius
@@ -52,16 +52,16 @@ __all__ = [
 
 
 class LowRankTeacher(NamedTuple):
-    """A ReLU teacher: ``z_{t+1} = a z_t + V relu(U z_t + W_u v_t - h) + N(0, latent_noise_std^2 I)``, ``x = U z + W_u v``.
+    """A ReLU teacher: ``z_{t+1} = a z_t + V relu(U z_t + W_u v_t - b) + N(0, latent_noise_std^2 I)``, ``x = U z + W_u v``.
 
-    ``U`` ``(N, R)``, ``V`` ``(R, N)``, ``h`` ``(N,)``, ``W_u`` ``(N, Du)`` or None; ``filter_inputs``: v is
+    ``U`` ``(N, R)``, ``V`` ``(R, N)``, ``threshold`` b ``(N,)``, ``W_u`` ``(N, Du)`` or None; ``filter_inputs``: v is
     the low-pass filtered input (True) or the raw input (False).
     """
 
     a: float
     U: Tensor
     V: Tensor
-    h: Tensor
+    threshold: Tensor
     W_u: Optional[Tensor]
     latent_noise_std: float
     filter_inputs: bool
@@ -78,7 +78,7 @@ class TeacherData(NamedTuple):
     teacher: LowRankTeacher
 
 
-def _angular_teacher(num_units: int, gain: float, rotation: float, threshold: float, seed: int, latent_noise_std: float, input_gain: float = 0.0) -> LowRankTeacher:
+def _angular_teacher(num_units: int, gain: float, rotation: float, threshold_depth: float, seed: int, latent_noise_std: float, input_gain: float = 0.0) -> LowRankTeacher:
     generator = torch.Generator().manual_seed(seed)
     theta = torch.arange(num_units) * (2 * math.pi / num_units)
     theta = theta + (torch.rand(num_units, generator=generator) - 0.5) * (math.pi / num_units)
@@ -91,8 +91,8 @@ def _angular_teacher(num_units: int, gain: float, rotation: float, threshold: fl
     eigenvalues, eigenvectors = torch.linalg.eigh(U.T @ U)
     root = eigenvectors @ torch.diag_embed(eigenvalues.sqrt()) @ eigenvectors.T
     W_u = input_gain * directions if input_gain else None
-    h = -threshold * (1.0 + 0.1 * (torch.rand(num_units, generator=generator) - 0.5))
-    return LowRankTeacher(0.9, U @ torch.linalg.inv(root), root @ V, h, W_u, latent_noise_std, filter_inputs=False)
+    threshold = -threshold_depth * (1.0 + 0.1 * (torch.rand(num_units, generator=generator) - 0.5))
+    return LowRankTeacher(0.9, U @ torch.linalg.inv(root), root @ V, threshold, W_u, latent_noise_std, filter_inputs=False)
 
 
 def oscillator_teacher(num_units: int = 20, seed: int = 0, latent_noise_std: float = 0.2) -> LowRankTeacher:
@@ -109,7 +109,7 @@ def load_teacher_npz(path: Union[str, Path], latent_noise_std: float = 0.05) -> 
     """A trained teacher from an ``.npz`` with ``m (N, R)``, ``n (R, N)``, ``b_rec (N)``, ``w_inp (Du, N)``, ``dt``, ``tau``.
 
     Discrete-time map of the teacher's continuous-time network: ``a = 1 - dt/tau``, ``U = m``, ``V = n (dt/tau) / N``,
-    ``h = -b_rec``, ``W_u = w_inp^T``; raw inputs; the latent noise is isotropic in these coordinates.
+    ``threshold = -b_rec``, ``W_u = w_inp^T``; raw inputs; the latent noise is isotropic in these coordinates.
     """
     with np.load(Path(path)) as arrays:
         m, n, b_rec, w_inp = (torch.as_tensor(arrays[k], dtype=torch.get_default_dtype()) for k in ("m", "n", "b_rec", "w_inp"))
@@ -130,7 +130,7 @@ def simulate_teacher_latents(teacher: LowRankTeacher, initial: Tensor, num_steps
         if v is not None:
             currents = currents + v @ teacher.W_u.T
         noise = torch.randn(z.shape, generator=generator) * teacher.latent_noise_std
-        z = teacher.a * z + F.relu(currents - teacher.h) @ teacher.V.T + noise
+        z = teacher.a * z + F.relu(currents - teacher.threshold) @ teacher.V.T + noise
         if inputs is not None:
             v = teacher.a * v + (1 - teacher.a) * inputs[:, t - 1] if teacher.filter_inputs else inputs[:, t]
             seen.append(v)

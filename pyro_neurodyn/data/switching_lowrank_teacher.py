@@ -1,7 +1,7 @@
 """A two-regime switching low-rank RNN teacher whose every fixed point lies where its regime's data go.
 
 Both regimes are rank-2 ReLU networks of N = 20 units over one shared latent x in R^2 with decay
-``a = 0.9`` (``x_{t+1} = a x_t + V_k relu(U_k x_t - h_k) + N(0, sigma_x^2 I)``), built from *odd pairs*
+``a = 0.9`` (``x_{t+1} = a x_t + V_k relu(U_k x_t - threshold_k) + N(0, sigma_x^2 I)``), built from *odd pairs*
 of units that read one axis ``e_i`` and write a vector ``w``:
 
     w [relu(x_i + b) - relu(-x_i + b)] = 2 w x_i   for |x_i| < b   (slope w, x_i + b sign(x_i) beyond),
@@ -63,14 +63,14 @@ TEACHER_FIXED_POINTS = (
 
 
 class SwitchingLowRankTeacher(NamedTuple):
-    """Teacher parameters: shared decay ``a``; per regime ``U`` ``(K, N, R)``, ``V`` ``(K, R, N)``, ``h``
-    ``(K, N)`` (``relu(U_k x - h_k)``); ``transition_matrix`` ``(K, K)``, ``initial_probs`` ``(K,)``;
+    """Teacher parameters: shared decay ``a``; per regime ``U`` ``(K, N, R)``, ``V`` ``(K, R, N)``,
+    ``threshold`` ``(K, N)`` (``relu(U_k x - threshold_k)``); ``transition_matrix`` ``(K, K)``, ``initial_probs`` ``(K,)``;
     ``latent_noise_std``; readout ``C`` ``(D, R)``, ``d`` ``(D,)``, ``obs_noise_std``."""
 
     a: float
     U: Tensor
     V: Tensor
-    h: Tensor
+    threshold: Tensor
     transition_matrix: Tensor
     initial_probs: Tensor
     latent_noise_std: float
@@ -79,17 +79,17 @@ class SwitchingLowRankTeacher(NamedTuple):
     obs_noise_std: float
 
     def latent_map(self, state: int) -> tuple:
-        """``(a, V_k (R, N), U_k (N, R), h_k (N,), "relu")`` (``a`` a scalar tensor): the arguments of
+        """``(a, V_k (R, N), U_k (N, R), threshold_k (N,), "relu")`` (``a`` a scalar tensor): the arguments of
         :func:`~pyro_neurodyn.analysis.fixed_points`."""
-        return (torch.tensor(self.a), self.V[state], self.U[state], self.h[state], "relu")
+        return (torch.tensor(self.a), self.V[state], self.U[state], self.threshold[state], "relu")
 
     def known_fixed_points(self, state: int) -> tuple[Tensor, Tensor]:
         """State ``state``'s fixed points as constructed (module docstring): ``points (n, 2)``, ``stable (n,)``."""
         return TEACHER_FIXED_POINTS[state]
 
     def step_means(self, x: Tensor) -> Tensor:
-        """``a x + V_k relu(U_k x - h_k)`` for every regime, ``(..., K, R)`` from ``x`` ``(..., R)``."""
-        rates = F.relu(torch.einsum("knr,...r->...kn", self.U, x) - self.h)
+        """``a x + V_k relu(U_k x - threshold_k)`` for every regime, ``(..., K, R)`` from ``x`` ``(..., R)``."""
+        rates = F.relu(torch.einsum("knr,...r->...kn", self.U, x) - self.threshold)
         return self.a * x.unsqueeze(-2) + torch.einsum("krn,...kn->...kr", self.V, rates)
 
 
@@ -104,7 +104,7 @@ class SwitchingLowRankData(NamedTuple):
 
 
 def _odd_units(axis: int, write: Tensor, terms: tuple, copies: int, jitter: float) -> list:
-    """Units ``(u (2,), v (2,), h)`` of ``write * sum_terms sign_out relu(sign_in x_axis - threshold)``.
+    """Units ``(u (2,), v (2,), threshold)`` of ``write * sum_terms sign_out relu(sign_in x_axis - threshold)``.
 
     ``terms``: ``(sign_in, threshold, sign_out)`` triples; each is split over ``copies`` units of weight
     ``1/copies`` with thresholds ``threshold + (j - (copies - 1)/2) jitter`` (symmetric, so the sum is
@@ -129,12 +129,12 @@ def _clip_terms(clip: float) -> tuple:
 
 
 def _stack(units: list) -> tuple[Tensor, Tensor, Tensor]:
-    U, V, h = zip(*units)
-    return torch.stack(U), torch.stack(V, 1), torch.tensor(h)
+    U, V, threshold = zip(*units)
+    return torch.stack(U), torch.stack(V, 1), torch.tensor(threshold)
 
 
 def bistable_teacher_map(num_units: int = 20, gain: float = 0.3, clip: float = 2 / 3) -> tuple[Tensor, Tensor, Tensor]:
-    """``(U (N, 2), V (2, N), h (N,))`` of the bistable regime (module docstring): saddle at 0, stable points
+    """``(U (N, 2), V (2, N), threshold (N,))`` of the bistable regime (module docstring): saddle at 0, stable points
     at ``(±10 gain clip, 0)``; N = 4 m + 4 with m >= 1 (16 units for x_1 when N = 20, 4 for x_2)."""
     if num_units < 8 or (num_units - 4) % 4:
         raise ValueError(f"num_units must be 4 * m + 4 with m >= 1, got {num_units}")
@@ -146,7 +146,7 @@ def bistable_teacher_map(num_units: int = 20, gain: float = 0.3, clip: float = 2
 
 
 def focus_teacher_map(num_units: int = 20, decay: float = 0.9, rho: float = 0.8, theta: float = math.pi / 8, center: tuple = FOCUS_CENTER, bound: float = 4.0) -> tuple[Tensor, Tensor, Tensor]:
-    """``(U (N, 2), V (2, N), h (N,))`` with ``decay x + V relu(U x - h) = p + rho R(theta) (x - p)``, ``p = center``,
+    """``(U (N, 2), V (2, N), threshold (N,))`` with ``decay x + V relu(U x - threshold) = p + rho R(theta) (x - p)``, ``p = center``,
     for ``|x_i| < bound`` (module docstring); N = 4 m with m >= 1 (m units per term of the two odd pairs).
 
     With ``M = rho R - decay I`` the pair reading ``x_i`` writes ``M_i / 2`` (column i) times
@@ -174,8 +174,8 @@ def switching_lowrank_teacher(num_units: int = 20, obs_dim: int = 20, *, stay: f
         raise ValueError(f"stay must be in (0, 1), got {stay}")
     if num_units % 4:
         raise ValueError(f"num_units must be a multiple of 4, got {num_units}")
-    U0, V0, h0 = bistable_teacher_map(num_units)
-    U1, V1, h1 = focus_teacher_map(num_units)
+    U0, V0, threshold0 = bistable_teacher_map(num_units)
+    U1, V1, threshold1 = focus_teacher_map(num_units)
     generator = torch.Generator().manual_seed(seed + 7)
     C = torch.randn(obs_dim, 2, generator=generator)
     C = C / C.norm(dim=0, keepdim=True)
@@ -186,7 +186,7 @@ def switching_lowrank_teacher(num_units: int = 20, obs_dim: int = 20, *, stay: f
         a=0.9,
         U=torch.stack([U0, U1]),
         V=torch.stack([V0, V1]),
-        h=torch.stack([h0, h1]),
+        threshold=torch.stack([threshold0, threshold1]),
         transition_matrix=transition,
         initial_probs=torch.full((2,), 0.5),
         latent_noise_std=check_positive(latent_noise_std, "latent_noise_std"),

@@ -3,17 +3,17 @@
 An N-unit rate network ``tau dx/dt = -x + M N^T phi(x) + W_u u`` (noise in span(M)) whose connectivity
 has rank R evolves, once discretized with step ``dt``, exactly in an R-dim latent space (Pals et al. 2024):
 
-    z_{t+1} = a z_t + V phi(U z_t + W_u v_t, h) + eps_t,   eps_t ~ N(0, Sigma_z),
+    z_{t+1} = a z_t + V phi(U z_t + W_u v_t, b) + eps_t,   eps_t ~ N(0, Sigma_z),
     x_t     = U z_t + W_u v_t                              (the N units' currents),
     v_{t+1} = a v_t + (1 - a) u_t                          (inputs low-pass filtered by the units),
 
 with ``a = 1 - dt/tau``, ``U = M`` ``(N, R)``, ``V = (dt/tau) N^T`` ``(R, N)``. The activation takes the
-unit thresholds ``h`` ``(N,)``:
+unit thresholds ``b`` ``(N,)`` (the parameter ``threshold``):
 
-    relu:          phi(x, h) = relu(x - h)
-    clipped_relu:  phi(x, h) = relu(x + h) - relu(x)      (0 below -h, slope 1, saturates at h)
-    identity:      phi(x, h) = x - h                        (a linear-Gaussian model)
-    tanh:          phi(x, h) = tanh(x - h)
+    relu:          phi(x, b) = relu(x - b)
+    clipped_relu:  phi(x, b) = relu(x + b) - relu(x)      (0 below -b, slope 1, saturates at b)
+    identity:      phi(x, b) = x - b                        (a linear-Gaussian model)
+    tanh:          phi(x, b) = tanh(x - b)
 
 Everything here is plain torch (``nn.Module`` s and functions); latents are batch-first ``(..., R)``.
 """
@@ -28,6 +28,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import constraints
 from torch.nn import functional as F
+
+from .legacy_keys import LegacyThresholdKey
 
 __all__ = [
     "ACTIVATIONS",
@@ -45,20 +47,20 @@ __all__ = [
 ]
 
 
-def _relu(x: Tensor, h: Tensor) -> Tensor:
-    return F.relu(x - h)
+def _relu(x: Tensor, threshold: Tensor) -> Tensor:
+    return F.relu(x - threshold)
 
 
-def _clipped_relu(x: Tensor, h: Tensor) -> Tensor:
-    return F.relu(x + h) - F.relu(x)
+def _clipped_relu(x: Tensor, threshold: Tensor) -> Tensor:
+    return F.relu(x + threshold) - F.relu(x)
 
 
-def _identity(x: Tensor, h: Tensor) -> Tensor:
-    return x - h
+def _identity(x: Tensor, threshold: Tensor) -> Tensor:
+    return x - threshold
 
 
-def _tanh(x: Tensor, h: Tensor) -> Tensor:
-    return torch.tanh(x - h)
+def _tanh(x: Tensor, threshold: Tensor) -> Tensor:
+    return torch.tanh(x - threshold)
 
 
 ACTIVATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -70,16 +72,16 @@ ACTIVATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 class LatentMap(NamedTuple):
-    """The deterministic latent map ``z -> a z + V phi(U z - h)`` (no input), detached.
+    """The deterministic latent map ``z -> a z + V phi(U z - b)`` (no input), detached.
 
-    ``a`` scalar tensor, ``V`` ``(R, N)``, ``U`` ``(N, R)``, ``h`` ``(N,)``; the arguments of
-    ``pyro_neurodyn.analysis.fixed_points(a, V, U, h, activation)``.
+    ``a`` scalar tensor, ``V`` ``(R, N)``, ``U`` ``(N, R)``, ``threshold`` b ``(N,)``; the arguments of
+    ``pyro_neurodyn.analysis.fixed_points(a, V, U, threshold, activation)``.
     """
 
     a: Tensor
     V: Tensor
     U: Tensor
-    h: Tensor
+    threshold: Tensor
     activation: str
 
 
@@ -249,8 +251,8 @@ class Covariance(nn.Module):
         return self
 
 
-class LowRankTransition(nn.Module):
-    """The deterministic part of the latent map, ``z -> a z + V phi(U z + W_u v, h)``.
+class LowRankTransition(LegacyThresholdKey):
+    """The deterministic part of the latent map, ``z -> a z + V phi(U z + W_u v, b)`` (b the thresholds, ``threshold``).
 
     Args:
         rank: R. num_units: N. input_dim: Du (0 for none).
@@ -261,7 +263,7 @@ class LowRankTransition(nn.Module):
             constant are known).
 
     Initialization as in Pals et al.: ``V ~ U(-1/sqrt(N), 1/sqrt(N))``, ``U, W_u ~ U(-1/sqrt(R), 1/sqrt(R))``,
-    ``h = 0`` (uniform in ``(-1/sqrt(N), 1/sqrt(N))`` for clipped_relu, whose h is a saturation level).
+    ``threshold = 0`` (uniform in ``(-1/sqrt(N), 1/sqrt(N))`` for clipped_relu, whose threshold is a saturation level).
     """
 
     def __init__(
@@ -281,8 +283,8 @@ class LowRankTransition(nn.Module):
             self.register_buffer("decay_logit", decay_logit)
         self.U = nn.Parameter(_uniform((num_units, rank), 1.0 / math.sqrt(rank)))
         self.V = nn.Parameter(_uniform((rank, num_units), 1.0 / math.sqrt(num_units)))
-        h = _uniform((num_units,), 1.0 / math.sqrt(num_units)) if activation == "clipped_relu" else torch.zeros(num_units)
-        self.h = nn.Parameter(h)
+        threshold = _uniform((num_units,), 1.0 / math.sqrt(num_units)) if activation == "clipped_relu" else torch.zeros(num_units)
+        self.threshold = nn.Parameter(threshold)
         self.W_u = nn.Parameter(_uniform((num_units, input_dim), 1.0 / math.sqrt(rank))) if input_dim else None
 
     @property
@@ -298,11 +300,11 @@ class LowRankTransition(nn.Module):
         return x
 
     def rates(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
-        """``phi(x, h)`` ``(..., N)`` of the currents of ``z`` ``(..., R)``, ``v`` ``(..., Du)``."""
-        return self._phi(self.currents(z, v), self.h)
+        """``phi(x, b)`` ``(..., N)`` of the currents of ``z`` ``(..., R)``, ``v`` ``(..., Du)``."""
+        return self._phi(self.currents(z, v), self.threshold)
 
     def forward(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
-        """The mean of ``z_{t+1}``: ``a z + V phi(U z + W_u v, h)`` ``(..., R)``."""
+        """The mean of ``z_{t+1}``: ``a z + V phi(U z + W_u v, b)`` ``(..., R)``."""
         return self.a * z + self.rates(z, v) @ self.V.T
 
     def filter_input(self, v: Tensor, u: Tensor) -> Tensor:
@@ -311,8 +313,8 @@ class LowRankTransition(nn.Module):
         return a * v + (1.0 - a) * u
 
     def latent_map(self) -> LatentMap:
-        """``(a, V, U, h, activation)`` detached, e.g. for ``fixed_points(*latent_map()[:4])``."""
-        return LatentMap(self.a.detach(), self.V.detach(), self.U.detach(), self.h.detach(), self.activation)
+        """``(a, V, U, threshold, activation)`` detached, e.g. for ``fixed_points(*latent_map()[:4])``."""
+        return LatentMap(self.a.detach(), self.V.detach(), self.U.detach(), self.threshold.detach(), self.activation)
 
 
 def _uniform(shape: tuple, bound: float) -> Tensor:
@@ -337,7 +339,7 @@ def units_to_latent(x: Tensor, U: Tensor, W_u: Optional[Tensor] = None, v: Optio
 
 
 class UnitNetwork(NamedTuple):
-    """The equivalent N-unit RNN ``x_{t+1} = a x_t + J phi(x_t, h) + (1 - a) W_u u_t + U eps_t``.
+    """The equivalent N-unit RNN ``x_{t+1} = a x_t + J phi(x_t, b) + (1 - a) W_u u_t + U eps_t``.
 
     ``J = U V`` ``(N, N)`` has rank R; ``noise_cov = U Sigma_z U^T`` ``(N, N)`` is the units' noise
     (confined to span(U)). Holds for filtered inputs (with raw inputs the input term is
@@ -346,7 +348,7 @@ class UnitNetwork(NamedTuple):
 
     a: Tensor
     J: Tensor
-    h: Tensor
+    threshold: Tensor
     W_u: Optional[Tensor]
     noise_cov: Tensor
     activation: str
@@ -354,9 +356,9 @@ class UnitNetwork(NamedTuple):
 
 def unit_network(transition: LowRankTransition, noise_cov: Tensor) -> UnitNetwork:
     """The N-unit network of a low-rank transition with latent noise covariance ``noise_cov`` ``(R, R)``."""
-    a, V, U, h, activation = transition.latent_map()
+    a, V, U, threshold, activation = transition.latent_map()
     W_u = None if transition.W_u is None else transition.W_u.detach()
-    return UnitNetwork(a, U @ V, h, W_u, U @ noise_cov.detach() @ U.T, activation)
+    return UnitNetwork(a, U @ V, threshold, W_u, U @ noise_cov.detach() @ U.T, activation)
 
 
 class OrthogonalBasis(NamedTuple):

@@ -1,9 +1,9 @@
 """K low-rank RNN latent maps over one shared latent, evaluated together: the dynamics of a switching
 low-rank RNN.
 
-State k is a rank-R network of N units with its own connectivity and thresholds,
+State k is a rank-R network of N units with its own connectivity and thresholds b_k (``threshold[k]``),
 
-    f_k(x, u) = a x + V_k phi(U_k x + W_k u, h_k),     x (..., R),  U_k (N, R),  V_k (R, N),  h_k (N,),
+    f_k(x, u) = a x + V_k phi(U_k x + W_k u, b_k),     x (..., R),  U_k (N, R),  V_k (R, N),  b_k (N,),
 
 with phi one of :data:`~pyro_neurodyn.dynamics.lowrank.ACTIVATIONS` and one decay ``a = 1 - dt/tau``
 shared by all states (the units' time constant is a property of the cells, not of the regime). The bank
@@ -20,13 +20,14 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from .legacy_keys import LegacyThresholdKey
 from .lowrank import ACTIVATIONS, LatentMap
 
 __all__ = ["LowRankBank"]
 
 
-class LowRankBank(nn.Module):
-    """K low-rank maps ``f_k(x, u) = a x + V_k phi(U_k x + W_k u, h_k)`` (see the module docstring).
+class LowRankBank(LegacyThresholdKey):
+    """K low-rank maps ``f_k(x, u) = a x + V_k phi(U_k x + W_k u, b_k)`` (see the module docstring).
 
     Args:
         num_states: K. rank: R (the latent dim, ``latent_dim`` as in :class:`RNNBank`). num_units: N per state.
@@ -34,7 +35,7 @@ class LowRankBank(nn.Module):
         activation: one of :data:`ACTIVATIONS`. decay: initial shared ``a`` in (0, 1), stored as a logit.
 
     Initialization per state as :class:`~pyro_neurodyn.dynamics.LowRankTransition` (Pals et al.):
-    ``V_k ~ U(-1/sqrt(N), 1/sqrt(N))``, ``U_k, W_k ~ U(-1/sqrt(R), 1/sqrt(R))``, ``h_k = 0`` (uniform in
+    ``V_k ~ U(-1/sqrt(N), 1/sqrt(N))``, ``U_k, W_k ~ U(-1/sqrt(R), 1/sqrt(R))``, ``threshold[k] = 0`` (uniform in
     ``(-1/sqrt(N), 1/sqrt(N))`` for clipped_relu); the states differ by their random draws.
     """
 
@@ -50,9 +51,9 @@ class LowRankBank(nn.Module):
         self.decay_logit = nn.Parameter(torch.tensor(math.log(decay / (1.0 - decay))))
         self.U = nn.Parameter(_uniform((num_states, num_units, rank), 1.0 / math.sqrt(rank)))
         self.V = nn.Parameter(_uniform((num_states, rank, num_units), 1.0 / math.sqrt(num_units)))
-        h_bound = 1.0 / math.sqrt(num_units)
-        h = _uniform((num_states, num_units), h_bound) if activation == "clipped_relu" else torch.zeros(num_states, num_units)
-        self.h = nn.Parameter(h)
+        bound = 1.0 / math.sqrt(num_units)
+        threshold = _uniform((num_states, num_units), bound) if activation == "clipped_relu" else torch.zeros(num_states, num_units)
+        self.threshold = nn.Parameter(threshold)
         self.W_u = nn.Parameter(_uniform((num_states, num_units, input_dim), 1.0 / math.sqrt(rank))) if input_dim else None
 
     @property
@@ -71,7 +72,7 @@ class LowRankBank(nn.Module):
 
     def forward(self, x: Tensor, u: Optional[Tensor] = None) -> Tensor:
         """All K means ``f_k(x, u)`` ``(..., K, R)`` for latents ``x`` ``(..., R)``."""
-        rates = self._phi(self.currents(x, u), self.h)  # (..., K, N)
+        rates = self._phi(self.currents(x, u), self.threshold)  # (..., K, N)
         return self.a * x.unsqueeze(-2) + torch.einsum("krn,...kn->...kr", self.V, rates)
 
     def state_map(self, state: int) -> Callable[[Tensor], Tensor]:
@@ -80,9 +81,9 @@ class LowRankBank(nn.Module):
         return lambda x: self.forward(x, None if not self.input_dim else x.new_zeros(x.shape[:-1] + (self.input_dim,)))[..., state, :]
 
     def latent_map(self, state: int) -> LatentMap:
-        """``(a, V_k, U_k, h_k, activation)`` of state k, detached (the arguments of the fixed-point finder)."""
+        """``(a, V_k, U_k, threshold[k], activation)`` of state k, detached (the arguments of the fixed-point finder)."""
         self._check_state(state)
-        return LatentMap(self.a.detach(), self.V[state].detach(), self.U[state].detach(), self.h[state].detach(), self.activation)
+        return LatentMap(self.a.detach(), self.V[state].detach(), self.U[state].detach(), self.threshold[state].detach(), self.activation)
 
     def _check_state(self, state: int) -> None:
         if not isinstance(state, int) or not 0 <= state < self.num_states:

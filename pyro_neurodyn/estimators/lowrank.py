@@ -6,7 +6,7 @@
     >>> rnn.log_evidence(y)                        # (trials,) estimates of log p(y)
     >>> rnn.filter(y).means                        # (trials, T, 2) filtered latent means
     >>> rnn.sample(50, 200).y                      # new trials from the fitted network
-    >>> a, V, U, h, activation = rnn.latent_map()  # z -> a z + V phi(U z, h), e.g. for fixed points
+    >>> a, V, U, threshold, activation = rnn.latent_map()  # z -> a z + V phi(U z, b), e.g. for fixed points
     >>> rnn.fixed_points().points                  # (n, R) all fixed points (ReLU / clipped ReLU)
 
 The model is :class:`~pyro_neurodyn.models.LowRankRNNModel` (``.model``), the proposal a guide of
@@ -38,6 +38,7 @@ from ..data.validation import (
     check_magnitude,
     check_positive,
 )
+from ..dynamics.legacy_keys import renamed_legacy_threshold
 from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.checkpoint import renamed_modules
 from .base import Estimator
@@ -54,7 +55,7 @@ PathLike = Union[str, os.PathLike]
 
 
 class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
-    """A stochastic low-rank RNN ``z_{t+1} = a z_t + V phi(U z_t + W_u v_t, h) + eps`` with a readout.
+    """A stochastic low-rank RNN ``z_{t+1} = a z_t + V phi(U z_t + W_u v_t, theta) + eps`` (theta the thresholds) with a readout.
 
     Args:
         obs_dim: D, channels of the recordings. rank: R, at most N and D. num_units: N.
@@ -254,8 +255,8 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
            ``P`` (a trained one-to-one offset becomes ``mean(m)``), the Gaussian observation noise the mean
            variance outside that subspace, and ``mu_1`` / ``Sigma_1`` the mean and covariance of the
            projected first step ``z^_0 = P^T (m_0 - b)``.
-        2. Dynamics: ``a``, ``V``, ``h`` (and ``W_u``) minimize the one-step prediction error
-           ``sum_t |z^_{t+1} - a z^_t - V phi(U z^_t + W_u v_t, h)|^2`` of the projected latents (L-BFGS,
+        2. Dynamics: ``a``, ``V``, ``threshold`` theta (and ``W_u``) minimize the one-step prediction error
+           ``sum_t |z^_{t+1} - a z^_t - V phi(U z^_t + W_u v_t, theta)|^2`` of the projected latents (L-BFGS,
            at most 20000 random pairs), and Sigma_z starts at the covariance of its residuals.
 
         The fit then corrects what this ignores (the observation noise inside the projections; for
@@ -297,7 +298,8 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         self.num_particles = int(payload.get("num_particles", 64))
         if "optimizer_state" in payload:  # a later fit with the same optimizer continues from its moments
             saved_to_live = {saved: live for live, saved in self._module_prefixes().items()}
-            self._optimizer_state = (payload["optimizer"], renamed_modules(payload["optimizer_state"], saved_to_live))
+            saved = renamed_legacy_threshold(payload["optimizer_state"], "model.transition$$$h", "model.transition$$$threshold")
+            self._optimizer_state = (payload["optimizer"], renamed_modules(saved, saved_to_live))
 
     def _module_prefixes(self) -> dict:
         """Pyro parameter-name prefixes of the model and guide (unique per process, e.g. ``lowrank_rnn_0``)

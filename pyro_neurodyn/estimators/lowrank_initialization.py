@@ -4,7 +4,7 @@
    Gaussian-smoothed rates, ``softplus^-1(max(G * y, 0.01))``.
 1. :func:`initialize_readout`: the readout at the data's principal subspace, ``mu_1`` / ``Sigma_1`` from the
    projected first step; returns the projected latents ``(B, T, R)``.
-2. :func:`initialize_dynamics`: ``a``, ``V``, ``h`` (and ``W_u``) by one-step least squares (L-BFGS) on those
+2. :func:`initialize_dynamics`: ``a``, ``V``, ``threshold`` (and ``W_u``) by one-step least squares (L-BFGS) on those
    latents; Sigma_z from the residuals.
 """
 
@@ -79,7 +79,7 @@ def initialize_dynamics(model: LowRankRNNModel, latents: Tensor, unit_inputs: Op
     if current.shape[0] > MAX_PAIRS:
         keep = torch.randperm(current.shape[0], generator=torch.Generator().manual_seed(0))[:MAX_PAIRS]
         current, following, v = current[keep], following[keep], None if v is None else v[keep]
-    parameters = [transition.V, transition.h] + ([transition.W_u] if v is not None else [])
+    parameters = [transition.V, transition.threshold] + ([transition.W_u] if v is not None else [])
     if isinstance(transition.decay_logit, nn.Parameter):  # a fixed decay (train_decay=False) stays put
         parameters.append(transition.decay_logit)
     optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")

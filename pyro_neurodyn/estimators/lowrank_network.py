@@ -1,6 +1,6 @@
 """The fitted network of a ``LowRankRNN``, seen the ways users analyse it (a mixin of ``LowRankRNN``).
 
-The latent map ``z -> a z + V phi(U z, h)`` and its fixed points, Sigma_z, the parameters in an orthonormal
+The latent map ``z -> a z + V phi(U z, b)`` (b the thresholds) and its fixed points, Sigma_z, the parameters in an orthonormal
 basis, the equivalent N-unit network, the units' currents ``x = U z + W_u v`` and the readout means of
 latent paths. Reads ``self.model``, ``self.config`` and the estimator's input checks.
 """
@@ -24,7 +24,7 @@ class LowRankNetworkViews:
     """Analysis of the fitted network (methods of ``LowRankRNN``)."""
 
     def latent_map(self) -> LatentMap:
-        """``(a, V (R, N), U (N, R), h (N,), activation)`` of ``z -> a z + V phi(U z, h)``, detached."""
+        """``(a, V (R, N), U (N, R), threshold (N,), activation)`` of ``z -> a z + V phi(U z, b)``, detached."""
         return self.model.transition.latent_map()
 
     def fixed_points(self, **options: Any) -> FixedPoints:
@@ -44,7 +44,7 @@ class LowRankNetworkViews:
         return orthogonal_basis(U, V, self.noise_covariance())
 
     def unit_network(self) -> UnitNetwork:
-        """The equivalent N-unit RNN: connectivity ``J = U V`` ``(N, N)``, noise ``U Sigma_z U^T`` ``(N, N)``, ``h (N,)``,
+        """The equivalent N-unit RNN: connectivity ``J = U V`` ``(N, N)``, noise ``U Sigma_z U^T`` ``(N, N)``, ``threshold (N,)``,
         ``W_u (N, Du)`` or None, ``a`` a scalar tensor."""
         return unit_network(self.model.transition, self.noise_covariance())
 

@@ -47,7 +47,7 @@ METHODS = ("collapsed", "vsmc")
 
 
 class SwitchingLowRankRNN(Estimator):
-    """K low-rank RNNs ``x_{t+1} = a x_t + V_k phi(U_k x_t - h_k) + N(0, sigma_x^2 I)`` over one latent,
+    """K low-rank RNNs ``x_{t+1} = a x_t + V_k phi(U_k x_t - b_k) + N(0, sigma_x^2 I)`` (b_k the thresholds) over one latent,
     switched by a Markov chain (see :mod:`pyro_neurodyn.models.switching_lowrank`).
 
     Args:
@@ -203,7 +203,7 @@ class SwitchingLowRankRNN(Estimator):
            autoregressive HMM (:func:`.switching_lowrank_start.affine_labels`): regimes whose flows differ at the same point (a
            rotation against a saddle, say) are told apart even where they move equally fast.
         3. ``num_rounds`` times: each state's map is fit to the one-step pairs ``(x^_t, x^_{t+1})`` of its
-           labelled steps by least squares (L-BFGS on ``V_k``, ``U_k``, ``h_k`` and the shared ``a``), then the
+           labelled steps by least squares (L-BFGS on ``V_k``, ``U_k``, the thresholds ``b_k`` and the shared ``a``), then the
            labels become the Viterbi path of the model's factors at ``x^``; sigma_x starts at the residual std.
         4. ``filter_rounds`` times (default 0), the same with denoised latents: the particle filter's means
            ``E[x_t | y_{<=t}]`` under the current model (``num_particles`` particles, the

@@ -51,7 +51,7 @@ def fit_state_maps(module: SwitchingLowRankModel, latents: Tensor, labels: Tenso
     bank = module.dynamics
     current, following = latents[:, :-1].reshape(-1, latents.shape[-1]), latents[:, 1:].reshape(-1, latents.shape[-1])
     owner = labels[:, 1:].reshape(-1)  # z_t generates x_t from x_{t-1}
-    parameters = [bank.V, bank.U, bank.h, bank.decay_logit]
+    parameters = [bank.V, bank.U, bank.threshold, bank.decay_logit]
     with torch.enable_grad():
         optimizer = torch.optim.LBFGS(parameters, max_iter=100, line_search_fn="strong_wolfe")
 

@@ -4,11 +4,11 @@ Generative model for trials ``b`` with recordings ``y`` ``(B, T, D)`` and option
 
     v_0 = 0 (filtered inputs) or u_0 (raw inputs)
     z_0 ~ N(mu_1 + U^+ W_u v_0, Sigma_1)
-    z_t ~ N(a z_{t-1} + V phi(U z_{t-1} + W_u v_{t-1}, h), Sigma_z)                  t = 1 .. T-1
+    z_t ~ N(a z_{t-1} + V phi(U z_{t-1} + W_u v_{t-1}, theta), Sigma_z)              t = 1 .. T-1
     v_t = a v_{t-1} + (1 - a) u_{t-1} (filtered) or u_t (raw)
     y_t ~ readout(z_t or x_t = U z_t + W_u v_t)                                        t = 0 .. T-1
 
-(see :mod:`pyro_neurodyn.dynamics.lowrank` for phi and the N-unit network, and
+(theta the units' thresholds, ``transition.threshold``; see :mod:`pyro_neurodyn.dynamics.lowrank` for phi and the N-unit network, and
 :mod:`pyro_neurodyn.dynamics.readouts` for the readouts).
 
 The program is written as ``init(state, y, u)`` / ``step(state, t, y, u)`` in the protocol of Pyro's
@@ -73,7 +73,7 @@ class LowRankRNNModel(PyroModule):
     """The Pyro model of the module docstring, built from plain torch parts.
 
     Args:
-        transition: :class:`~pyro_neurodyn.dynamics.lowrank.LowRankTransition` (a, U, V, h, W_u).
+        transition: :class:`~pyro_neurodyn.dynamics.lowrank.LowRankTransition` (a, U, V, threshold, W_u).
         readout: a readout of :mod:`pyro_neurodyn.dynamics.readouts` (its ``source`` says whether it reads
             the latent or the units' currents).
         noise: Sigma_z, and ``initial_noise``: Sigma_1 (:class:`~pyro_neurodyn.dynamics.lowrank.Covariance`).

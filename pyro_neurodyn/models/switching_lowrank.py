@@ -4,10 +4,11 @@ Generative model (z_t in 1..K, x_t in R^R, y_t in R^D):
 
     z_1 ~ Cat(softmax(pi)),                         x_1 | z_1 = k ~ N(mu_k, diag(s_0^2))
     z_t | z_{t-1}, x_{t-1} ~ Cat(softmax(L(x_{t-1}))[z_{t-1}])     (stationary/sticky or recurrent)
-    x_t | x_{t-1}, z_t = k ~ N(a x_{t-1} + V_k phi(U_k x_{t-1} - h_k), sigma_x^2 I)
+    x_t | x_{t-1}, z_t = k ~ N(a x_{t-1} + V_k phi(U_k x_{t-1} - b_k), sigma_x^2 I)
     y_t | x_t ~ N(C x_t + d, diag sigma_y^2)   or   Poisson(softplus(C x_t + d))
 
-The decay a is shared by the states (:class:`~pyro_neurodyn.dynamics.LowRankBank`); Sigma_x = sigma_x^2 I
+b_k are state k's unit thresholds (``LowRankBank.threshold[k]``). The decay a is shared by the states
+(:class:`~pyro_neurodyn.dynamics.LowRankBank`); Sigma_x = sigma_x^2 I
 is isotropic, as in the switching state-space model. One module serves two objectives:
 
 1. Collapsed (as the SRNN): :meth:`model` / :meth:`guide` of

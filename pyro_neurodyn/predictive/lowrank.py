@@ -7,7 +7,7 @@ Smoothed paths are drawn from them by backward simulation (FFBSi; Godsill, Douce
     z_T ~ sum_s W_T^s delta(z_T^s),
     z_t | z_{t+1} ~ sum_s W_t^s p(z_{t+1} | z_t^s) delta(z_t^s) / normalizer,   t = T-1 .. 1,
 
-with the model's transition density ``p(z_{t+1} | z_t) = N(a z_t + V phi(U z_t + W_u v_t, h), Sigma_z)``.
+with the model's transition density ``p(z_{t+1} | z_t) = N(a z_t + V phi(U z_t + W_u v_t, b), Sigma_z)`` (b the thresholds).
 Each draw is a path of the particle approximation of p(z_{1:T} | y); as the number of particles grows
 the draws converge to the exact smoothing posterior. Then ``y_rep ~ p(y | z)`` through
 ``pyro.infer.Predictive`` on the model with its latents fixed to the drawn paths, and the log-likelihood
@@ -78,7 +78,7 @@ class LowRankPredictive:
         return PosteriorDraws(latents, None, y_rep, log_likelihood)
 
     def _transition_log_density(self, record: ParticleFilterResult):
-        """``(t, z_next) -> log N(z_next; a z_t^s + V phi(U z_t^s + W_u v_t, h), Sigma_z)`` ``(N_d, S, B)``."""
+        """``(t, z_next) -> log N(z_next; a z_t^s + V phi(U z_t^s + W_u v_t, b), Sigma_z)`` ``(N_d, S, B)``."""
         model = self.fitted.model
         particles, inputs = record.states["z"], record.states.get("v")
         means = model.transition(particles[:-1], None if inputs is None else inputs[:-1])  # (T-1, S, B, R)

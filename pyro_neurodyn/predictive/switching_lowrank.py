@@ -7,8 +7,8 @@
   are drawn by backward simulation (:func:`~pyro_neurodyn.predictive.lowrank.backward_simulation`) with
   each particle's one-step predictive density as the transition,
 
-      p(x_{t+1} | particle s) = sum_j alpha_pred^s(j) N(x_{t+1}; a x_t^s + V_j phi(U_j x_t^s - h_j), sigma_x^2 I),
-      alpha_pred^s(j) = sum_i alpha_t^s(i) P(i -> j),
+      p(x_{t+1} | particle s) = sum_j alpha_pred^s(j) N(x_{t+1}; a x_t^s + V_j phi(U_j x_t^s - b_j), sigma_x^2 I),
+      alpha_pred^s(j) = sum_i alpha_t^s(i) P(i -> j),      (b_j: state j's thresholds)
 
   (an approximation: the backward kernel of the collapsed chain also depends on the states' future,
   which this one-step density ignores; with K = 1 it is exact FFBSi). The states are then drawn exactly

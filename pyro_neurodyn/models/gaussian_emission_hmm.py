@@ -45,10 +45,16 @@ class GaussianEmissionHMM(PyroModule):
         self.log_scale = nn.Parameter(torch.zeros(num_states, obs_dim))
         to_pyro_module_(self)
 
-    def factors(self, y: Tensor) -> SwitchingFactors:
+    def factors(self, y: Tensor, mask: Optional[Tensor] = None) -> SwitchingFactors:
         """The chain of ``y (..., T, D)``: ``emission_logp[..., t, k] = log N(y_t; mu_k, sigma_k^2)`` ``(..., T, K)``,
-        ``init_logits (K,)``, stationary ``trans_logits (K, K)``."""
-        emission_logp = gaussian_log_density(y.unsqueeze(-2), self.loc, self.log_scale.exp())
+        ``init_logits (K,)``, stationary ``trans_logits (K, K)``. With ``mask (..., T, D)`` only the observed
+        channels are scored (a step with none, e.g. padding after a trial's end, scores 0: exact for the trimmed
+        trial, since the transition rows are normalized)."""
+        if mask is None:
+            emission_logp = gaussian_log_density(y.unsqueeze(-2), self.loc, self.log_scale.exp())
+        else:
+            per_channel = torch.distributions.Normal(self.loc, self.log_scale.exp()).log_prob(y.unsqueeze(-2))  # (..., T, K, D)
+            emission_logp = (per_channel * mask.unsqueeze(-2)).sum(-1)
         return SwitchingFactors(self.init_logits, self.transitions(), emission_logp)
 
     @pyro_method
@@ -64,37 +70,65 @@ class GaussianEmissionHMM(PyroModule):
         pass  # nothing latent is sampled: z is summed out exactly inside the model
 
     @torch.no_grad()
-    def fit_em(self, y: Tensor, num_iters: int = 50, seed: Optional[int] = 0, min_scale: float = 1e-3) -> list[float]:
+    def fit_em(
+        self,
+        y: Tensor,
+        num_iters: int = 50,
+        seed: Optional[int] = 0,
+        min_scale: float = 1e-3,
+        mask: Optional[Tensor] = None,
+        lengths: Optional[Tensor] = None,
+    ) -> list[float]:
         """Baum-Welch on ``y (trials, T, D)`` from a k-means start; returns log p(y) per iteration.
 
         E step: :func:`switching_posterior`; M step: weighted means/variances, expected transition counts.
-        ``y`` is converted to the model's dtype and device.
+        ``y`` is converted to the model's dtype and device. ``mask (trials, T, D)``: only observed entries
+        count (each channel's mean and variance from its observed entries); ``lengths (trials,)``: the steps
+        of padded trials (no transition is counted after a trial's end).
         """
         y = self._placed(y)
-        flat = y.reshape(-1, y.shape[-1])
-        centroids, _ = kmeans2(flat.double().cpu().numpy(), self.num_states, minit="++", seed=seed)
+        observed = _observed(y, mask, lengths)
+        pairs = None if lengths is None else (torch.arange(1, y.shape[1], device=y.device) < lengths.to(y.device).unsqueeze(-1))
+        flat, weights_of_entries = y.reshape(-1, y.shape[-1]), observed.reshape(-1, y.shape[-1]).to(y.dtype)
+        complete = weights_of_entries.bool().all(-1)
+        centroids, _ = kmeans2(flat[complete].double().cpu().numpy(), self.num_states, minit="++", seed=seed)
         self.loc.copy_(torch.as_tensor(centroids, dtype=y.dtype, device=y.device))
-        self.log_scale.copy_(flat.std(0).clamp_min(min_scale).log().expand_as(self.log_scale))
+        self.log_scale.copy_(flat[complete].std(0).clamp_min(min_scale).log().expand_as(self.log_scale))
         history = []
         for _ in range(num_iters):
-            factors = self.factors(y)
+            factors = self.factors(y, None if mask is None and lengths is None else observed)
             history.append(float(switching_log_marginal(*factors).sum()))
             marginals, pairwise = switching_posterior(*factors)
             weights = marginals.reshape(-1, self.num_states)  # (N, K)
-            total = weights.sum(0).clamp_min(1e-12)
-            loc = weights.T @ flat / total[:, None]
-            var = (weights.T @ flat.pow(2)) / total[:, None] - loc.pow(2)
+            if mask is None and lengths is None:
+                total = weights.sum(0).clamp_min(1e-12)[:, None]
+                loc, second = weights.T @ flat / total, weights.T @ flat.pow(2) / total
+            else:  # (K, D): each channel's weight over its observed entries
+                total = (weights.T @ weights_of_entries).clamp_min(1e-12)
+                loc, second = weights.T @ (weights_of_entries * flat) / total, weights.T @ (weights_of_entries * flat.pow(2)) / total
+            var = second - loc.pow(2)
             self.loc.copy_(loc)
             self.log_scale.copy_(0.5 * var.clamp_min(min_scale**2).log())
             self.init_logits.copy_(marginals[:, 0].mean(0).clamp_min(1e-12).log())
-            self.transitions.logits.copy_(pairwise.sum((0, 1)).clamp_min(1e-12).log())
+            counted = pairwise if pairs is None else pairwise * pairs[..., None, None]
+            self.transitions.logits.copy_(counted.sum((0, 1)).clamp_min(1e-12).log())
         return history
 
     @torch.no_grad()
-    def most_likely_states(self, y: Tensor) -> Tensor:
-        """Viterbi path ``(trials, T)`` int64 of ``y (trials, T, D)`` (converted to the model's dtype and device)."""
-        return switching_viterbi(*self.factors(self._placed(y))).states
+    def most_likely_states(self, y: Tensor, mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> Tensor:
+        """Viterbi path ``(trials, T)`` int64 of ``y (trials, T, D)`` (converted to the model's dtype and device);
+        ``mask``/``lengths`` as in :meth:`fit_em` (the padding's labels are the prior's continuation)."""
+        y = self._placed(y)
+        return switching_viterbi(*self.factors(y, None if mask is None and lengths is None else _observed(y, mask, lengths))).states
 
     def _placed(self, y: Tensor) -> Tensor:
         """``y`` in the dtype and on the device of the parameters."""
         return y.to(device=self.loc.device, dtype=self.loc.dtype)
+
+
+def _observed(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Tensor:
+    """``(trials, T, D)`` bool: ``mask`` (all True if None) and the steps ``t < lengths``."""
+    observed = torch.ones(y.shape, dtype=torch.bool, device=y.device) if mask is None else mask.to(y.device)
+    if lengths is not None:
+        observed = observed & (torch.arange(y.shape[1], device=y.device) < lengths.to(y.device).unsqueeze(-1)).unsqueeze(-1)
+    return observed

@@ -56,3 +56,17 @@ def test_constructor_arguments_are_the_config_fields(name):
     model = build()
     arguments = [p for p in inspect.signature(type(model).__init__).parameters if p != "self"]
     assert arguments == [f.name for f in dataclasses.fields(model.config)]
+
+
+@pytest.mark.parametrize("name", ["LowRankRNN", "SwitchingLowRankRNN"])
+def test_models_without_masks_take_complete_recordings_and_refuse_ragged_ones(name):
+    from pyro_neurodyn.data import Recording
+
+    build, fit, data = ESTIMATORS[name]
+    y = data()
+    arrays, recording = build(), build()
+    fit(arrays, y)
+    fit(recording, Recording.from_trials(list(y)))
+    assert recording.losses == arrays.losses
+    with pytest.raises(ValueError, match="does not take missing entries or ragged trials yet"):
+        recording.validate(Recording.from_trials([y[0], y[1, :10]]))

@@ -96,6 +96,17 @@ class Estimator(PlacedEstimator):
         lengths = None if bool((recording.lengths == y.shape[1]).all()) else recording.lengths
         return y, u, mask, lengths
 
+    def complete_recording(self, recording: Recording, u: Any = None) -> tuple[Tensor, Optional[Tensor]]:
+        """``(y, u)`` of a Recording for a model that does not take masks yet: accepted when it is complete and of
+        equal-length trials, a ValueError naming the model otherwise."""
+        y, u, mask, lengths = self.recording_arrays(recording, u)
+        if mask is not None or lengths is not None:
+            raise ValueError(
+                f"{type(self).__name__} does not take missing entries or ragged trials yet: give a complete Recording of "
+                "equal-length trials, or arrays"
+            )
+        return y, u
+
     def posterior_predictive(self, y: Any, num_samples: int = 100, u: Any = None, **options: Any):
         """Posterior draws given ``y (trials, T, D)`` (inputs ``u (trials, T, M)``) and replicated recordings:
         ``latents (S, trials, T, P)``, ``y_rep (S, trials, T, D)``, ... (S = ``num_samples``); see

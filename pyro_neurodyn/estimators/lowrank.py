@@ -41,6 +41,7 @@ from ..data.validation import (
 from ..dynamics.legacy_keys import renamed_legacy_threshold
 from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.checkpoint import renamed_modules
+from ..data.recording import Recording
 from .base import Estimator
 from .configs import LowRankRNNConfig, config_arguments
 from .lowrank_initialization import check_enough_pairs, initialize_dynamics, initialize_readout, readout_scale
@@ -320,7 +321,9 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
 
     def validate(self, y: Any, u: Any = None) -> tuple[Tensor, Optional[Tensor]]:
         """Recordings ``(trials, T, obs_dim)`` (counts for Poisson) and inputs ``(trials, T, input_dim)``, checked
-        and converted to the model's device and dtype."""
+        and converted to the model's device and dtype (a complete, equal-length Recording is accepted)."""
+        if isinstance(y, Recording):
+            return self.complete_recording(y, u)
         y = as_trials(y, "y", counts=self.config.observation == "poisson", dtype=self.dtype, device=self.device)
         if y.shape[2] != self.config.obs_dim:
             raise ValueError(f"y has {y.shape[2]} channels but the model was built with obs_dim={self.config.obs_dim}")

@@ -35,6 +35,7 @@ from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
+from ..data.recording import Recording
 from .base import Estimator
 from .configs import SwitchingLowRankRNNConfig, config_arguments
 from .principal_subspace import eye_like, principal_subspace
@@ -325,7 +326,9 @@ class SwitchingLowRankRNN(Estimator):
     # ----- validation --------------------------------------------------------------------------------
     def validate(self, y: Any, u: Any = None) -> tuple[Tensor, None]:
         """Recordings ``(trials, T, obs_dim)`` (counts for Poisson), checked and converted to the model's device
-        and dtype; this model has no inputs (``u`` must be None)."""
+        and dtype; this model has no inputs (``u`` must be None). A complete, equal-length Recording is accepted."""
+        if isinstance(y, Recording):
+            return self.complete_recording(y, u)
         if u is not None:
             raise ValueError("a SwitchingLowRankRNN takes no inputs, but inputs were given (u must be None)")
         y = as_trials(y, "y", counts=self.config.observation == "poisson", min_steps=2, dtype=self.dtype, device=self.device)

@@ -12,25 +12,14 @@ gradient and an Adam update through the model's own ``model``/``guide`` (what ``
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
 
+from bench_srnn import median_seconds  # run as a script: benchmarks/ is on sys.path
 from pyro_neurodyn.data import Recording
 from pyro_neurodyn.models import SRNNModel
-
-
-def median_seconds(step, repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def svi_step(module, optimizer, batches) -> None:

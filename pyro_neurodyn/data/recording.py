@@ -24,9 +24,22 @@ from torch import Tensor
 
 from .validation import check_positive
 
-__all__ = ["Recording"]
+__all__ = ["Recording", "observed_entries", "steps_within"]
 
 Index = Union[int, slice, Sequence[int], np.ndarray, Tensor]
+
+
+def steps_within(lengths: Tensor, num_steps: int) -> Tensor:
+    """``(..., num_steps)`` bool: True at the steps ``t < lengths`` of each (padded) trial, ``lengths (...)``."""
+    return torch.arange(num_steps, device=lengths.device) < lengths.unsqueeze(-1)
+
+
+def observed_entries(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Optional[Tensor]:
+    """``(trials, T, D)`` bool: ``mask`` and, with ``lengths (trials,)``, only the steps ``t < lengths`` (None: all)."""
+    if lengths is None:
+        return mask
+    within = steps_within(lengths.to(y.device), y.shape[-2]).unsqueeze(-1)
+    return within.expand(y.shape) if mask is None else mask & within
 
 
 @dataclass(frozen=True)
@@ -147,7 +160,7 @@ class Recording:
     @property
     def time_mask(self) -> Tensor:
         """``(B, T_max)`` bool: True within each trial (``t < lengths[b]``), False on the padding."""
-        return torch.arange(self.y.shape[1], device=self.y.device) < self.lengths.unsqueeze(-1)
+        return steps_within(self.lengths, self.y.shape[1])
 
     def __len__(self) -> int:
         return self.num_trials

@@ -9,6 +9,8 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from torch import Tensor
 
+from ..data.recording import steps_within
+
 __all__ = ["LinearGaussianPath", "linear_recurrence"]
 
 
@@ -121,8 +123,7 @@ class LinearGaussianPath(TorchDistribution):
         """``(..., T, P)`` summed over P and over the counted steps ``t < lengths``: ``(...)``."""
         per_step = per_step.sum(-1)
         if self.lengths is not None:
-            counted = torch.arange(per_step.shape[-1], device=per_step.device) < self.lengths.unsqueeze(-1)
-            per_step = torch.where(counted, per_step, per_step.new_zeros(()))
+            per_step = torch.where(steps_within(self.lengths, per_step.shape[-1]), per_step, per_step.new_zeros(()))
         return per_step.sum(-1)
 
     @property

@@ -21,7 +21,7 @@ from typing import Any, Optional, TypeVar, Union
 import torch
 from torch import Tensor
 
-from ..data.recording import Recording
+from ..data.recording import Recording, steps_within
 from ..infer import load_checkpoint, save_checkpoint
 from .placement import PlacedEstimator, saved_dtype
 
@@ -122,6 +122,6 @@ def mark_padding(values: Tensor, lengths: Optional[Tensor], fill: float, sample_
     if lengths is None:
         return values
     num_steps = values.shape[sample_dims + 1]
-    within = torch.arange(num_steps, device=values.device) < lengths.unsqueeze(-1)  # (B, T)
+    within = steps_within(lengths.to(values.device), num_steps)  # (B, T)
     within = within.reshape(within.shape + (1,) * (values.dim() - sample_dims - 2))
     return torch.where(within, values, torch.full((), fill, dtype=values.dtype, device=values.device))

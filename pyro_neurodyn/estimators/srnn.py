@@ -25,7 +25,8 @@ from ..data.validation import as_inputs, as_trials, check_count, check_magnitude
 from ..distributions import switching_filter, switching_posterior, switching_viterbi
 from ..infer import FitRun, fit_svi
 from ..models.srnn import SRNNModel
-from ..models.switching_ssm import SwitchingSample, observed_entries
+from ..data.recording import observed_entries
+from ..models.switching_ssm import SwitchingSample
 from .base import Estimator, mark_padding
 from .configs import SRNNConfig, config_arguments
 from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout

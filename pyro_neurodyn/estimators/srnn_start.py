@@ -15,6 +15,7 @@ from scipy.cluster.vq import kmeans2
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor, nn
 
+from ..data.recording import steps_within
 from ..data.validation import as_state_labels
 from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
@@ -62,7 +63,7 @@ def initial_labels(
 
 def _ragged_labels(init: str, y: Tensor, config: SRNNConfig, seed: Optional[int], mask, lengths) -> Tensor:
     lengths = torch.full(y.shape[:1], y.shape[1], dtype=torch.int64) if lengths is None else lengths.cpu()
-    within = torch.arange(y.shape[1]) < lengths.unsqueeze(-1)  # (trials, T)
+    within = steps_within(lengths, y.shape[1])  # (trials, T)
     features = _ragged_features(fill_missing(y, mask, lengths).cpu(), within, config)  # one basis for all trials
     labels = torch.zeros(y.shape[:2], dtype=torch.int64)
     if init == "kmeans":  # the trials' own time points only
@@ -140,7 +141,7 @@ def initialize_linear_readout(emission: nn.Module, y: Tensor, latent_dim: int, l
     sigma_y the residual std (or 10% of the data's std where P >= D)."""
     flat = y.reshape(-1, y.shape[-1]).double()
     if lengths is not None:
-        flat = flat[(torch.arange(y.shape[1], device=y.device) < lengths.unsqueeze(-1)).reshape(-1)]
+        flat = flat[steps_within(lengths.to(y.device), y.shape[1]).reshape(-1)]
     mean = flat.mean(0)
     _, singular, vh = torch.linalg.svd(flat - mean, full_matrices=False)
     components = vh[:latent_dim]  # (<=P, D)

@@ -23,6 +23,7 @@ from ..distributions import (
     switching_posterior,
     switching_viterbi,
 )
+from ..data.recording import observed_entries, steps_within
 from ..dynamics import StationaryTransitions
 from .module_names import unique_module_name
 
@@ -87,20 +88,21 @@ class GaussianEmissionHMM(PyroModule):
         of padded trials (no transition is counted after a trial's end).
         """
         y = self._placed(y)
-        observed = _observed(y, mask, lengths)
-        pairs = None if lengths is None else (torch.arange(1, y.shape[1], device=y.device) < lengths.to(y.device).unsqueeze(-1))
-        flat, weights_of_entries = y.reshape(-1, y.shape[-1]), observed.reshape(-1, y.shape[-1]).to(y.dtype)
+        observed = observed_entries(y, mask, lengths)  # None: every entry
+        pairs = None if lengths is None else steps_within(lengths.to(y.device), y.shape[1])[:, 1:]  # transitions t-1 -> t
+        entries = torch.ones_like(y, dtype=torch.bool) if observed is None else observed
+        flat, weights_of_entries = y.reshape(-1, y.shape[-1]), entries.reshape(-1, y.shape[-1]).to(y.dtype)
         complete = weights_of_entries.bool().all(-1)
         centroids, _ = kmeans2(flat[complete].double().cpu().numpy(), self.num_states, minit="++", seed=seed)
         self.loc.copy_(torch.as_tensor(centroids, dtype=y.dtype, device=y.device))
         self.log_scale.copy_(flat[complete].std(0).clamp_min(min_scale).log().expand_as(self.log_scale))
         history = []
         for _ in range(num_iters):
-            factors = self.factors(y, None if mask is None and lengths is None else observed)
+            factors = self.factors(y, observed)
             history.append(float(switching_log_marginal(*factors).sum()))
             marginals, pairwise = switching_posterior(*factors)
             weights = marginals.reshape(-1, self.num_states)  # (N, K)
-            if mask is None and lengths is None:
+            if observed is None:
                 total = weights.sum(0).clamp_min(1e-12)[:, None]
                 loc, second = weights.T @ flat / total, weights.T @ flat.pow(2) / total
             else:  # (K, D): each channel's weight over its observed entries
@@ -119,16 +121,8 @@ class GaussianEmissionHMM(PyroModule):
         """Viterbi path ``(trials, T)`` int64 of ``y (trials, T, D)`` (converted to the model's dtype and device);
         ``mask``/``lengths`` as in :meth:`fit_em` (the padding's labels are the prior's continuation)."""
         y = self._placed(y)
-        return switching_viterbi(*self.factors(y, None if mask is None and lengths is None else _observed(y, mask, lengths))).states
+        return switching_viterbi(*self.factors(y, observed_entries(y, mask, lengths))).states
 
     def _placed(self, y: Tensor) -> Tensor:
         """``y`` in the dtype and on the device of the parameters."""
         return y.to(device=self.loc.device, dtype=self.loc.dtype)
-
-
-def _observed(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Tensor:
-    """``(trials, T, D)`` bool: ``mask`` (all True if None) and the steps ``t < lengths``."""
-    observed = torch.ones(y.shape, dtype=torch.bool, device=y.device) if mask is None else mask.to(y.device)
-    if lengths is not None:
-        observed = observed & (torch.arange(y.shape[1], device=y.device) < lengths.to(y.device).unsqueeze(-1)).unsqueeze(-1)
-    return observed

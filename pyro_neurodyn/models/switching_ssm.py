@@ -40,6 +40,7 @@ from pyro.nn.module import to_pyro_module_
 from pyro.ops.indexing import Vindex
 from torch import Tensor, nn
 
+from ..data.recording import observed_entries, steps_within
 from ..data.validation import check_count
 from ..distributions import CollapsedSwitchingPath, DiagonalNormal, StateComponent, SwitchingFactors, switching_posterior
 from ..distributions.observation_mask import mask_observation
@@ -54,14 +55,6 @@ class SwitchingSample(NamedTuple):
     y: Tensor
     h: Tensor
     z: Tensor
-
-
-def observed_entries(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Optional[Tensor]:
-    """``(trials, T, D)`` bool: ``mask`` and, with ``lengths (trials,)``, only the steps ``t < lengths`` (None: all)."""
-    if lengths is None:
-        return mask
-    within = (torch.arange(y.shape[-2], device=y.device) < lengths.unsqueeze(-1)).unsqueeze(-1)
-    return within.expand(y.shape) if mask is None else mask & within
 
 
 class SwitchingStateSpaceModel(PyroModule):
@@ -148,7 +141,7 @@ class SwitchingStateSpaceModel(PyroModule):
         init_logits = self.initial_logits(None if u is None else u[..., 0, :])
         emission_logp = torch.cat([first_logp, step_logp], -2)
         if lengths is not None:
-            within = torch.arange(h.shape[-2], device=h.device) < lengths.unsqueeze(-1)  # (trials, T)
+            within = steps_within(lengths, h.shape[-2])  # (trials, T)
             emission_logp = torch.where(within.unsqueeze(-1), emission_logp, emission_logp.new_zeros(()))
         return SwitchingFactors(init_logits, trans_logits, emission_logp)
 
@@ -187,7 +180,7 @@ class SwitchingStateSpaceModel(PyroModule):
                 log_marginals = switching_posterior(*self.latent_factors(h, u, lengths), log_space=True).marginals
                 log_match = log_marginals.gather(-1, labels.expand(log_marginals.shape[:-1]).unsqueeze(-1)).squeeze(-1)
                 if lengths is not None:
-                    log_match = torch.where(torch.arange(num_steps, device=y.device) < lengths.unsqueeze(-1), log_match, 0.0)
+                    log_match = torch.where(steps_within(lengths, num_steps), log_match, 0.0)
                 pyro.factor("labels", label_weight * log_match.sum(-1))
             observed = observed_entries(y, mask, lengths)
             pyro.sample("y", dist.Independent(mask_observation(self.observation(h, u), observed), 1), obs=y)

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import math
 
-import pyro
 import torch
-from pyro.nn import PyroModule, pyro_method
+from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
 from ..data.validation import as_trials, check_count
 from ..distributions import (
-    CollapsedSwitchingPath,
     SwitchingFactors,
     switching_filter,
     switching_log_marginal,
@@ -49,6 +47,7 @@ from .autoregressive_hmm_em import (
 )
 from .autoregressive_hmm_init import principal_component_scores
 from .module_names import unique_module_name
+from .observed_chain import ObservedChainProgram
 from ..distributions.diagonal_normal import gaussian_log_density
 
 __all__ = ["ARHMMStatistics", "AutoregressiveHMM", "principal_component_scores"]
@@ -57,7 +56,7 @@ LOG_2PI = math.log(2 * math.pi)
 COVARIANCES = ("diag", "full")
 
 
-class AutoregressiveHMM(_EMFitting, PyroModule):
+class AutoregressiveHMM(ObservedChainProgram, _EMFitting, PyroModule):
     r"""``z`` Markov with K states; ``y_t | y_{t-L:t-1}, z_t = k ~ N(sum_l A_{k,l} y_{t-l} + b_k, Sigma_k)``.
 
     Parameters (``P = lags * D``): ``init_logits (K,)``; ``transitions.logits (K, K)``;
@@ -127,18 +126,6 @@ class AutoregressiveHMM(_EMFitting, PyroModule):
         init_logp = gaussian_log_density(head, self.init_loc, self.init_log_scale.exp())  # (..., min(T, L), K)
         emission_logp = torch.cat([init_logp, self._ar_log_density(y)], -2) if y.shape[-2] > self.lags else init_logp
         return SwitchingFactors(self.init_logits, self.transitions(), emission_logp)
-
-    @pyro_method
-    def model(self, y: Tensor):
-        """Observe ``y (trials, T, D)`` through :class:`CollapsedSwitchingPath` (z summed out), batch ``(trials,)``."""
-        num_trials, num_steps, obs_dim = y.shape
-        with pyro.plate("trials", num_trials, dim=-1):
-            pyro.sample("y", CollapsedSwitchingPath(self.factors, num_steps, obs_dim, (num_trials,)), obs=y)
-
-    @pyro_method
-    def guide(self, y: Tensor):
-        """The empty guide (``y (trials, T, D)`` unused): nothing is latent."""
-        pass  # nothing latent is sampled: z is summed out exactly inside the model
 
     def _validate(self, y, name: str = "y", min_steps: int = 2) -> Tensor:
         y = as_trials(y, name, min_steps=min_steps, dtype=self.weight.dtype, device=self.weight.device)  # the model's dtype and device

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import pyro
 import torch
-from pyro.nn import PyroModule, pyro_method
+from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from scipy.cluster.vq import kmeans2
 from torch import Tensor, nn
 
 from ..distributions import (
-    CollapsedSwitchingPath,
     SwitchingFactors,
     gaussian_log_density,
     switching_log_marginal,
@@ -26,9 +24,10 @@ from ..distributions import (
 from ..data.recording import observed_entries, steps_within
 from ..dynamics import StationaryTransitions
 from .module_names import unique_module_name
+from .observed_chain import ObservedChainProgram
 
 
-class GaussianEmissionHMM(PyroModule):
+class GaussianEmissionHMM(ObservedChainProgram, PyroModule):
     r"""``z`` Markov with K states, ``y_t | z_t = k ~ N(mu_k, diag(sigma_k^2))``.
 
     The model observes y through :class:`~pyro_neurodyn.distributions.CollapsedSwitchingPath`: the
@@ -57,18 +56,6 @@ class GaussianEmissionHMM(PyroModule):
             per_channel = torch.distributions.Normal(self.loc, self.log_scale.exp()).log_prob(y.unsqueeze(-2))  # (..., T, K, D)
             emission_logp = (per_channel * mask.unsqueeze(-2)).sum(-1)
         return SwitchingFactors(self.init_logits, self.transitions(), emission_logp)
-
-    @pyro_method
-    def model(self, y: Tensor):
-        """Observe ``y (trials, T, D)`` through :class:`CollapsedSwitchingPath` (z summed out), batch ``(trials,)``."""
-        num_trials, num_steps, obs_dim = y.shape
-        with pyro.plate("trials", num_trials, dim=-1):
-            pyro.sample("y", CollapsedSwitchingPath(self.factors, num_steps, obs_dim, (num_trials,)), obs=y)
-
-    @pyro_method
-    def guide(self, y: Tensor):
-        """The empty guide (``y (trials, T, D)`` unused): nothing is latent."""
-        pass  # nothing latent is sampled: z is summed out exactly inside the model
 
     @torch.no_grad()
     def fit_em(

@@ -4,7 +4,7 @@ Epochs (as in the paper's scripts, mackelab/smc_rnns): every trial once, minibat
 one RAdam step per minibatch, VSMC with systematic resampling at every step.
 
 * oscillator: the Gaussian teacher-student set (200 trials, 20 channels, T = 75), rank 2, N = 20,
-  one-to-one readout, full Sigma_z, 64 particles; optimal and bootstrap proposals (20 steps per epoch).
+  one-to-one readout, full Sigma_x, 64 particles; optimal and bootstrap proposals (20 steps per epoch).
 * EEG-sized: 500 windows of T = 50 from a 64-channel recording (the paper's ``n_trials = 50 * bs``),
   rank 3, N = 512, clipped ReLU, affine readout, 10 particles, optimal proposal (50 steps per epoch).
   Uses ``shared/data/eeg_physionet_S001R01_smoothed.npy`` when present, else noise of the same shape

@@ -5,7 +5,7 @@ The recipe of Pals et al. (NeurIPS 2024) for the PhysioNet EEG (``pyro_neurodyn.
 1. Data: the shipped recording (9640 x 64, smoothed and z-scored); the LAST 20 % of the time points
    (1928) are held out, the model only ever sees the first 80 % (7712).
 2. Model: ``LowRankRNN(64, rank=3, num_units=512, activation="clipped_relu")``, affine Gaussian readout,
-   full Sigma_z and Sigma_1, diagonal observation noise, optimal (closed-form) proposal. The decay
+   full Sigma_x and Sigma_1, diagonal observation noise, optimal (closed-form) proposal. The decay
    ``a = 1 - dt/tau`` starts at ``--decay`` (0.9 as in the paper's EEG setting: tau = 10 steps, 62.5 ms
    at 160 Hz; their code then learns it) and is learned, or held there with ``--fix-decay``
    (``LowRankRNN(train_decay=False)``).

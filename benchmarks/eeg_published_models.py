@@ -7,7 +7,7 @@ The authors' repository (mackelab/smc_rnns) ships the state dicts of their EEG f
     theirs: z' = A z + n phi(m z, h) + h_z + L_z eps,   y = B^T z + b + diag(exp(R_x / 2)) eps',
             A = exp(-exp(AW)),  L = tril(R, -1) + diag(exp(diag(R) / 2))  (R_z, R_z_t0),
             z_0 ~ N(initial_state, L_t0 L_t0^T);
-    ours:   a = A, U = m, V = n, threshold = h (phi(x, h) = relu(x + h) - relu(x) in both), Sigma_z = L_z L_z^T,
+    ours:   a = A, U = m, V = n, threshold = h (phi(x, h) = relu(x + h) - relu(x) in both), Sigma_x = L_z L_z^T,
             Sigma_1 = L_t0 L_t0^T, mu_1 = initial_state, readout weight B^T, bias b, sigma_x = exp(R_x / 2).
 
 The latent bias ``h_z`` (zero in the shipped fits) rides on one extra unit with ``U`` row 0 and ``threshold = 1``,

@@ -214,7 +214,7 @@ CASES = [
     case("LowRankRNN.initialize_from_data-smoothing-0", on(lowrank, "initialize_from_data"), Y, smoothing=0, match=r"^smoothing must be finite and > 0"),
     case("LowRankRNN.sample-num_trials-0", on(lowrank, "sample"), 0, 5, match=r"^num_trials must be >= 1"),
     case("LowRankRNN.sample-initial_latents-shape", on(lowrank, "sample"), 3, 5, initial_latents=np.zeros((2, 2)), match=r"^initial_latents must have shape"),
-    case("LowRankRNN.to_units-z-rank", on(lowrank, "to_units"), np.zeros((2, 5, 3)), match=r"^z must have rank = 2"),
+    case("LowRankRNN.to_units-x-rank", on(lowrank, "to_units"), np.zeros((2, 5, 3)), match=r"^x must have rank = 2"),
     # ----- SRNN (existing validations) ----------------------------------------------------------------
     case("SRNN-num_states-0", srnn, num_states=0, match=r"^num_states must be >= 1"),
     case("SRNN-latent_dim-0", srnn, latent_dim=0, match=r"^latent_dim must be >= 1"),

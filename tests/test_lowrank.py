@@ -61,11 +61,11 @@ def test_activations_follow_their_definitions():
 def test_transition_is_the_low_rank_latent_map(activation):
     torch.manual_seed(0)
     transition = LowRankTransition(3, 11, input_dim=2, activation=activation, decay=0.8)
-    z, v = torch.randn(5, 3), torch.randn(5, 2)
+    x, v = torch.randn(5, 3), torch.randn(5, 2)
     a, V, U, threshold, name = transition.latent_map()
     assert name == activation and a.item() == pytest.approx(0.8)
-    expected = a * z + ACTIVATIONS[activation](z @ U.T + v @ transition.W_u.T, threshold) @ V.T
-    torch.testing.assert_close(transition(z, v), expected)
+    expected = a * x + ACTIVATIONS[activation](x @ U.T + v @ transition.W_u.T, threshold) @ V.T
+    torch.testing.assert_close(transition(x, v), expected)
     torch.testing.assert_close(transition.filter_input(v, torch.ones(5, 2)), 0.8 * v + 0.2)
 
 
@@ -97,26 +97,26 @@ def test_covariance_kinds_and_shared_normal_match_torch(kind):
 def test_latent_and_unit_coordinates_convert_both_ways():
     torch.manual_seed(0)
     U, W_u = torch.randn(9, 2), torch.randn(9, 3)
-    z, v = torch.randn(4, 6, 2), torch.randn(4, 6, 3)
-    x = latent_to_units(z, U, W_u, v)
-    torch.testing.assert_close(x, z @ U.T + v @ W_u.T)
-    torch.testing.assert_close(units_to_latent(x, U, W_u, v), z, atol=1e-5, rtol=1e-5)
+    x, v = torch.randn(4, 6, 2), torch.randn(4, 6, 3)
+    c = latent_to_units(x, U, W_u, v)
+    torch.testing.assert_close(c, x @ U.T + v @ W_u.T)
+    torch.testing.assert_close(units_to_latent(c, U, W_u, v), x, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("activation", ["relu", "clipped_relu", "tanh"])
 def test_the_latent_model_is_exactly_the_unit_network(activation):
-    """x_t = U z_t + W_u v_t of the rank-R latent follows the N-unit RNN x' = a x + J phi(x) + (1-a) W_u u."""
+    """c_t = U x_t + W_u v_t of the rank-R latent follows the N-unit RNN c' = a c + J phi(c) + (1-a) W_u u."""
     torch.manual_seed(1)
     transition = LowRankTransition(2, 15, input_dim=2, activation=activation, decay=0.85)
     network = unit_network(transition, torch.eye(2))
     u = torch.randn(3, 20, 2)
-    z, v = torch.randn(3, 2), torch.zeros(3, 2)
-    x = latent_to_units(z, transition.U.detach(), network.W_u, v)
+    x, v = torch.randn(3, 2), torch.zeros(3, 2)
+    c = latent_to_units(x, transition.U.detach(), network.W_u, v)
     with torch.no_grad():
         for t in range(19):
-            z, v = transition(z, v), transition.filter_input(v, u[:, t])
-            x = network.a * x + ACTIVATIONS[activation](x, network.threshold) @ network.J.T + (1 - network.a) * u[:, t] @ network.W_u.T
-            torch.testing.assert_close(x, latent_to_units(z, transition.U, transition.W_u, v), atol=1e-4, rtol=1e-4)
+            x, v = transition(x, v), transition.filter_input(v, u[:, t])
+            c = network.a * c + ACTIVATIONS[activation](c, network.threshold) @ network.J.T + (1 - network.a) * u[:, t] @ network.W_u.T
+            torch.testing.assert_close(c, latent_to_units(x, transition.U, transition.W_u, v), atol=1e-4, rtol=1e-4)
     U = transition.U.detach()
     torch.testing.assert_close(network.noise_cov, U @ U.T)
 
@@ -129,13 +129,13 @@ def test_orthogonal_basis_is_an_exact_change_of_coordinates():
     basis = orthogonal_basis(U, V, noise)
     torch.testing.assert_close(basis.U.T @ basis.U, torch.eye(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(basis.U @ basis.V, U @ V, atol=1e-5, rtol=1e-5)
-    z = torch.randn(6, 3)
+    x = torch.randn(6, 3)
     with torch.no_grad():
-        mapped = transition(z) @ basis.transform.T  # T f(z)
-        direct = a * (z @ basis.transform.T) + F.relu((z @ basis.transform.T) @ basis.U.T - threshold) @ basis.V.T  # f'(T z)
+        mapped = transition(x) @ basis.transform.T  # T f(x)
+        direct = a * (x @ basis.transform.T) + F.relu((x @ basis.transform.T) @ basis.U.T - threshold) @ basis.V.T  # f'(T x)
     torch.testing.assert_close(mapped, direct, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(basis.noise_cov, basis.transform @ noise @ basis.transform.T)
-    torch.testing.assert_close(basis.latents(z) @ basis.U.T, z @ U.T, atol=1e-5, rtol=1e-5)  # same unit currents
+    torch.testing.assert_close(basis.latents(x) @ basis.U.T, x @ U.T, atol=1e-5, rtol=1e-5)  # same unit currents
     assert torch.all(basis.V.norm(dim=1)[:-1] >= basis.V.norm(dim=1)[1:])  # ordered by singular value
 
 
@@ -145,15 +145,15 @@ def test_orthogonal_basis_is_an_exact_change_of_coordinates():
 
 def test_readout_linear_forms_give_the_readout_means():
     torch.manual_seed(3)
-    z, offset = torch.randn(4, 2), torch.randn(4, 6)
+    x, offset = torch.randn(4, 2), torch.randn(4, 6)
     affine = LowRankGaussianReadout(AffineReadoutMap(2, 6), 6)
     form = affine.linear_form()
-    torch.testing.assert_close(z @ form.weight.T + form.bias, affine(z).mean)
+    torch.testing.assert_close(x @ form.weight.T + form.bias, affine(x).mean)
     units = LowRankGaussianReadout(OneToOneReadoutMap(6, gain=2.0, bias=0.5, train_gain=False), 6, source="units", init_scale=0.3)
     assert units.reads_units and "gain" in dict(units.map.named_buffers())  # frozen: a buffer, not a parameter
     pre = torch.randn(6, 2)
     form = units.linear_form(pre, offset)
-    torch.testing.assert_close(z @ form.weight.T + form.bias, units(z @ pre.T + offset).mean)
+    torch.testing.assert_close(x @ form.weight.T + form.bias, units(x @ pre.T + offset).mean)
     torch.testing.assert_close(form.variance, torch.full((6,), 0.09))
     poisson = LowRankPoissonReadout(OneToOneReadoutMap(6, gain=4.0, bias=-3.0), source="units")
     x = torch.randn(4, 6)
@@ -162,7 +162,7 @@ def test_readout_linear_forms_give_the_readout_means():
 
 
 def test_kalman_update_is_gaussian_conditioning():
-    """Against the joint Gaussian of (z, y): E[z | y] = m + S C^T (C S C^T + R)^-1 (y - C m - d)."""
+    """Against the joint Gaussian of (x, y): E[x | y] = m + S C^T (C S C^T + R)^-1 (y - C m - d)."""
     torch.manual_seed(4)
     covariance = Covariance(3, "full")
     covariance.set_(torch.tensor([[1.0, 0.3, 0.1], [0.3, 0.6, 0.0], [0.1, 0.0, 0.4]]))
@@ -205,26 +205,26 @@ def test_generation_shapes_and_inputs():
     u = torch.randn(3, 15, 2)
     sample = rnn.sample(3, 15, u, seed=0)
     assert sample.latents.shape == (3, 15, 2) and sample.y.shape == sample.means.shape == (3, 15, 6)
-    # the one-to-one readout's mean is the units' current, with the input term: x = U z + W_u v
+    # the one-to-one readout's mean is the units' current, with the input term: c = U x + W_u v
     torch.testing.assert_close(sample.means, rnn.to_units(sample.latents, u))
     again = rnn.sample(3, 15, u, seed=0)
     torch.testing.assert_close(sample.y, again.y)  # seeded
     trace = pyro.poutine.trace(rnn.model).get_trace(None, u, num_steps=15)
-    assert {"0/z", "0/y", "14/z", "14/y"} <= set(trace.nodes)
+    assert {"0/x", "0/y", "14/x", "14/y"} <= set(trace.nodes)
     with pytest.raises(ValueError, match="input_dim=2"):
         rnn.sample(3, 15)
 
 
 def test_generation_from_given_initial_latents_steps_the_latent_map():
     rnn = LowRankRNN(4, 2, 8, noise="diag", seed=2)
-    z0 = torch.tensor([1.5, -0.7])
+    x0 = torch.tensor([1.5, -0.7])
     num_trials = 4000
-    sample = rnn.sample(num_trials, 3, initial_latents=z0.expand(num_trials, 2), seed=0)
-    torch.testing.assert_close(sample.latents[:, 0], z0.expand(num_trials, 2), rtol=0, atol=0)
-    # z_1 ~ N(a z_0 + V relu(U z_0 - threshold), Sigma_z): closed form for the mean, written out here
+    sample = rnn.sample(num_trials, 3, initial_latents=x0.expand(num_trials, 2), seed=0)
+    torch.testing.assert_close(sample.latents[:, 0], x0.expand(num_trials, 2), rtol=0, atol=0)
+    # x_1 ~ N(a x_0 + V relu(U x_0 - threshold), Sigma_x): closed form for the mean, written out here
     a, V, U, threshold, activation = rnn.latent_map()
     assert activation == "relu"
-    expected = a * z0 + V @ torch.clamp(U @ z0 - threshold, min=0)
+    expected = a * x0 + V @ torch.clamp(U @ x0 - threshold, min=0)
     std = rnn.noise_covariance().diagonal().sqrt()
     # the sample mean of 4000 draws has standard error std / sqrt(4000); 5 standard errors: false alarm < 1e-6
     assert bool(((sample.latents[:, 1].mean(0) - expected).abs() < 5 * std / math.sqrt(num_trials)).all())
@@ -240,7 +240,7 @@ def test_raw_inputs_enter_the_initial_state_and_every_step():
     expected = rnn.model.initial_mean + u[:, 0] @ (torch.linalg.pinv(transition.U) @ transition.W_u).T
     torch.testing.assert_close(prior.loc, expected)
     torch.testing.assert_close(prior.v, u[:, 0])
-    state = {"z": torch.zeros(2, 2), "v": u[:, 0]}
+    state = {"x": torch.zeros(2, 2), "v": u[:, 0]}
     torch.testing.assert_close(rnn.model.latent_prior(state, 1, u).v, u[:, 1])
 
 

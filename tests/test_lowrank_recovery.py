@@ -1,14 +1,14 @@
 """Teacher-student recovery: a LowRankRNN fit by VSMC to the Gaussian oscillator teacher's data.
 
 Why the comparisons below are valid despite the latent's non-identifiability: the model is unchanged by
-any invertible change of latent coordinates ``z -> Q z`` (``U -> U Q^-1``, ``V -> Q V``, ``Sigma_z -> Q
-Sigma_z Q^T``), so teacher and student latents are not comparable coordinate by coordinate. Both read
-the recording one-to-one, channel i = unit i's current ``x = U z``, so the units' currents are the same
+any invertible change of latent coordinates ``x -> Q x`` (``U -> U Q^-1``, ``V -> Q V``, ``Sigma_x -> Q
+Sigma_x Q^T``), so teacher and student latents are not comparable coordinate by coordinate. Both read
+the recording one-to-one, channel i = unit i's current ``c = U x``, so the units' currents are the same
 physical quantity for both; we compare only quantities defined in that space:
 
-- the latent noise seen by the units, ``U Sigma_z U^T`` (N x N, rank 2). Its nonzero eigenvalues are
-  invariant under ``z -> Q z``; they are the eigenvalues of Sigma_z in the orthonormal basis
-  (``LowRankRNN.orthogonal_basis``, ``U^T U = I``), the basis in which the teacher's Sigma_z = 0.04 I,
+- the latent noise seen by the units, ``U Sigma_x U^T`` (N x N, rank 2). Its nonzero eigenvalues are
+  invariant under ``x -> Q x``; they are the eigenvalues of Sigma_x in the orthonormal basis
+  (``LowRankRNN.orthogonal_basis``, ``U^T U = I``), the basis in which the teacher's Sigma_x = 0.04 I,
   i.e. a noise scale of 0.2 per direction;
 - the autocorrelation of the currents, ``sum_i cov(x_i(t), x_i(t + lag)) / sum_i var(x_i(t))``, also
   invariant (it is ``tr(U C_lag U^T) / tr(U C_0 U^T)`` for the latent covariances ``C``).
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_fresh_param_store")
 
 def fit_student(seed: int) -> LowRankRNN:
     data = gaussian_oscillator_data(64, 75, seed=0)
-    student = LowRankRNN(20, 2, 20, readout="one_to_one", seed=seed)  # as in the paper: full Sigma_z, fixed gain
+    student = LowRankRNN(20, 2, 20, readout="one_to_one", seed=seed)  # as in the paper: full Sigma_x, fixed gain
     return student.fit(data.y, num_particles=16, num_steps=80, batch_size=64, lr=1e-2, optimizer="adam", seed=seed, progress=False)
 
 
@@ -56,7 +56,7 @@ def measure(seed: int) -> dict:
 def test_student_recovers_the_teachers_noise_and_autocorrelation():
     student = fit_student(seed=0)
 
-    # noise: the eigenvalues of U Sigma_z U^T = of Sigma_z in the orthonormal basis (teacher: 0.2^2 each)
+    # noise: the eigenvalues of U Sigma_x U^T = of Sigma_x in the orthonormal basis (teacher: 0.2^2 each)
     noise_std = torch.linalg.eigvalsh(student.orthogonal_basis().noise_cov).sqrt()
     noise_scale = noise_std.square().mean().sqrt().item()  # sqrt(trace / R)
     assert noise_scale == pytest.approx(0.2, rel=0.2)

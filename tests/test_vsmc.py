@@ -49,7 +49,7 @@ def linear_gaussian_rnn(seed=0, obs_dim=6, num_units=8, obs_std=0.5, noise_std=0
         transition.U.copy_(torch.randn(num_units, 2, generator=generator) / math.sqrt(2))
         transition.V.copy_((target - transition.a * torch.eye(2)) @ torch.linalg.pinv(transition.U))  # a I + V U = target
         transition.threshold.copy_(0.1 * torch.randn(num_units, generator=generator))
-        rnn.model.noise.lower.fill_(0.05)  # a correlated (full) Sigma_z
+        rnn.model.noise.lower.fill_(0.05)  # a correlated (full) Sigma_x
         rnn.model.readout.map.weight.copy_(torch.randn(obs_dim, 2, generator=generator))
         rnn.model.readout.map.bias.copy_(torch.randn(obs_dim, generator=generator))
     return rnn
@@ -186,7 +186,7 @@ def test_the_model_and_proposal_run_in_pyros_smc_filter(lg_problem):
     smc.init(y)
     for t in range(1, y.shape[1]):
         smc.step(t, y)
-    mean = smc.get_empirical()["z"].mean.detach().squeeze()
+    mean = smc.get_empirical()["x"].mean.detach().squeeze()
     np.testing.assert_allclose(mean.numpy(), kalman_means[0, -1], atol=0.05)
 
 
@@ -367,7 +367,7 @@ def test_filter_record_and_adaptive_resampling(lg_problem):
     pyro.set_rng_seed(0)
     record = VSMC_ELBO(32, ess_threshold=0.5).filter(rnn.model, BootstrapProposal(), y.expand(4, -1, -1))
     assert record.log_normalizers.shape == (25, 4) and record.log_weights.shape == (25, 32, 4)
-    assert record.states["z"].shape == (25, 32, 4, 2) and record.ess.shape == (25, 4)
+    assert record.states["x"].shape == (25, 32, 4, 2) and record.ess.shape == (25, 4)
     torch.testing.assert_close(record.log_evidence, record.log_normalizers.sum(0))
     resampled = record.resampled[:-1]
     assert resampled.any() and not resampled.all()  # some steps kept their weights

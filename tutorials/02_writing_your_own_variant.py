@@ -243,14 +243,14 @@ fig.savefig(FIGURES / "fit_and_states.png", dpi=110)
 # (tensors with the particles in front, which `VSMC_ELBO` resamples). From scratch, a bistable unit seen
 # through N Poisson neurons:
 #
-# $$z_0 \sim N(0, 1), \qquad z_t \sim N(g \tanh z_{t-1}, \sigma^2), \qquad y_{t,n} \sim \mathrm{Poisson}(e^{b_n + c_n z_t}).$$
+# $$x_0 \sim N(0, 1), \qquad x_t \sim N(g \tanh x_{t-1}, \sigma^2), \qquad y_{t,n} \sim \mathrm{Poisson}(e^{b_n + c_n x_t}).$$
 #
-# With $g > 1$ the map $z \mapsto g \tanh z$ has two stable fixed points and the noise makes the unit hop
+# With $g > 1$ the map $x \mapsto g \tanh x$ has two stable fixed points and the noise makes the unit hop
 # between them. Decorate `init` and `step` with `@pyro_method`, or SVI finds no parameters to train.
 
 # %%
 class BistableUnit(PyroModule):
-    """z_0 ~ N(0, 1), z_t ~ N(gain tanh(z_{t-1}), sigma^2), y_{t,n} ~ Poisson(exp(b_n + c_n z_t))."""
+    """x_0 ~ N(0, 1), x_t ~ N(gain tanh(x_{t-1}), sigma^2), y_{t,n} ~ Poisson(exp(b_n + c_n x_t))."""
 
     def __init__(self, gain: float, sigma: float, loading: torch.Tensor, baseline: torch.Tensor):
         super().__init__(name=unique_module_name("bistable_unit"))
@@ -265,14 +265,14 @@ class BistableUnit(PyroModule):
 
     @pyro_method
     def step(self, state, t, y):
-        self._observe(state, y, t, dist.Normal(self.gain * torch.tanh(state["z"]), self.log_sigma.exp()))
+        self._observe(state, y, t, dist.Normal(self.gain * torch.tanh(state["x"]), self.log_sigma.exp()))
 
     def _observe(self, state, y, t, prior):
         with pyro.plate("trials", y.shape[0], dim=-1):
-            z = pyro.sample("z", prior)  # (particles, trials)
-            rates = torch.exp(self.baseline + self.loading * z.unsqueeze(-1))  # (particles, trials, N)
+            x = pyro.sample("x", prior)  # (particles, trials)
+            rates = torch.exp(self.baseline + self.loading * x.unsqueeze(-1))  # (particles, trials, N)
             pyro.sample("y", dist.Poisson(rates).to_event(1), obs=y[:, t])
-        state["z"] = z
+        state["x"] = x
 
 # %% [markdown]
 # The same two methods simulate: `poutine.uncondition` turns the observed site into a draw, and a plain
@@ -292,14 +292,14 @@ def simulate(model, num_trials: int, num_steps: int, num_neurons: int) -> torch.
 pyro.set_rng_seed(0)
 num_neurons = 8
 loading = torch.randn(num_neurons).sign() * (0.8 + 0.4 * torch.rand(num_neurons))
-baseline = torch.full((num_neurons,), 2.0).log()  # 2 counts per bin at z = 0
+baseline = torch.full((num_neurons,), 2.0).log()  # 2 counts per bin at x = 0
 unit_teacher = BistableUnit(1.5, 0.3, loading, baseline)
 unit_counts = simulate(unit_teacher, 20 if FAST else 40, 50 if FAST else 100, num_neurons)
 
 # %% [markdown]
 # The guide proposes the latents. `BootstrapProposal` proposes none: `VSMC_ELBO` then lets the model draw
-# `z_t` from its own transition, and each particle's weight is $p(y_t \mid z_t)$ (the bootstrap filter).
-# A learned proposal is a second module with the same two methods that samples `"z"`; it may read
+# `x_t` from its own transition, and each particle's weight is $p(y_t \mid x_t)$ (the bootstrap filter).
+# A learned proposal is a second module with the same two methods that samples `"x"`; it may read
 # `state` but not write it (`VSMC_ELBO` raises `ReadOnlyStateError`, as `SMCFilter` does). With the
 # bootstrap proposal take `resampling_gradient="stop_gradient"`: the default gradient, FIVO's, cuts the
 # resampling and is biased for the dynamics' parameters however many particles there are, the

@@ -18,18 +18,18 @@
 # (Pals et al., NeurIPS 2024):
 #
 # $$
-# z_{t+1} = a z_t + V \phi(U z_t - b) + \varepsilon_t, \quad \varepsilon_t \sim \mathcal N(0, \Sigma_z),
-# \qquad x_t = U z_t \;(\text{the units' currents}), \qquad y_t \sim \mathcal N(x_t, \Sigma_y)
+# x_{t+1} = a x_t + V \phi(U x_t - b) + \varepsilon_t, \quad \varepsilon_t \sim \mathcal N(0, \Sigma_x),
+# \qquad c_t = U x_t \;(\text{the units' currents}), \qquad y_t \sim \mathcal N(c_t, \Sigma_y)
 # $$
 #
 # with $U \in \mathbb R^{N\times R}$, $V \in \mathbb R^{R \times N}$ and unit thresholds $b \in \mathbb R^N$. The noise makes the network a
-# *stochastic* dynamical system, and its likelihood $p(y_{1:T}) = \int p(y, z)\,dz$ has no closed form
+# *stochastic* dynamical system, and its likelihood $p(y_{1:T}) = \int p(y, x)\,dx$ has no closed form
 # when $\phi$ is nonlinear. **Variational SMC** (VSMC; Naesseth et al. 2018, Maddison et al. 2017, Le et
-# al. 2018) runs a particle filter with a learnable proposal $q(z_t \mid z_{t-1}, y_t)$ and maximizes
+# al. 2018) runs a particle filter with a learnable proposal $q(x_t \mid x_{t-1}, y_t)$ and maximizes
 #
 # $$
 # \mathcal L = \mathbb E\Big[\sum_t \log \frac1K \sum_{k=1}^K w_t^k\Big] \le \log p(y),
-# \qquad w_t^k = \frac{p(z_t^k \mid z_{t-1}^{a_k})\, p(y_t \mid z_t^k)}{q(z_t^k \mid z_{t-1}^{a_k}, y_t)},
+# \qquad w_t^k = \frac{p(x_t^k \mid x_{t-1}^{a_k})\, p(y_t \mid x_t^k)}{q(x_t^k \mid x_{t-1}^{a_k}, y_t)},
 # $$
 #
 # resampling the particles at every step. `pyro_neurodyn.infer.VSMC_ELBO` is this bound as a Pyro `ELBO`
@@ -59,7 +59,7 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 # ## Teacher and student
 #
 # The teacher is the paper's rank-2 ReLU oscillator: $N = 20$ units, a noisy limit cycle,
-# $\Sigma_z = 0.04 I$ (noise scale 0.2), observed one-to-one with $\Sigma_y = 0.01 I$. The student has the
+# $\Sigma_x = 0.04 I$ (noise scale 0.2), observed one-to-one with $\Sigma_y = 0.01 I$. The student has the
 # same architecture and starts from the data (PCA of $y$ for the readout, a one-step regression for the
 # dynamics); VSMC with the optimal proposal then fits everything, noise included.
 
@@ -69,8 +69,8 @@ student = LowRankRNN(20, 2, 20, readout="one_to_one", seed=0)
 student.fit(data.y, num_particles=16, num_steps=40 if FAST else 200, batch_size=64, lr=1e-2, optimizer="adam", seed=0, progress=False)
 
 # %% [markdown]
-# The latent of a low-rank network is defined only up to an invertible linear map ($z \to Qz$,
-# $U \to UQ^{-1}$, $V \to QV$, $\Sigma_z \to Q\Sigma_z Q^\top$), so parameters are compared in a basis
+# The latent of a low-rank network is defined only up to an invertible linear map ($x \to Qx$,
+# $U \to UQ^{-1}$, $V \to QV$, $\Sigma_x \to Q\Sigma_x Q^\top$), so parameters are compared in a basis
 # where $U$ has orthonormal columns (`orthogonal_basis()`): there the teacher's noise is $0.2$ per direction.
 
 # %%
@@ -105,10 +105,10 @@ fig.savefig(FIGURES / "recovery.png", dpi=110)
 #
 # How tight the bound is, and how noisy its estimate, depends on the proposal:
 #
-# * **bootstrap**: $q = p(z_t \mid z_{t-1})$, blind to $y_t$; the weights are the likelihoods, and with a
+# * **bootstrap**: $q = p(x_t \mid x_{t-1})$, blind to $y_t$; the weights are the likelihoods, and with a
 #   sharp readout most particles get negligible weight.
-# * **optimal**: $q = p(z_t \mid z_{t-1}, y_t)$, available in closed form for a linear Gaussian readout (a
-#   Kalman update of the transition); the weight $p(y_t \mid z_{t-1})$ no longer depends on the sampled $z_t$.
+# * **optimal**: $q = p(x_t \mid x_{t-1}, y_t)$, available in closed form for a linear Gaussian readout (a
+#   Kalman update of the transition); the weight $p(y_t \mid x_{t-1})$ no longer depends on the sampled $x_t$.
 # * **encoder**: a causal 1-D CNN over $y$ proposes a Gaussian that is combined with the transition; it works
 #   for any readout, Poisson included, and is trained jointly.
 #
@@ -150,7 +150,7 @@ fig.savefig(FIGURES / "proposals.png", dpi=110)
 #
 # ## Spikes: a Poisson readout
 #
-# For spike counts the readout is $y_{t,i} \sim \mathrm{Poisson}(\mathrm{softplus}(w_i^\top z_t + b_i))$ and
+# For spike counts the readout is $y_{t,i} \sim \mathrm{Poisson}(\mathrm{softplus}(w_i^\top x_t + b_i))$ and
 # the optimal proposal has no closed form; the default is then the encoder proposal. The Poisson teacher has
 # $N = 40$ units with rates $\mathrm{softplus}(4x - 3)$.
 

@@ -71,6 +71,6 @@ def _in_closed_region(points: np.ndarray, pattern: np.ndarray, net: _Network, sl
     clip = np.inf if net.clip is None else net.clip
     lower = np.choose(pattern, [-np.inf, 0.0, clip])
     upper = np.choose(pattern, [0.0, clip, np.inf])
-    x = points @ net.U.T - net.threshold
+    p = points @ net.U.T - net.threshold
     margin = slack[:, None] * np.linalg.norm(net.U, axis=1)
-    return ((x >= lower - margin) & (x <= upper + margin)).all(axis=1)
+    return ((p >= lower - margin) & (p <= upper + margin)).all(axis=1)

@@ -16,14 +16,14 @@ _HASH_SEED = 20241209
 
 # ---------------------------------------------------------------------------------------- hyperplanes
 def _hyperplanes(net: _Network) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Breakpoint hyperplanes ``U_i . z = theta_i + beta`` (theta the thresholds) and their payloads.
+    """Breakpoint hyperplanes ``U_i . x = theta_i + beta`` (theta the thresholds) and their payloads.
 
     Returns normals ``(m, R)``, offsets ``(m,)``, and the payloads of crossing each one upwards:
     ``(m, R*R + R)`` = (-ds V_i U_i^T, V_i (do - ds theta_i)) flattened, and ``(m, 1)`` uint64 random hashes.
     """
     R, N = net.V.shape
     breakpoints = _breakpoints(net)
-    # Change of (slope, intercept) when x crosses the breakpoint upwards: (+1, 0) at 0, (-1, +c) at c.
+    # Change of (slope, intercept) when p crosses the breakpoint upwards: (+1, 0) at 0, (-1, +c) at c.
     ds = np.array([1.0, -1.0])[: len(breakpoints), None] * np.ones(N)
     do = np.zeros_like(ds) if net.clip is None else np.stack([np.zeros(N), net.clip])
     outer = np.einsum("rn,ns->nrs", net.V, net.U).reshape(N, R * R)
@@ -52,7 +52,7 @@ class _Accumulator:
     """
 
     def __init__(self):
-        self.keys, self.passing_key, self.passing_z = [], [], []
+        self.keys, self.passing_key, self.passing_x = [], [], []
         self.singular = {}  # hash -> (vertex, through, signs) of one candidate
         self.num_solves = 0
 
@@ -65,16 +65,16 @@ class _Accumulator:
         keys = []
         for cell, (float_payload, hashes) in block.cell_payloads():
             signs = block.constraint_sign[cell]
-            z, singular = _solve(float_payload, R, scale)  # (R, n), (n,)
+            x, singular = _solve(float_payload, R, scale)  # (R, n), (n,)
             passed = ~singular
-            size = np.maximum.reduce([np.abs(component) for component in z])  # (n,)
+            size = np.maximum.reduce([np.abs(component) for component in x])  # (n,)
             for j, sign in enumerate(signs):
-                distance = sum(z[r] * normals[j, r] for r in range(R)) - offsets[j]
+                distance = sum(x[r] * normals[j, r] for r in range(R)) - offsets[j]
                 passed &= sign * distance >= -tol * np.maximum(size, offset_size[j])
             key = (hashes[0] & ~np.uint64(1)) | (~passed).astype(np.uint64)
             keys.append(key)
             self.passing_key.append(key[passed])
-            self.passing_z.append(z[:, passed].T)
+            self.passing_x.append(x[:, passed].T)
             singular_vertices = np.flatnonzero(singular)
             for vertex in singular_vertices[np.unique(key[singular_vertices], return_index=True)[1]]:
                 self.singular.setdefault(key[vertex], (block.vertex[vertex], block.constraint_index[vertex], signs))
@@ -92,7 +92,7 @@ class _Accumulator:
         position = np.searchsorted(accepted, passing_key).clip(max=max(len(accepted) - 1, 0))
         chosen = accepted[position] == passing_key if len(accepted) else np.zeros(len(passing_key), dtype=bool)
         _, first = np.unique(passing_key[chosen], return_index=True)
-        return np.concatenate(self.passing_z)[chosen][first], len(keys) - int(has_failed_twin.sum())
+        return np.concatenate(self.passing_x)[chosen][first], len(keys) - int(has_failed_twin.sum())
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

@@ -32,16 +32,16 @@ class FixedPointSet(NamedTuple):
 
 
 class FixedPoints(NamedTuple):
-    """All fixed points of ``z -> a z + V phi(U z - theta)`` (theta the thresholds; see the module docstring for the maths).
+    """All fixed points of ``x -> a x + V phi(U x - theta)`` (theta the thresholds; see the module docstring for the maths).
 
     Attributes:
         points: ``(n, R)`` every fixed point that is the unique solution of its region's system (sorted
             lexicographically); together with ``continua`` these are all fixed points.
         stable: ``(n,)`` bool, all eigenvalues of the Jacobian strictly inside the unit circle.
-        jacobians: ``(n, R, R)`` ``a I + V diag(phi'(U z - theta)) U``.
+        jacobians: ``(n, R, R)`` ``a I + V diag(phi'(U x - theta)) U``.
         spectral_radius: ``(n,)`` largest eigenvalue modulus of each Jacobian.
         patterns: ``(n, N)`` int8 activation pattern of each point (0 below, 1 linear, 2 clipped).
-        residuals: ``(n,)`` ``|F(z) - z|_inf``.
+        residuals: ``(n,)`` ``|F(x) - x|_inf``.
         on_boundary: ``(n,)`` bool, the point lies (within ``tol``) on a breakpoint hyperplane.
         on_continuum: ``(n,)`` bool, the point also belongs to one of ``continua`` (e.g. its end point).
         continua: tuple of :class:`FixedPointSet`: lines, planes, ... of fixed points.

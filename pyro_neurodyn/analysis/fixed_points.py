@@ -2,24 +2,24 @@
 
 The latent map of a rank-R network with N units is
 
-    F(z) = a * z + V phi(U z - theta),  z in R^R,  a scalar or (R,),  V (R, N),  U (N, R),  theta (N,)
+    F(x) = a * x + V phi(U x - theta),  x in R^R,  a scalar or (R,),  V (R, N),  U (N, R),  theta (N,)
 
 (theta the units' thresholds, the argument ``threshold``) with phi applied per unit to
-``x_i = U_i . z - theta_i``:
+``p_i = U_i . x - theta_i``:
 
-* ``"relu"``:          ``phi(x) = max(x, 0)``                                  breakpoints {0}
-* ``"clipped_relu"``:  ``phi(x) = min(max(x, 0), c) = relu(x) - relu(x - c)``, ``c > 0`` (``clip``,
+* ``"relu"``:          ``phi(p) = max(p, 0)``                                  breakpoints {0}
+* ``"clipped_relu"``:  ``phi(p) = min(max(p, 0), c) = relu(p) - relu(p - c)``, ``c > 0`` (``clip``,
   scalar or (N,))                                                          breakpoints {0, c}
 
-  Pals et al.'s clipped ReLU ``relu(U_i z + b_i) - relu(U_i z)`` is this with ``theta_i = -b_i, c_i = b_i``
-  when ``b_i > 0``; when ``b_i < 0`` it is ``-phi(U_i z)`` with ``c_i = -b_i, theta_i = 0`` (negate column i of V).
+  Pals et al.'s clipped ReLU ``relu(U_i x + b_i) - relu(U_i x)`` is this with ``theta_i = -b_i, c_i = b_i``
+  when ``b_i > 0``; when ``b_i < 0`` it is ``-phi(U_i x)`` with ``c_i = -b_i, theta_i = 0`` (negate column i of V).
 
-Regions. Each breakpoint of each unit is a hyperplane ``{z : U_i . z = theta_i + beta}`` in R^R. Inside a cell
-of this arrangement (a *region*) every unit sits on one linear piece ``phi(x) = s_i x + o_i`` (its
+Regions. Each breakpoint of each unit is a hyperplane ``{x : U_i . x = theta_i + beta}`` in R^R. Inside a cell
+of this arrangement (a *region*) every unit sits on one linear piece ``phi(p) = s_i p + o_i`` (its
 *activation pattern*: 0 below, 1 linear, 2 clipped, with ``(s, o) = (0, 0), (1, 0), (0, c)``), so F is
 affine there and its fixed points solve
 
-    M z = b,   M = diag(1 - a) - V S U,   b = V (o - S theta),   S = diag(s).
+    M x = b,   M = diag(1 - a) - V S U,   b = V (o - S theta),   S = diag(s).
 
 A solution is a fixed point of F iff it lies in the region's closure. Crossing a hyperplane changes one
 unit's piece, i.e. adds the rank-one term ``-ds V_i U_i^T`` to M and ``V_i (do - ds theta_i)`` to b.
@@ -59,14 +59,14 @@ probability 2^-63 per pair, below 1e-6 for the 4e6 regions of N = 100, R = 4: a 
 one region's fixed point or miscount the regions by one. Reported points are verified against F.
 
 Tolerance policy (``tol``, default 1e-9, relative). A solution belongs to a closed region if its signed
-distance to each of the region's hyperplanes is >= ``-tol * max(1, |z|_inf, |offset|)``: a fixed point
+distance to each of the region's hyperplanes is >= ``-tol * max(1, |x|_inf, |offset|)``: a fixed point
 exactly on a boundary (or at a vertex) is therefore accepted by every region around it, never lost, and
-the copies are merged into one point if closer than ``merge_tol * max(1, |z|_inf)``, never duplicated.
+the copies are merged into one point if closer than ``merge_tol * max(1, |x|_inf)``, never duplicated.
 Such points have ``on_boundary = True``; their Jacobian uses the pattern with strict inequalities
-(``x = 0`` counts as below, ``x = c`` as linear) and, as F is not differentiable there, ``stable`` is
+(``p = 0`` counts as below, ``p = c`` as linear) and, as F is not differentiable there, ``stable`` is
 only that one-sided Jacobian's verdict. A region system is singular if
 ``|det M| <= 1e-10 * prod_r (|1 - a_r| + sum_i |V_ri| |U_i|)``. Every reported point satisfies
-``|F(z) - z|_inf <= 1e-7 * scale`` (``residuals``); candidates that pass the region test but fail this
+``|F(x) - x|_inf <= 1e-7 * scale`` (``residuals``); candidates that pass the region test but fail this
 check (only possible for inputs degenerate up to rounding) are reported by a warning.
 """
 
@@ -112,17 +112,17 @@ def fixed_points(
     merge_tol: float = 1e-8,
     chunk_size: int = 1 << 16,
 ) -> FixedPoints:
-    """All fixed points of ``z -> a z + V phi(U z - theta)``, exactly (see the module docstring).
+    """All fixed points of ``x -> a x + V phi(U x - theta)``, exactly (see the module docstring).
 
     Args:
         a: decay, scalar or ``(R,)``.
         V: ``(R, N)`` output (left) weights.
-        U: ``(N, R)`` input (right) weights: unit i's pre-activation is ``U_i . z - theta_i``.
+        U: ``(N, R)`` input (right) weights: unit i's pre-activation is ``U_i . x - theta_i``.
         threshold: ``(N,)`` thresholds theta.
-        activation: ``"relu"`` or ``"clipped_relu"`` (``phi(x) = min(max(x, 0), clip)``).
+        activation: ``"relu"`` or ``"clipped_relu"`` (``phi(p) = min(max(p, 0), clip)``).
         clip: clipping level c > 0 of the clipped ReLU, scalar or ``(N,)`` (ignored for the ReLU).
         tol: relative tolerance of the region membership test (see the tolerance policy).
-        merge_tol: solutions closer than ``merge_tol * max(1, |z|_inf)`` are one fixed point.
+        merge_tol: solutions closer than ``merge_tol * max(1, |x|_inf)`` are one fixed point.
         chunk_size: (line, crossing) pairs swept per batch; memory grows with it, speed little.
 
     Numpy arrays, torch tensors or nested lists are accepted; results are float64 numpy arrays.
@@ -157,9 +157,9 @@ def latent_map_fixed_points(latent: Any, **options: Any) -> FixedPoints:
     (:class:`~pyro_neurodyn.dynamics.lowrank.LatentMap`, the parameterization of the models); ``options``
     go to :func:`fixed_points` (``tol``, ``merge_tol``, ``chunk_size``).
 
-    The models' ReLU ``relu(U z - theta)`` (theta their ``threshold``) is :func:`fixed_points`' ReLU. Their
-    clipped ReLU ``relu(U_i z + theta_i) - relu(U_i z)`` is ``min(max(U_i z + theta_i, 0), theta_i)`` for
-    ``theta_i > 0`` (finder threshold ``-theta_i``, clip ``theta_i``), ``-min(max(U_i z, 0), -theta_i)`` for
+    The models' ReLU ``relu(U x - theta)`` (theta their ``threshold``) is :func:`fixed_points`' ReLU. Their
+    clipped ReLU ``relu(U_i x + theta_i) - relu(U_i x)`` is ``min(max(U_i x + theta_i, 0), theta_i)`` for
+    ``theta_i > 0`` (finder threshold ``-theta_i``, clip ``theta_i``), ``-min(max(U_i x, 0), -theta_i)`` for
     ``theta_i < 0`` (finder threshold 0, clip ``-theta_i``, column i of V negated) and zero for ``theta_i = 0``
     (column i of V zeroed). ``identity`` and ``tanh``
     activations have no piecewise-linear arrangement and raise ``ValueError``.
@@ -180,13 +180,13 @@ def latent_map_fixed_points(latent: Any, **options: Any) -> FixedPoints:
 
 def _classified(points: np.ndarray, continua: list, net: _Network, tol: float, merge_tol: float) -> FixedPoints:
     """Patterns, Jacobians, stability and boundary flags of the fixed points (region counts left at 0)."""
-    x = points @ net.U.T - net.threshold
-    patterns = _patterns(x, net)
+    p = points @ net.U.T - net.threshold
+    patterns = _patterns(p, net)
     jacobians = _jacobians(patterns, net)
     radius = np.abs(np.linalg.eigvals(jacobians)).max(axis=-1) if len(points) else np.zeros(0)
     size = np.maximum(1.0, np.abs(points).max(axis=1, initial=0.0))
     norm = np.linalg.norm(net.U, axis=1)  # units with U_i = 0 have no boundary
-    distance = np.abs(x[..., None] - _breakpoints(net).T[None]).min(axis=-1) / np.where(norm > 0, norm, np.inf)
+    distance = np.abs(p[..., None] - _breakpoints(net).T[None]).min(axis=-1) / np.where(norm > 0, norm, np.inf)
     return FixedPoints(
         points=points,
         stable=radius < 1.0,

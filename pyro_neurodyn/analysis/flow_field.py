@@ -68,13 +68,13 @@ def coordinate_plane(dim: int = 2, dtype: Optional[torch.dtype] = None, device: 
 
 
 def map_in_basis(latent_map: LatentMap, transform: Tensor) -> LatentMap:
-    """The map in the coordinates ``z' = T z``: ``z' -> T f(T^{-1} z')``, with ``transform`` T ``(P, P)``.
+    """The map in the coordinates ``x' = T x``: ``x' -> T f(T^{-1} x')``, with ``transform`` T ``(P, P)``.
 
     E.g. a low-rank RNN's map in its orthogonalized basis (``orthogonal_basis().transform``), whose first
     two coordinates (:func:`coordinate_plane`) are the plane in which its units' currents live.
     """
     inverse = torch.linalg.inv(transform)
-    return lambda z: latent_map(z @ inverse.T) @ transform.T
+    return lambda x: latent_map(x @ inverse.T) @ transform.T
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
-"""The piecewise-linear latent map ``F(z) = a z + V phi(U z - theta)`` (theta the thresholds) of the fixed-point finder: validated
+"""The piecewise-linear latent map ``F(x) = a x + V phi(U x - theta)`` (theta the thresholds) of the fixed-point finder: validated
 parameters (:class:`_Network`), the map itself, and its linear piece on a region (activation pattern,
-region system ``M z = b``, Jacobian). The maths is in :mod:`~pyro_neurodyn.analysis.fixed_points`."""
+region system ``M x = b``, Jacobian). The maths is in :mod:`~pyro_neurodyn.analysis.fixed_points`."""
 
 from __future__ import annotations
 
@@ -67,22 +67,22 @@ def _breakpoints(net: _Network) -> np.ndarray:
     return zeros if net.clip is None else np.concatenate([zeros, net.clip[None]])
 
 
-def _phi(x: np.ndarray, net: _Network) -> np.ndarray:
-    relu = np.maximum(x, 0.0)
+def _phi(p: np.ndarray, net: _Network) -> np.ndarray:
+    relu = np.maximum(p, 0.0)
     return relu if net.clip is None else np.minimum(relu, net.clip)
 
 
-def latent_map(z: Any, a: Any, V: Any, U: Any, threshold: Any, activation: str = "relu", *, clip: Any = 1.0) -> np.ndarray:
-    """``F(z) = a z + V phi(U z - theta)`` ``(..., R)`` for ``z (..., R)`` (numpy float64; the map whose fixed points are found);
+def latent_map(x: Any, a: Any, V: Any, U: Any, threshold: Any, activation: str = "relu", *, clip: Any = 1.0) -> np.ndarray:
+    """``F(x) = a x + V phi(U x - theta)`` ``(..., R)`` for ``x (..., R)`` (numpy float64; the map whose fixed points are found);
     ``a``, ``V (R, N)``, ``U (N, R)``, ``threshold`` theta ``(N,)`` and ``clip`` as in :func:`~pyro_neurodyn.analysis.fixed_points`."""
     net = _validate(a, V, U, threshold, activation, clip)
-    z = _as_array(z, "z")
-    return net.a * z + _phi(z @ net.U.T - net.threshold, net) @ net.V.T
+    x = _as_array(x, "x")
+    return net.a * x + _phi(x @ net.U.T - net.threshold, net) @ net.V.T
 
 
-def _patterns(x: np.ndarray, net: _Network) -> np.ndarray:
-    """Activation pattern (0 below, 1 linear, 2 clipped) of pre-activations ``x (..., N)``, strict inequalities."""
-    return sum((x > b).astype(np.int8) for b in _breakpoints(net))
+def _patterns(p: np.ndarray, net: _Network) -> np.ndarray:
+    """Activation pattern (0 below, 1 linear, 2 clipped) of pre-activations ``p (..., N)``, strict inequalities."""
+    return sum((p > b).astype(np.int8) for b in _breakpoints(net))
 
 
 def _slopes(patterns: np.ndarray) -> np.ndarray:
@@ -101,5 +101,5 @@ def _jacobians(patterns: np.ndarray, net: _Network) -> np.ndarray:
     return np.diag(net.a) + np.einsum("rn,...n,ns->...rs", net.V, _slopes(patterns), net.U)
 
 
-def _latent(z: np.ndarray, net: _Network) -> np.ndarray:
-    return net.a * z + _phi(z @ net.U.T - net.threshold, net) @ net.V.T
+def _latent(x: np.ndarray, net: _Network) -> np.ndarray:
+    return net.a * x + _phi(x @ net.U.T - net.threshold, net) @ net.V.T

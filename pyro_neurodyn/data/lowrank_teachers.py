@@ -5,7 +5,7 @@ recover its noise and dynamics. The teachers here are built in closed form (no t
 ``N`` units with preferred angles ``theta_i`` (evenly spaced, jittered by ``seed``), input weights
 ``U_i ∝ (cos theta_i, sin theta_i)`` orthonormalized so that ``U^T U = I`` (then latent distances are
 distances between unit current patterns), output weights ``V_i ∝ R(delta) U_i`` and negative thresholds
-``threshold_i = -b``. Near the origin every unit is active and the map is ``z -> (a I + g R(delta)) z``; far
+``threshold_i = -b``. Near the origin every unit is active and the map is ``x -> (a I + g R(delta)) x``; far
 out only half the units are, and the gain halves. So
 
 - ``delta ≈ 1.3``, ``g = 0.4``: the origin is an unstable spiral and a stable limit cycle of radius
@@ -13,12 +13,12 @@ out only half the units are, and the gain halves. So
 - ``delta = 0``, ``g = 0.15``: a ring of (nearly continuous) fixed points of radius ``≈ 21 b``: a ring
   attractor that stores an angle cued by a 2-D input ``(cos phi, sin phi)`` (:func:`ring_teacher`).
 
-Data sets (trials are independent; ``latents`` are the teacher's ``z``, ``(trials, T, 2)``):
+Data sets (trials are independent; ``latents`` are the teacher's ``x``, ``(trials, T, 2)``):
 
-- :func:`gaussian_oscillator_data`: N = 20, T = 75, Sigma_z = 0.04 I, y = U z + N(0, 0.01 I).
-- :func:`poisson_oscillator_data`: N = 40, counts ``y ~ Poisson(softplus(4 x - 3))``, ``x = U z``.
+- :func:`gaussian_oscillator_data`: N = 20, T = 75, Sigma_x = 0.04 I, y = U x + N(0, 0.01 I).
+- :func:`poisson_oscillator_data`: N = 40, counts ``y ~ Poisson(softplus(4 c - 3))``, ``c = U x``.
 - :func:`ring_task_data`: N = 60, T = 250, a cue of 25 steps from step 25 at one of 8 angles, raw
-  inputs, Sigma_z = 0.0025 I, y = U z + W_u u + N(0, 0.0025 I).
+  inputs, Sigma_x = 0.0025 I, y = U x + W_u u + N(0, 0.0025 I).
 
 :func:`load_teacher_npz` reads the trained teachers distributed with the paper's code (``.npz`` files
 with the arrays listed in its docstring) into the same :class:`LowRankTeacher` shape. (This module depends on torch
@@ -52,7 +52,7 @@ __all__ = [
 
 
 class LowRankTeacher(NamedTuple):
-    """A ReLU teacher: ``z_{t+1} = a z_t + V relu(U z_t + W_u v_t - b) + N(0, latent_noise_std^2 I)``, ``x = U z + W_u v``.
+    """A ReLU teacher: ``x_{t+1} = a x_t + V relu(U x_t + W_u v_t - b) + N(0, latent_noise_std^2 I)``, ``c = U x + W_u v``.
 
     ``U`` ``(N, R)``, ``V`` ``(R, N)``, ``threshold`` b ``(N,)``, ``W_u`` ``(N, Du)`` or None; ``filter_inputs``: v is
     the low-pass filtered input (True) or the raw input (False).
@@ -86,8 +86,8 @@ def _angular_teacher(num_units: int, gain: float, rotation: float, threshold_dep
     rotated = torch.stack([(theta + rotation).cos(), (theta + rotation).sin()], dim=0)  # (2, N)
     U = math.sqrt(2.0 / num_units) * directions
     V = (2.0 * gain / (num_units * math.sqrt(2.0 / num_units))) * rotated
-    # z' = S z with S = (U^T U)^{1/2} (near I despite the jitter) makes U' = U S^{-1} exactly orthonormal
-    # and keeps z' aligned with the angles theta
+    # x' = S x with S = (U^T U)^{1/2} (near I despite the jitter) makes U' = U S^{-1} exactly orthonormal
+    # and keeps x' aligned with the angles theta
     eigenvalues, eigenvectors = torch.linalg.eigh(U.T @ U)
     root = eigenvectors @ torch.diag_embed(eigenvalues.sqrt()) @ eigenvectors.T
     W_u = input_gain * directions if input_gain else None
@@ -119,22 +119,22 @@ def load_teacher_npz(path: Union[str, Path], latent_noise_std: float = 0.05) -> 
 
 
 def simulate_teacher_latents(teacher: LowRankTeacher, initial: Tensor, num_steps: int, inputs: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Optional[Tensor]]:
-    """Latents ``(B, T, R)`` from ``z_0 = initial`` ``(B, R)``, and the inputs ``v`` the units saw ``(B, T, Du)``."""
-    z, latents, seen = initial, [initial], []
+    """Latents ``(B, T, R)`` from ``x_0 = initial`` ``(B, R)``, and the inputs ``v`` the units saw ``(B, T, Du)``."""
+    x, latents, seen = initial, [initial], []
     v = None
     if inputs is not None:
         v = torch.zeros_like(inputs[:, 0]) if teacher.filter_inputs else inputs[:, 0]
         seen.append(v)
     for t in range(1, num_steps):
-        currents = z @ teacher.U.T
+        currents = x @ teacher.U.T
         if v is not None:
             currents = currents + v @ teacher.W_u.T
-        noise = torch.randn(z.shape, generator=generator) * teacher.latent_noise_std
-        z = teacher.a * z + F.relu(currents - teacher.threshold) @ teacher.V.T + noise
+        noise = torch.randn(x.shape, generator=generator) * teacher.latent_noise_std
+        x = teacher.a * x + F.relu(currents - teacher.threshold) @ teacher.V.T + noise
         if inputs is not None:
             v = teacher.a * v + (1 - teacher.a) * inputs[:, t - 1] if teacher.filter_inputs else inputs[:, t]
             seen.append(v)
-        latents.append(z)
+        latents.append(x)
     return torch.stack(latents, 1), (torch.stack(seen, 1) if inputs is not None else None)
 
 
@@ -151,7 +151,7 @@ def _currents(teacher: LowRankTeacher, latents: Tensor, seen: Optional[Tensor]) 
 
 
 def gaussian_oscillator_data(num_trials: int = 200, num_steps: int = 75, *, num_units: int = 20, obs_noise_std: float = 0.1, latent_noise_std: float = 0.2, seed: int = 0) -> TeacherData:
-    """The Gaussian oscillator set: ``y_t = U z_t + N(0, obs_noise_std^2 I)`` (defaults: Sigma_z = 0.04 I, Sigma_y = 0.01 I)."""
+    """The Gaussian oscillator set: ``y_t = U x_t + N(0, obs_noise_std^2 I)`` (defaults: Sigma_x = 0.04 I, Sigma_y = 0.01 I)."""
     num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)
     check_positive(obs_noise_std, "obs_noise_std")
     teacher = oscillator_teacher(num_units, seed, check_positive(latent_noise_std, "latent_noise_std"))
@@ -163,7 +163,7 @@ def gaussian_oscillator_data(num_trials: int = 200, num_steps: int = 75, *, num_
 
 
 def poisson_oscillator_data(num_trials: int = 400, num_steps: int = 200, *, num_units: int = 40, gain: float = 4.0, bias: float = -3.0, latent_noise_std: float = 0.2, seed: int = 0) -> TeacherData:
-    """The Poisson oscillator set: counts ``y ~ Poisson(softplus(gain x + bias))`` with ``x = U z`` (rates in ``.rates``)."""
+    """The Poisson oscillator set: counts ``y ~ Poisson(softplus(gain c + bias))`` with ``c = U x`` (rates in ``.rates``)."""
     num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)
     teacher = oscillator_teacher(num_units, seed, check_positive(latent_noise_std, "latent_noise_std"))
     generator = torch.Generator().manual_seed(seed + 1)
@@ -173,10 +173,10 @@ def poisson_oscillator_data(num_trials: int = 400, num_steps: int = 200, *, num_
 
 
 def ring_task_data(num_trials: int = 400, num_steps: int = 250, *, num_units: int = 60, num_angles: int = 8, cue_onset: int = 25, cue_steps: int = 25, obs_noise_std: float = 0.05, latent_noise_std: float = 0.05, seed: int = 0, teacher: Optional[LowRankTeacher] = None) -> TeacherData:
-    """The ring/angle task: from ``z_0 ≈ 0``, a cue ``(cos phi, sin phi)`` at one of ``num_angles`` angles for
+    """The ring/angle task: from ``x_0 ≈ 0``, a cue ``(cos phi, sin phi)`` at one of ``num_angles`` angles for
     ``cue_steps`` steps moves the latent to that angle on the ring, where it stays (drifting slowly).
 
-    Observations are the units' currents including the input, ``y = U z + W_u u + N(0, obs_noise_std^2)``.
+    Observations are the units' currents including the input, ``y = U x + W_u u + N(0, obs_noise_std^2)``.
     Pass ``teacher`` (e.g. from :func:`load_teacher_npz`) to use another network with a 2-D input.
     """
     num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps", 2)

@@ -1,19 +1,19 @@
 """The latent map of a low-rank RNN, its noise covariances, and conversions to the N-unit network.
 
-An N-unit rate network ``tau dx/dt = -x + M N^T phi(x) + W_u u`` (noise in span(M)) whose connectivity
+An N-unit rate network ``tau dc/dt = -c + M N^T phi(c) + W_u u`` (noise in span(M)) whose connectivity
 has rank R evolves, once discretized with step ``dt``, exactly in an R-dim latent space (Pals et al. 2024):
 
-    z_{t+1} = a z_t + V phi(U z_t + W_u v_t, b) + eps_t,   eps_t ~ N(0, Sigma_z),
-    x_t     = U z_t + W_u v_t                              (the N units' currents),
+    x_{t+1} = a x_t + V phi(U x_t + W_u v_t, b) + eps_t,   eps_t ~ N(0, Sigma_x),
+    c_t     = U x_t + W_u v_t                              (the N units' currents),
     v_{t+1} = a v_t + (1 - a) u_t                          (inputs low-pass filtered by the units),
 
 with ``a = 1 - dt/tau``, ``U = M`` ``(N, R)``, ``V = (dt/tau) N^T`` ``(R, N)``. The activation takes the
 unit thresholds ``b`` ``(N,)`` (the parameter ``threshold``):
 
-    relu:          phi(x, b) = relu(x - b)
-    clipped_relu:  phi(x, b) = relu(x + b) - relu(x)      (0 below -b, slope 1, saturates at b)
-    identity:      phi(x, b) = x - b                        (a linear-Gaussian model)
-    tanh:          phi(x, b) = tanh(x - b)
+    relu:          phi(c, b) = relu(c - b)
+    clipped_relu:  phi(c, b) = relu(c + b) - relu(c)      (0 below -b, slope 1, saturates at b)
+    identity:      phi(c, b) = c - b                        (a linear-Gaussian model)
+    tanh:          phi(c, b) = tanh(c - b)
 
 Everything here is plain torch (``nn.Module`` s and functions); latents are batch-first ``(..., R)``.
 """
@@ -47,20 +47,20 @@ __all__ = [
 ]
 
 
-def _relu(x: Tensor, threshold: Tensor) -> Tensor:
-    return F.relu(x - threshold)
+def _relu(c: Tensor, threshold: Tensor) -> Tensor:
+    return F.relu(c - threshold)
 
 
-def _clipped_relu(x: Tensor, threshold: Tensor) -> Tensor:
-    return F.relu(x + threshold) - F.relu(x)
+def _clipped_relu(c: Tensor, threshold: Tensor) -> Tensor:
+    return F.relu(c + threshold) - F.relu(c)
 
 
-def _identity(x: Tensor, threshold: Tensor) -> Tensor:
-    return x - threshold
+def _identity(c: Tensor, threshold: Tensor) -> Tensor:
+    return c - threshold
 
 
-def _tanh(x: Tensor, threshold: Tensor) -> Tensor:
-    return torch.tanh(x - threshold)
+def _tanh(c: Tensor, threshold: Tensor) -> Tensor:
+    return torch.tanh(c - threshold)
 
 
 ACTIVATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -72,7 +72,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 class LatentMap(NamedTuple):
-    """The deterministic latent map ``z -> a z + V phi(U z - b)`` (no input), detached.
+    """The deterministic latent map ``x -> a x + V phi(U x - b)`` (no input), detached.
 
     ``a`` scalar tensor, ``V`` ``(R, N)``, ``U`` ``(N, R)``, ``threshold`` b ``(N,)``; the arguments of
     ``pyro_neurodyn.analysis.fixed_points(a, V, U, threshold, activation)``.
@@ -128,7 +128,7 @@ class SharedCovarianceNormal(dist.TorchDistribution):
 
     The same law as ``MultivariateNormal(loc, scale_tril=L)`` (or a diagonal ``Normal(...).to_event(1)``),
     with the factorization done once for all particles: ``rsample = loc + S eps`` and
-    ``log_prob(z) = -|S^{-1}(z - loc)|^2 / 2 - log|det S| - R log(2 pi) / 2``.
+    ``log_prob(x) = -|S^{-1}(x - loc)|^2 / 2 - log|det S| - R log(2 pi) / 2``.
     """
 
     arg_constraints: dict = {}
@@ -252,7 +252,7 @@ class Covariance(nn.Module):
 
 
 class LowRankTransition(LegacyThresholdKey):
-    """The deterministic part of the latent map, ``z -> a z + V phi(U z + W_u v, b)`` (b the thresholds, ``threshold``).
+    """The deterministic part of the latent map, ``x -> a x + V phi(U x + W_u v, b)`` (b the thresholds, ``threshold``).
 
     Args:
         rank: R. num_units: N. input_dim: Du (0 for none).
@@ -292,20 +292,20 @@ class LowRankTransition(LegacyThresholdKey):
         """The decay ``a = 1 - dt/tau`` (scalar tensor)."""
         return torch.sigmoid(self.decay_logit)
 
-    def currents(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
-        """The units' currents ``x = U z + W_u v`` ``(..., N)`` from ``z`` ``(..., R)``, ``v`` ``(..., Du)``."""
-        x = z @ self.U.T
+    def currents(self, x: Tensor, v: Optional[Tensor] = None) -> Tensor:
+        """The units' currents ``c = U x + W_u v`` ``(..., N)`` from ``x`` ``(..., R)``, ``v`` ``(..., Du)``."""
+        c = x @ self.U.T
         if v is not None and self.W_u is not None:
-            x = x + v @ self.W_u.T
-        return x
+            c = c + v @ self.W_u.T
+        return c
 
-    def rates(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
-        """``phi(x, b)`` ``(..., N)`` of the currents of ``z`` ``(..., R)``, ``v`` ``(..., Du)``."""
-        return self._phi(self.currents(z, v), self.threshold)
+    def rates(self, x: Tensor, v: Optional[Tensor] = None) -> Tensor:
+        """``phi(c, b)`` ``(..., N)`` of the currents of ``x`` ``(..., R)``, ``v`` ``(..., Du)``."""
+        return self._phi(self.currents(x, v), self.threshold)
 
-    def forward(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
-        """The mean of ``z_{t+1}``: ``a z + V phi(U z + W_u v, b)`` ``(..., R)``."""
-        return self.a * z + self.rates(z, v) @ self.V.T
+    def forward(self, x: Tensor, v: Optional[Tensor] = None) -> Tensor:
+        """The mean of ``x_{t+1}``: ``a x + V phi(U x + W_u v, b)`` ``(..., R)``."""
+        return self.a * x + self.rates(x, v) @ self.V.T
 
     def filter_input(self, v: Tensor, u: Tensor) -> Tensor:
         """One step of the units' input filter, ``a v + (1 - a) u``: ``v``, ``u`` ``(..., Du)`` -> ``(..., Du)``."""
@@ -325,23 +325,23 @@ def _uniform(shape: tuple, bound: float) -> Tensor:
 # conversions
 
 
-def latent_to_units(z: Tensor, U: Tensor, W_u: Optional[Tensor] = None, v: Optional[Tensor] = None) -> Tensor:
-    """The N-unit currents ``x = U z + W_u v`` ``(..., N)`` of latents ``z`` ``(..., R)``."""
-    x = z @ U.T
-    return x if W_u is None or v is None else x + v @ W_u.T
+def latent_to_units(x: Tensor, U: Tensor, W_u: Optional[Tensor] = None, v: Optional[Tensor] = None) -> Tensor:
+    """The N-unit currents ``c = U x + W_u v`` ``(..., N)`` of latents ``x`` ``(..., R)``."""
+    c = x @ U.T
+    return c if W_u is None or v is None else c + v @ W_u.T
 
 
-def units_to_latent(x: Tensor, U: Tensor, W_u: Optional[Tensor] = None, v: Optional[Tensor] = None) -> Tensor:
-    """Least-squares latents ``z = U^+ (x - W_u v)`` ``(..., R)``; exact for currents in ``span(U) + W_u v``."""
+def units_to_latent(c: Tensor, U: Tensor, W_u: Optional[Tensor] = None, v: Optional[Tensor] = None) -> Tensor:
+    """Least-squares latents ``x = U^+ (c - W_u v)`` ``(..., R)``; exact for currents in ``span(U) + W_u v``."""
     if W_u is not None and v is not None:
-        x = x - v @ W_u.T
-    return x @ torch.linalg.pinv(U).T
+        c = c - v @ W_u.T
+    return c @ torch.linalg.pinv(U).T
 
 
 class UnitNetwork(NamedTuple):
-    """The equivalent N-unit RNN ``x_{t+1} = a x_t + J phi(x_t, b) + (1 - a) W_u u_t + U eps_t``.
+    """The equivalent N-unit RNN ``c_{t+1} = a c_t + J phi(c_t, b) + (1 - a) W_u u_t + U eps_t``.
 
-    ``J = U V`` ``(N, N)`` has rank R; ``noise_cov = U Sigma_z U^T`` ``(N, N)`` is the units' noise
+    ``J = U V`` ``(N, N)`` has rank R; ``noise_cov = U Sigma_x U^T`` ``(N, N)`` is the units' noise
     (confined to span(U)). Holds for filtered inputs (with raw inputs the input term is
     ``W_u (u_{t+1} - a u_t)``).
     """
@@ -362,11 +362,11 @@ def unit_network(transition: LowRankTransition, noise_cov: Tensor) -> UnitNetwor
 
 
 class OrthogonalBasis(NamedTuple):
-    """The latent coordinates ``z' = T z`` in which ``U' = U T^{-1}`` has orthonormal columns.
+    """The latent coordinates ``x' = T x`` in which ``U' = U T^{-1}`` has orthonormal columns.
 
     ``U' V' = U V`` is the SVD of the rank-R connectivity ``J = U V = P S Q^T``: ``U' = P[:, :R]`` (the
     units' directions), ``V' = S Q^T`` (rows ordered by singular value), ``T = U'^T U``. The model is the
-    same in these coordinates; distances in ``z'`` are distances between unit current patterns, so this
+    same in these coordinates; distances in ``x'`` are distances between unit current patterns, so this
     is the basis to plot latents and to compare fits (noise ``T Sigma T^T`` is then in units of currents).
     Fields: ``transform`` T ``(R, R)``, ``U`` ``(N, R)``, ``V`` ``(R, N)``, ``noise_cov`` ``(R, R)``.
     """
@@ -376,9 +376,9 @@ class OrthogonalBasis(NamedTuple):
     V: Tensor
     noise_cov: Tensor
 
-    def latents(self, z: Tensor) -> Tensor:
-        """Latents ``z`` ``(..., R)`` in this basis, ``z' = T z``."""
-        return z @ self.transform.T
+    def latents(self, x: Tensor) -> Tensor:
+        """Latents ``x`` ``(..., R)`` in this basis, ``x' = T x``."""
+        return x @ self.transform.T
 
 
 def orthogonal_basis(U: Tensor, V: Tensor, noise_cov: Optional[Tensor] = None) -> OrthogonalBasis:

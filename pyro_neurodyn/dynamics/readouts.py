@@ -1,7 +1,7 @@
-"""Readouts of the low-rank RNN: how recordings ``y_t`` ``(..., D)`` arise from the latent ``z_t``.
+"""Readouts of the low-rank RNN: how recordings ``y_t`` ``(..., D)`` arise from the latent ``x_t``.
 
-A readout reads either the latent itself (``source = "latent"``, s = z, R dims) or the N units' currents
-(``source = "units"``, s = x = U z + W_u v, one channel per unit):
+A readout reads either the latent itself (``source = "latent"``, s = x, R dims) or the N units' currents
+(``source = "units"``, s = c = U x + W_u v, one channel per unit):
 
     affine:      m = W s + b      (W ``(D, dim s)``)
     one_to_one:  m = g * s + b    (a gain and an offset per unit; D = N)
@@ -9,7 +9,7 @@ A readout reads either the latent itself (``source = "latent"``, s = z, R dims) 
 and a likelihood on that mean:
 
     LowRankGaussianReadout:  y ~ N(m, diag sigma^2)   (sigma: a diagonal ``Covariance``)
-    LowRankPoissonReadout:   y ~ Poisson(softplus(m) + 1e-6)   (e.g. rates softplus(4 x - 3))
+    LowRankPoissonReadout:   y ~ Poisson(softplus(m) + 1e-6)   (e.g. rates softplus(4 c - 3))
 
 A Gaussian readout is linear in s, ``y = C s + d + noise``; :meth:`LowRankGaussianReadout.linear_form`
 gives ``(C, d, sigma^2)`` for closed-form (Kalman-type) proposals. Frozen maps keep their weights as
@@ -40,7 +40,7 @@ POISSON_RATE_FLOOR = 1e-6
 
 
 class LinearForm(NamedTuple):
-    """``y = weight z + bias + noise``, ``noise ~ N(0, diag variance)``: weight ``(D, R)``, bias ``(..., D)``, variance ``(D,)``."""
+    """``y = weight x + bias + noise``, ``noise ~ N(0, diag variance)``: weight ``(D, R)``, bias ``(..., D)``, variance ``(D,)``."""
 
     weight: Tensor
     bias: Tensor
@@ -117,9 +117,9 @@ class LowRankGaussianReadout(_Readout):
         return self.map(s)
 
     def linear_form(self, pre: Optional[Tensor] = None, offset: Optional[Tensor] = None) -> LinearForm:
-        """``(C, d, sigma^2)`` with ``y = C z + d + noise`` for a source ``s = pre @ z + offset``.
+        """``(C, d, sigma^2)`` with ``y = C x + d + noise`` for a source ``s = pre @ x + offset``.
 
-        ``pre`` ``(S, R)`` (None: ``s = z``), ``offset`` ``(..., S)`` (None: 0); then ``C = W pre`` (``map.weight_times(pre)``: ``W`` the
+        ``pre`` ``(S, R)`` (None: ``s = x``), ``offset`` ``(..., S)`` (None: 0); then ``C = W pre`` (``map.weight_times(pre)``: ``W`` the
         map's weight, ``diag(gain)`` for a one-to-one map)
         and ``d = map(offset)`` ``(..., D)``.
         """

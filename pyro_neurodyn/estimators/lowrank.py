@@ -6,7 +6,7 @@
     >>> rnn.log_evidence(y)                        # (trials,) estimates of log p(y)
     >>> rnn.filter(y).means                        # (trials, T, 2) filtered latent means
     >>> rnn.sample(50, 200).y                      # new trials from the fitted network
-    >>> a, V, U, threshold, activation = rnn.latent_map()  # z -> a z + V phi(U z, b), e.g. for fixed points
+    >>> a, V, U, threshold, activation = rnn.latent_map()  # x -> a x + V phi(U x, b), e.g. for fixed points
     >>> rnn.fixed_points().points                  # (n, R) all fixed points (ReLU / clipped ReLU)
 
 The model is :class:`~pyro_neurodyn.models.LowRankRNNModel` (``.model``), the proposal a guide of
@@ -56,18 +56,18 @@ PathLike = Union[str, os.PathLike]
 
 
 class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
-    """A stochastic low-rank RNN ``z_{t+1} = a z_t + V phi(U z_t + W_u v_t, theta) + eps`` (theta the thresholds) with a readout.
+    """A stochastic low-rank RNN ``x_{t+1} = a x_t + V phi(U x_t + W_u v_t, theta) + eps`` (theta the thresholds) with a readout.
 
     Args:
         obs_dim: D, channels of the recordings. rank: R, at most N and D. num_units: N.
         input_dim: Du, dimension of external inputs (0: none).
         activation: ``"relu"``, ``"clipped_relu"``, ``"identity"`` or ``"tanh"``.
         observation: ``"gaussian"`` or ``"poisson"`` (counts; rates ``softplus(.)``).
-        readout: ``"affine"`` (``W z + b``) or ``"one_to_one"`` (channel i reads unit i's current
-            ``x_i = (U z + W_u v)_i``; needs ``obs_dim == num_units``).
+        readout: ``"affine"`` (``W x + b``) or ``"one_to_one"`` (channel i reads unit i's current
+            ``c_i = (U x + W_u v)_i``; needs ``obs_dim == num_units``).
         proposal: ``"optimal"`` (closed form, Gaussian readouts), ``"bootstrap"`` or ``"encoder"`` (a causal
             CNN); default: optimal for Gaussian, encoder for Poisson observations.
-        noise, initial_noise: parameterization of Sigma_z and Sigma_1: ``"full"``, ``"diag"``, ``"scalar"``.
+        noise, initial_noise: parameterization of Sigma_x and Sigma_1: ``"full"``, ``"diag"``, ``"scalar"``.
         filter_inputs: the units low-pass filter the inputs (True) or receive them raw.
         decay: initial ``a = 1 - dt/tau``. train_decay: learn ``a`` (default) or keep it at ``decay``
             (a fixed time constant ``tau = dt / (1 - decay)``). noise_scale, initial_noise_scale, obs_noise_scale: initial std's.
@@ -255,10 +255,10 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
            weights (``U`` for a one-to-one readout, ``W`` and ``b = mean(m)`` for an affine one) become
            ``P`` (a trained one-to-one offset becomes ``mean(m)``), the Gaussian observation noise the mean
            variance outside that subspace, and ``mu_1`` / ``Sigma_1`` the mean and covariance of the
-           projected first step ``z^_0 = P^T (m_0 - b)``.
+           projected first step ``x^_0 = P^T (m_0 - b)``.
         2. Dynamics: ``a``, ``V``, ``threshold`` theta (and ``W_u``) minimize the one-step prediction error
-           ``sum_t |z^_{t+1} - a z^_t - V phi(U z^_t + W_u v_t, theta)|^2`` of the projected latents (L-BFGS,
-           at most 20000 random pairs), and Sigma_z starts at the covariance of its residuals.
+           ``sum_t |x^_{t+1} - a x^_t - V phi(U x^_t + W_u v_t, theta)|^2`` of the projected latents (L-BFGS,
+           at most 20000 random pairs), and Sigma_x starts at the covariance of its residuals.
 
         The fit then corrects what this ignores (the observation noise inside the projections; for
         counts, also the smoothing, which shrinks the one-step residuals). Without it a Poisson fit

@@ -5,7 +5,7 @@
 1. :func:`initialize_readout`: the readout at the data's principal subspace, ``mu_1`` / ``Sigma_1`` from the
    projected first step; returns the projected latents ``(B, T, R)``.
 2. :func:`initialize_dynamics`: ``a``, ``V``, ``threshold`` (and ``W_u``) by one-step least squares (L-BFGS) on those
-   latents; Sigma_z from the residuals.
+   latents; Sigma_x from the residuals.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ MAX_PAIRS = 20000  # one-step pairs the dynamics are regressed on (a random subs
 
 
 def check_enough_pairs(y: Tensor) -> None:
-    """Initializing estimates covariances of one-step pairs ``(z_t, z_{t+1})``: it needs two, in ``y (trials, T, D)``."""
+    """Initializing estimates covariances of one-step pairs ``(x_t, x_{t+1})``: it needs two, in ``y (trials, T, D)``."""
     pairs = y.shape[0] * (y.shape[1] - 1)
     if pairs < 2:
         raise ValueError(
@@ -71,7 +71,7 @@ def initialize_readout(model: LowRankRNNModel, m: Tensor, rank: int, gaussian: b
 
 def initialize_dynamics(model: LowRankRNNModel, latents: Tensor, unit_inputs: Optional[Tensor]) -> None:
     """Step 2: least squares one step ahead on ``latents (B, T, R)`` (with the units' inputs ``(B, T, Du)``),
-    then Sigma_z from the residuals."""
+    then Sigma_x from the residuals."""
     transition = model.transition
     rank = latents.shape[-1]
     current, following = latents[:, :-1].reshape(-1, rank), latents[:, 1:].reshape(-1, rank)

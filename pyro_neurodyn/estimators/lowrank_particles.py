@@ -20,8 +20,8 @@ __all__ = ["LowRankFilterResult", "LowRankParticleMethods", "LowRankSample"]
 
 
 class LowRankFilterResult(NamedTuple):
-    """Particle filter output, batch-first: ``means`` ``(B, T, R)`` = ``sum_k W_t^k z_t^k`` (the filtering
-    means ``E[z_t | y_{<=t}]``), ``particles`` ``(B, T, S, R)``, normalized ``log_weights`` ``(B, T, S)`` (S particles),
+    """Particle filter output, batch-first: ``means`` ``(B, T, R)`` = ``sum_k W_t^k x_t^k`` (the filtering
+    means ``E[x_t | y_{<=t}]``), ``particles`` ``(B, T, S, R)``, normalized ``log_weights`` ``(B, T, S)`` (S particles),
     ``ess`` ``(B, T)``, and ``log_evidence`` ``(B,)`` the estimate of ``log p(y)``."""
 
     means: Tensor
@@ -70,7 +70,7 @@ class LowRankParticleMethods:
             pyro.set_rng_seed(seed)
         with pyro.validation_enabled(False):
             record = elbo.filter(self.model, self.guide, y, u)
-        particles = record.states["z"]  # (T, S, B, R)
+        particles = record.states["x"]  # (T, S, B, R)
         weights = record.log_weights.exp()  # (T, S, B)
         means = (weights.unsqueeze(-1) * particles).sum(1)  # (T, B, R)
         return LowRankFilterResult(
@@ -87,9 +87,9 @@ class LowRankParticleMethods:
     ) -> LowRankSample:
         """Generate ``num_trials`` trials of ``num_steps`` steps (given inputs ``u`` ``(num_trials, num_steps, Du)``).
 
-        ``initial_latents`` ``(num_trials, R)`` fixes ``z_0`` (e.g. particles of :meth:`filter` at the end
+        ``initial_latents`` ``(num_trials, R)`` fixes ``x_0`` (e.g. particles of :meth:`filter` at the end
         of a recording, to run the network on from there) instead of drawing it from ``N(mu_1, Sigma_1)``;
-        ``y_0`` is still drawn from the readout given ``z_0``. Returns ``latents (num_trials, num_steps, R)``, ``y`` and
+        ``y_0`` is still drawn from the readout given ``x_0``. Returns ``latents (num_trials, num_steps, R)``, ``y`` and
         ``means`` ``(num_trials, num_steps, D)``.
         """
         num_trials, num_steps = check_count(num_trials, "num_trials"), check_count(num_steps, "num_steps")
@@ -99,13 +99,13 @@ class LowRankParticleMethods:
         self._check_inputs(u)
         model = self.model
         if initial_latents is not None:
-            z0 = as_trials(initial_latents, "initial_latents", min_steps=1, dtype=self.dtype, device=self.device)
+            x0 = as_trials(initial_latents, "initial_latents", min_steps=1, dtype=self.dtype, device=self.device)
             rank = self.config.rank
-            if z0.shape != (1, num_trials, rank):
-                raise ValueError(f"initial_latents must have shape (num_trials, R) = ({num_trials}, {rank}), got {tuple(z0.shape[1:])}")
-            model = poutine.condition(model, data={"0/z": z0[0]})
+            if x0.shape != (1, num_trials, rank):
+                raise ValueError(f"initial_latents must have shape (num_trials, R) = ({num_trials}, {rank}), got {tuple(x0.shape[1:])}")
+            model = poutine.condition(model, data={"0/x": x0[0]})
         if seed is not None:
             pyro.set_rng_seed(seed)
         with pyro.validation_enabled(False):
             out = model(None, u, num_trials=num_trials, num_steps=num_steps)
-        return LowRankSample(out["z"], out["y"], self.readout_means(out["z"], u))
+        return LowRankSample(out["x"], out["y"], self.readout_means(out["x"], u))

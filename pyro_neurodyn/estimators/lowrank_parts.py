@@ -1,7 +1,7 @@
 """The parts of a ``LowRankRNN`` built from its config, and the inputs its units see.
 
 ``build_model(config)`` assembles :class:`~pyro_neurodyn.models.LowRankRNNModel` (transition, readout,
-Sigma_z, Sigma_1) and ``build_guide(config, model)`` the proposal; ``unit_inputs`` gives the inputs
+Sigma_x, Sigma_1) and ``build_guide(config, model)`` the proposal; ``unit_inputs`` gives the inputs
 ``v_t`` the units receive (low-pass filtered ``v_t = a v_{t-1} + (1 - a) u_{t-1}``, or raw ``u_t``).
 """
 

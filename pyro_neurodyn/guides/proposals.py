@@ -1,16 +1,16 @@
 """Particle proposals (guides) for the low-rank RNN, in the ``init``/``step`` protocol of the model.
 
-Each proposal draws ``z_t`` given the particle's past (``state``) and the recordings; the VSMC weight
-``p(y_t, z_t | z_{t-1}) / q(z_t | ...)`` corrects for whatever it gets wrong. With the model's prior
+Each proposal draws ``x_t`` given the particle's past (``state``) and the recordings; the VSMC weight
+``p(y_t, x_t | x_{t-1}) / q(x_t | ...)`` corrects for whatever it gets wrong. With the model's prior
 ``N(m_t, Sigma)`` (``m_t`` from the transition, :meth:`LowRankRNNModel.latent_prior`):
 
-- :class:`BootstrapProposal`: ``q = N(m_t, Sigma)``, the model's own transition; weight ``p(y_t | z_t)``.
-- :class:`OptimalProposal`: ``q = p(z_t | z_{t-1}, y_t)`` in closed form for a linear-Gaussian readout
-  ``y_t = C z_t + d + N(0, diag r)`` (a Kalman update, any Sigma):
+- :class:`BootstrapProposal`: ``q = N(m_t, Sigma)``, the model's own transition; weight ``p(y_t | x_t)``.
+- :class:`OptimalProposal`: ``q = p(x_t | x_{t-1}, y_t)`` in closed form for a linear-Gaussian readout
+  ``y_t = C x_t + d + N(0, diag r)`` (a Kalman update, any Sigma):
 
       P = (Sigma^{-1} + C^T diag(1/r) C)^{-1},   mean = P (Sigma^{-1} m_t + C^T diag(1/r) (y_t - d)),
 
-  whose weight ``p(y_t | z_{t-1}) = N(y_t; C m_t + d, C Sigma C^T + diag r)`` does not depend on the draw.
+  whose weight ``p(y_t | x_{t-1}) = N(y_t; C m_t + d, C Sigma C^T + diag r)`` does not depend on the draw.
 - :class:`SwitchingKalmanProposal` (switching low-rank RNN, site ``"x"``): a Gaussian stand-in for the
   optimal proposal. The prior is a mixture ``sum_k alpha_pred(k) N(m_k, Sigma)``, so with a Gaussian
   readout the optimal proposal is the mixture of the K Kalman updates, ``sum_k beta_k N(mu_k, P)``,
@@ -77,7 +77,7 @@ class BootstrapProposal(PyroModule):
     """Propose every latent from the model's transition (the bootstrap particle filter).
 
     It samples nothing: the objective (like ``SMCFilter``) lets the model sample the latents a guide does
-    not propose, from its own prior, and such sites carry weight ``p / q = 1``, so ``w_t = p(y_t | z_t)``
+    not propose, from its own prior, and such sites carry weight ``p / q = 1``, so ``w_t = p(y_t | x_t)``
     exactly and the transition is computed once.
     """
 
@@ -112,7 +112,7 @@ class _ModelProposal(PyroModule):
     def step(self, state: dict, t: int, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
         self._propose(state, t, y, u)
 
-    site = "z"  # the model's latent site that the proposal draws
+    site = "x"  # the model's latent site that the proposal draws
 
     def _propose(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> None:
         with trial_plate(y.shape[0]):
@@ -123,7 +123,7 @@ class _ModelProposal(PyroModule):
 
 
 class KalmanUpdate(NamedTuple):
-    """The conditional ``p(z | y)`` of ``z ~ N(loc, Sigma)``, ``y = C z + d + N(0, diag r)``, as fixed gains.
+    """The conditional ``p(x | y)`` of ``x ~ N(loc, Sigma)``, ``y = C x + d + N(0, diag r)``, as fixed gains.
 
     With ``Lambda = Sigma^{-1}``, ``G = C^T diag(1/r)`` and ``P = (Lambda + G C)^{-1}`` (none depends on
     ``loc``, ``y`` or ``d``), the conditional is ``N(loc @ loc_gain + (y - d) @ data_gain, P)``:
@@ -135,7 +135,7 @@ class KalmanUpdate(NamedTuple):
     posterior: CovarianceFactors
 
     def distribution(self, loc: Tensor, y: Tensor, bias: Tensor) -> SharedCovarianceNormal:
-        """``p(z | y)`` for prior means ``loc`` ``(..., R)``, data ``y`` and readout offsets ``bias`` ``(..., D)``."""
+        """``p(x | y)`` for prior means ``loc`` ``(..., R)``, data ``y`` and readout offsets ``bias`` ``(..., D)``."""
         return SharedCovarianceNormal(loc @ self.loc_gain + (y - bias) @ self.data_gain, self.posterior)
 
 
@@ -159,7 +159,7 @@ def kalman_update(prior: CovarianceFactors, form: LinearForm) -> KalmanUpdate:
 
 
 class OptimalProposal(_ModelProposal):
-    """``q(z_t) = p(z_t | z_{t-1}, y_t)`` for a model with a linear-Gaussian readout (see the module docstring).
+    """``q(x_t) = p(x_t | x_{t-1}, y_t)`` for a model with a linear-Gaussian readout (see the module docstring).
 
     The gains depend only on the parameters, so they are computed once per pass (``state.constants``).
     """

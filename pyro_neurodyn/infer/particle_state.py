@@ -9,7 +9,7 @@ Models and guides in the ``init(state, ...)`` / ``step(state, t, ...)`` protocol
 * ``state.constants``: ``{owner: value}``, values that depend only on the parameters and the data (a
   covariance factorization, a proposal's Kalman gains, an encoder's output over the whole ``y``),
   computed once per pass by the module ``owner`` (:func:`pass_constant`). Resampling leaves them alone.
-* ``state.memo``: ``{key: value}``, values derived from the current items (the prior of ``z_t``, which
+* ``state.memo``: ``{key: value}``, values derived from the current items (the prior of ``x_t``, which
   the guide and then the model ask for): :func:`step_memo`. Cleared at the start of every step
   (:meth:`ParticleState.begin_step`) and whenever an item is written, so an entry never outlives the
   particles it was computed from.

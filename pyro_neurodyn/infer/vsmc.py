@@ -16,10 +16,10 @@ dim is the particle dim (``S`` particles): the model writes it, the guide only r
 Particles are a vectorized plate at dim ``-(max_plate_nesting + 1)`` (as in ``vectorize_particles``),
 so a trial plate at dim -1 gives tensors ``(S, trials, ...)``.
 
-Maths. With ``S`` particles per trial, step ``t`` proposes ``z_t^s ~ q(z_t | z_{t-1}^{a_s}, y)`` from the
+Maths. With ``S`` particles per trial, step ``t`` proposes ``x_t^s ~ q(x_t | x_{t-1}^{a_s}, y)`` from the
 guide and weighs it by
 
-    log w_t^s = log p(z_t^s, y_t | z_{t-1}^{a_s}) - log q(z_t^s | z_{t-1}^{a_s}, y)
+    log w_t^s = log p(x_t^s, y_t | x_{t-1}^{a_s}) - log q(x_t^s | x_{t-1}^{a_s}, y)
 
 (every model site of the step: the latents the guide proposed and the observations; latents that the
 model samples itself are proposed from the model, as in a bootstrap filter, and carry no weight). The
@@ -83,7 +83,7 @@ class ParticleFilterResult(NamedTuple):
         log_evidence: ``(*W)`` the estimate ``log p^(y) = sum_t log_normalizers[t]`` per particle system.
         log_normalizers: ``(T, *W)`` ``log sum_s W_{t-1}^s w_t^s``, the estimate of ``log p(y_t | y_{<t})``.
         states: ``{key: (T, S, *plates, *event)}`` the state after step ``t``'s model, before resampling,
-            i.e. the particles of the filtering distribution ``p(z_t | y_{<=t})`` (keys present at every
+            i.e. the particles of the filtering distribution ``p(x_t | y_{<=t})`` (keys present at every
             step with one shape).
         log_weights: ``(T, S, *W)`` their normalized log weights ``log W_t^s``.
         ess: ``(T, *W)`` effective sample size ``1 / sum_s (W_t^s)^2`` of those weights.

@@ -3,18 +3,18 @@
 Generative model for trials ``b`` with recordings ``y`` ``(B, T, D)`` and optional inputs ``u`` ``(B, T, Du)``:
 
     v_0 = 0 (filtered inputs) or u_0 (raw inputs)
-    z_0 ~ N(mu_1 + U^+ W_u v_0, Sigma_1)
-    z_t ~ N(a z_{t-1} + V phi(U z_{t-1} + W_u v_{t-1}, theta), Sigma_z)              t = 1 .. T-1
+    x_0 ~ N(mu_1 + U^+ W_u v_0, Sigma_1)
+    x_t ~ N(a x_{t-1} + V phi(U x_{t-1} + W_u v_{t-1}, theta), Sigma_x)              t = 1 .. T-1
     v_t = a v_{t-1} + (1 - a) u_{t-1} (filtered) or u_t (raw)
-    y_t ~ readout(z_t or x_t = U z_t + W_u v_t)                                        t = 0 .. T-1
+    y_t ~ readout(x_t or c_t = U x_t + W_u v_t)                                        t = 0 .. T-1
 
 (theta the units' thresholds, ``transition.threshold``; see :mod:`pyro_neurodyn.dynamics.lowrank` for phi and the N-unit network, and
 :mod:`pyro_neurodyn.dynamics.readouts` for the readouts).
 
 The program is written as ``init(state, y, u)`` / ``step(state, t, y, u)`` in the protocol of Pyro's
 ``SMCFilter``, so the same model trains with :class:`~pyro_neurodyn.infer.VSMC_ELBO` and filters there.
-Each step samples site ``"z"`` and observes site ``"y"`` inside the plate ``"trials"`` (dim -1) and writes
-``state["z"]`` ``(..., B, R)`` (and ``state["v"]`` ``(..., B, Du)`` with inputs). ``y = None`` samples the
+Each step samples site ``"x"`` and observes site ``"y"`` inside the plate ``"trials"`` (dim -1) and writes
+``state["x"]`` ``(..., B, R)`` (and ``state["v"]`` ``(..., B, Du)`` with inputs). ``y = None`` samples the
 recordings instead (generation; give ``num_trials`` to ``init`` when there are neither ``y`` nor ``u``).
 ``state`` is a :class:`~pyro_neurodyn.infer.ParticleState` under VSMC_ELBO (and in :meth:`forward`), whose
 ``constants`` and ``memo`` keep what a pass and a step compute once; any other dict works too, the values
@@ -41,10 +41,10 @@ __all__ = ["LatentPrior", "LowRankRNNModel", "PassConstants", "trial_plate"]
 
 
 class LatentPrior(NamedTuple):
-    """The model's distribution of ``z_t`` given the past, ``N(loc, Sigma)``, and the input ``v_t``.
+    """The model's distribution of ``x_t`` given the past, ``N(loc, Sigma)``, and the input ``v_t``.
 
     ``loc`` ``(..., R)``; ``noise`` the :class:`~pyro_neurodyn.dynamics.lowrank.CovarianceFactors` of
-    Sigma (Sigma_1 at t = 0, Sigma_z after); ``v`` ``(..., Du)``, or None without inputs.
+    Sigma (Sigma_1 at t = 0, Sigma_x after); ``v`` ``(..., Du)``, or None without inputs.
     """
 
     loc: Tensor
@@ -58,7 +58,7 @@ class PassConstants(NamedTuple):
     Fetching the parts inside the model's Pyro context registers their parameters with Pyro (what SVI
     updates); the steps then read plain tensors and modules, with no Pyro statement per parameter.
     ``transition``, ``readout``: the modules; ``initial_mean`` ``(R,)``; the factorized covariances
-    ``initial_noise`` (Sigma_1), ``noise`` (Sigma_z) and ``readout_noise`` (None for a Poisson readout).
+    ``initial_noise`` (Sigma_1), ``noise`` (Sigma_x) and ``readout_noise`` (None for a Poisson readout).
     """
 
     transition: LowRankTransition
@@ -76,12 +76,12 @@ class LowRankRNNModel(PyroModule):
         transition: :class:`~pyro_neurodyn.dynamics.lowrank.LowRankTransition` (a, U, V, threshold, W_u).
         readout: a readout of :mod:`pyro_neurodyn.dynamics.readouts` (its ``source`` says whether it reads
             the latent or the units' currents).
-        noise: Sigma_z, and ``initial_noise``: Sigma_1 (:class:`~pyro_neurodyn.dynamics.lowrank.Covariance`).
+        noise: Sigma_x, and ``initial_noise``: Sigma_1 (:class:`~pyro_neurodyn.dynamics.lowrank.Covariance`).
         filter_inputs: low-pass filter the inputs through the units (True) or feed them raw.
 
     Speed: a :class:`~pyro_neurodyn.infer.ParticleState` is one pass (one particle filter run); the
     covariance factorizations are computed once per pass (``state.constants[model]``), and the prior of
-    ``z_t`` once per step although both the guide and the model ask for it (``state.memo[(model, t)]``).
+    ``x_t`` once per step although both the guide and the model ask for it (``state.memo[(model, t)]``).
     """
 
     def __init__(
@@ -123,7 +123,7 @@ class LowRankRNNModel(PyroModule):
 
     @pyro_method
     def latent_prior(self, state: dict, t: int, u: Optional[Tensor]) -> LatentPrior:
-        """The prior of ``z_t`` given ``state`` (``z_{t-1}``, ``v_{t-1}``) and the inputs ``u`` ``(B, T, Du)``."""
+        """The prior of ``x_t`` given ``state`` (``x_{t-1}``, ``v_{t-1}``) and the inputs ``u`` ``(B, T, Du)``."""
         constants = self.pass_constants(state)
         if t == 0:
             return self._initial_prior(constants, u)
@@ -145,15 +145,15 @@ class LowRankRNNModel(PyroModule):
         v = None
         if u is not None:
             v = transition.filter_input(v_prev, u[:, t - 1]) if self.filter_inputs else u[:, t]
-        return LatentPrior(transition(state["z"], v_prev), constants.noise, v)
+        return LatentPrior(transition(state["x"], v_prev), constants.noise, v)
 
-    def readout_source(self, z: Tensor, v: Optional[Tensor]) -> Tensor:
-        """What the readout reads: ``z`` itself or the units' currents ``U z + W_u v``."""
-        return _readout_source(self.transition, self.readout, z, v)
+    def readout_source(self, x: Tensor, v: Optional[Tensor]) -> Tensor:
+        """What the readout reads: ``x`` itself or the units' currents ``U x + W_u v``."""
+        return _readout_source(self.transition, self.readout, x, v)
 
     @pyro_method
     def readout_linear_form(self, v: Optional[Tensor]) -> Optional[LinearForm]:
-        """``y_t = C z_t + d + noise`` of a Gaussian readout (None for a non-Gaussian one); d ``(..., D)``."""
+        """``y_t = C x_t + d + noise`` of a Gaussian readout (None for a non-Gaussian one); d ``(..., D)``."""
         readout = self.readout
         if not readout.reads_units:
             return readout.linear_form()
@@ -165,32 +165,32 @@ class LowRankRNNModel(PyroModule):
     # the Pyro program
     @pyro_method
     def init(self, state: dict, y: Optional[Tensor], u: Optional[Tensor] = None, *, num_trials: Optional[int] = None) -> Tensor:
-        """Sample ``z_0``, observe (or sample) ``y_0``; write ``state``; return ``y_0``."""
+        """Sample ``x_0``, observe (or sample) ``y_0``; write ``state``; return ``y_0``."""
         prior = self.latent_prior(state, 0, u)
         return self._sample_step(state, prior, y, 0, _num_trials(y, u, num_trials))
 
     @pyro_method
     def step(self, state: dict, t: int, y: Optional[Tensor], u: Optional[Tensor] = None, **kwargs) -> Tensor:
-        """Sample ``z_t`` given ``state``, observe (or sample) ``y_t``; write ``state``; return ``y_t``."""
+        """Sample ``x_t`` given ``state``, observe (or sample) ``y_t``; write ``state``; return ``y_t``."""
         prior = self.latent_prior(state, t, u)
-        return self._sample_step(state, prior, y, t, state["z"].shape[-2])
+        return self._sample_step(state, prior, y, t, state["x"].shape[-2])
 
     def _sample_step(self, state: dict, prior: LatentPrior, y: Optional[Tensor], t: int, num_trials: int) -> Tensor:
         constants = self.pass_constants(state)
         with trial_plate(num_trials):
-            z = pyro.sample("z", SharedCovarianceNormal(prior.loc, prior.noise))
-            source = _readout_source(constants.transition, constants.readout, z, prior.v)
+            x = pyro.sample("x", SharedCovarianceNormal(prior.loc, prior.noise))
+            source = _readout_source(constants.transition, constants.readout, x, prior.v)
             observation = constants.readout(source, constants.readout_noise)
             y_t = pyro.sample("y", observation, obs=None if y is None else y[:, t])
-        state["z"] = z
+        state["x"] = x
         if prior.v is not None:
-            state["v"] = prior.v.expand(z.shape[:-1] + prior.v.shape[-1:])
+            state["v"] = prior.v.expand(x.shape[:-1] + prior.v.shape[-1:])
         return y_t
 
     def forward(self, y: Optional[Tensor] = None, u: Optional[Tensor] = None, *, num_trials: Optional[int] = None, num_steps: Optional[int] = None) -> dict:
-        """The whole sequence as one program (sites ``"t/z"``, ``"t/y"`` for t = 0..T-1).
+        """The whole sequence as one program (sites ``"t/x"``, ``"t/y"`` for t = 0..T-1).
 
-        Returns ``{"z": (B, T, R), "y": (B, T, D)}``, the latents and the (observed or sampled) recordings.
+        Returns ``{"x": (B, T, R), "y": (B, T, D)}``, the latents and the (observed or sampled) recordings.
         """
         if num_steps is None:
             if y is None and u is None:
@@ -201,9 +201,9 @@ class LowRankRNNModel(PyroModule):
         for t in range(num_steps):
             with scope(prefix=str(t)):
                 y_t = self.init(state, y, u, num_trials=num_trials) if t == 0 else self.step(state, t, y, u)
-            latents.append(state["z"])
+            latents.append(state["x"])
             observations.append(y_t)
-        return {"z": torch.stack(latents, dim=-2), "y": torch.stack(observations, dim=-2)}
+        return {"x": torch.stack(latents, dim=-2), "y": torch.stack(observations, dim=-2)}
 
 
 @functools.lru_cache(maxsize=32)
@@ -228,5 +228,5 @@ def _num_trials(y: Optional[Tensor], u: Optional[Tensor], num_trials: Optional[i
     return num_trials
 
 
-def _readout_source(transition: LowRankTransition, readout: nn.Module, z: Tensor, v: Optional[Tensor]) -> Tensor:
-    return transition.currents(z, v) if readout.reads_units else z
+def _readout_source(transition: LowRankTransition, readout: nn.Module, x: Tensor, v: Optional[Tensor]) -> Tensor:
+    return transition.currents(x, v) if readout.reads_units else x

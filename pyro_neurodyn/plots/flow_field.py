@@ -66,14 +66,14 @@ def plot_lowrank_flow_field(
     """The flow of a low-rank map in its orthogonalized latent plane, drawn by :func:`plot_flow_field`.
 
     Args:
-        latent_map: ``z (..., R) -> (..., R)`` in the model's coordinates (e.g. ``bank.state_map(k)``).
-        transform: ``T`` ``(R, R)`` of the orthogonalized basis ``z' = T z`` (``orthogonal_basis().transform``).
+        latent_map: ``x (..., R) -> (..., R)`` in the model's coordinates (e.g. ``bank.state_map(k)``).
+        transform: ``T`` ``(R, R)`` of the orthogonalized basis ``x' = T x`` (``orthogonal_basis().transform``).
         fixed_points: a :class:`~pyro_neurodyn.analysis.FixedPoints` of the map (model coordinates), marked
             filled if stable and open if not.
         trajectories: latent paths ``(time, R)`` in model coordinates, drawn in the plane.
         extent: ``(a_min, a_max, b_min, b_max)`` in the orthogonal coordinates (default: around the
             trajectories and fixed points, else [-1, 1]^2).
-    Returns the :class:`FlowField` drawn (its ``velocity`` is ``T f(T^{-1} z') - z'`` on the grid).
+    Returns the :class:`FlowField` drawn (its ``velocity`` is ``T f(T^{-1} x') - x'`` on the grid).
     """
     # a tensor keeps its dtype and device (the model's: the grid goes through latent_map); arrays: default dtype
     transform = transform if torch.is_tensor(transform) else torch.as_tensor(transform, dtype=torch.get_default_dtype())

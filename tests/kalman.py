@@ -11,12 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def kalman_filter(y, m0, P0, A, c, Q, C, d, R) -> tuple[np.ndarray, np.ndarray]:
-    """``(log p(y_{0:T-1}) (B,), filtered means E[z_t | y_{0:t}] (B, T, R))`` for ``y`` ``(B, T, D)``."""
+def kalman_filter(y, m0, P0, A, c, Q, C, d, R, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(log p(y_{0:T-1}) (B,), filtered means E[z_t | y_{0:t}] (B, T, R))`` for ``y`` ``(B, T, D)``.
+
+    With ``mask`` ``(B, T, D)`` bool (True = observed) each step conditions on its observed entries only
+    (the rows of C, d, R of those channels); a step with none is a pure prediction."""
     y = np.asarray(y, dtype=np.float64)
+    observed_all = np.ones(y.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     m0, P0, A, c, Q, C, d, R = (np.atleast_1d(np.asarray(x, dtype=np.float64)) for x in (m0, P0, A, c, Q, C, d, R))
     P0, A, Q, C, R = (np.atleast_2d(x) for x in (P0, A, Q, C, R))
-    num_trials, num_steps, obs_dim = y.shape
+    num_trials, num_steps, _ = y.shape
     log_likelihood = np.zeros(num_trials)
     means = np.zeros((num_trials, num_steps, m0.shape[0]))
     for b in range(num_trials):
@@ -25,14 +29,17 @@ def kalman_filter(y, m0, P0, A, c, Q, C, d, R) -> tuple[np.ndarray, np.ndarray]:
             if t > 0:  # predict
                 mean = A @ mean + c
                 cov = A @ cov @ A.T + Q
-            innovation_cov = C @ cov @ C.T + R
-            innovation = y[b, t] - (C @ mean + d)
-            sign, logdet = np.linalg.slogdet(innovation_cov)
-            assert sign > 0
-            log_likelihood[b] += -0.5 * (obs_dim * np.log(2 * np.pi) + logdet + innovation @ np.linalg.solve(innovation_cov, innovation))
-            gain = cov @ C.T @ np.linalg.inv(innovation_cov)  # condition on y_t
-            mean = mean + gain @ innovation
-            cov = cov - gain @ C @ cov
+            observed = observed_all[b, t]
+            if observed.any():
+                C_o, d_o, R_o = C[observed], d[observed], R[np.ix_(observed, observed)]
+                innovation_cov = C_o @ cov @ C_o.T + R_o
+                innovation = y[b, t, observed] - (C_o @ mean + d_o)
+                sign, logdet = np.linalg.slogdet(innovation_cov)
+                assert sign > 0
+                log_likelihood[b] += -0.5 * (observed.sum() * np.log(2 * np.pi) + logdet + innovation @ np.linalg.solve(innovation_cov, innovation))
+                gain = cov @ C_o.T @ np.linalg.inv(innovation_cov)  # condition on the observed part of y_t
+                mean = mean + gain @ innovation
+                cov = cov - gain @ C_o @ cov
             cov = 0.5 * (cov + cov.T)
             means[b, t] = mean
     return log_likelihood, means

@@ -60,7 +60,7 @@ def test_constructor_arguments_are_the_config_fields(name):
 
 
 @pytest.mark.parametrize("name", ["LowRankRNN", "SwitchingLowRankRNN"])
-def test_models_without_masks_take_complete_recordings_and_refuse_ragged_ones(name):
+def test_complete_recordings_fit_as_their_arrays_and_unmasked_methods_refuse_ragged_ones(name):
     from pyro_neurodyn.data import Recording
 
     build, fit, data = ESTIMATORS[name]
@@ -71,5 +71,5 @@ def test_models_without_masks_take_complete_recordings_and_refuse_ragged_ones(na
     pyro.set_rng_seed(0)
     fit(recording, Recording.from_trials(list(y)))
     assert recording.losses == arrays.losses
-    with pytest.raises(ValueError, match="does not take missing entries or ragged trials yet"):
+    with pytest.raises(ValueError, match="this method of .* does not take missing entries or ragged trials yet"):
         recording.validate(Recording.from_trials([y[0], y[1, :10]]))

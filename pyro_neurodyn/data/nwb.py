@@ -80,28 +80,7 @@ def load_nwb_sessions(sources: Sequence[Source], bin_size: float, *, match_chann
     recordings = [load_nwb(source, bin_size, **options) for source in sources]
     if not recordings:
         raise ValueError("sources is empty: give at least one NWB file")
-    columns, names = [], []
-    for index, rec in enumerate(recordings):
-        own = rec.channel_names if match_channels else [f"session{index}/{name}" for name in rec.channel_names]
-        names.extend(name for name in own if name not in names)
-        columns.append([names.index(name) for name in own])
-    trials, masks, inputs, sessions = [], [], [], []
-    for index, rec in enumerate(recordings):
-        for b in range(rec.num_trials):
-            y, mask, u = rec.trial(b)
-            wide = np.full((y.shape[0], len(names)), np.nan)
-            wide[:, columns[index]] = np.where(mask.numpy(), y.numpy(), np.nan)
-            trials.append(wide)
-            masks.append(~np.isnan(wide))
-            inputs.append(None if u is None else u.numpy())
-            sessions.append(index)
-    if any(u is None for u in inputs) and any(u is not None for u in inputs):
-        raise ValueError("inputs were found in some sessions and not in others")
-    info_keys = set.intersection(*(set(r.trial_info) for r in recordings))
-    info = {key: np.concatenate([r.trial_info[key] for r in recordings]) for key in sorted(info_keys)}
-    return Recording.from_trials(trials, masks=masks, inputs=None if inputs[0] is None else inputs, session=sessions,
-                                 bin_size=recordings[0].bin_size, channel_names=names, trial_info=info,
-                                 dtype=recordings[0].y.dtype)  # fmt: skip
+    return Recording.from_sessions(recordings, match_channels=match_channels)
 
 
 # ----- reading ------------------------------------------------------------------------------------------

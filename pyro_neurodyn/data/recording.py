@@ -148,6 +148,45 @@ class Recording:
         return cls(y, mask, torch.tensor(lengths), u, None if session is None else torch.as_tensor(session), bin_size,
                    tuple(channel_names), dict(trial_info or {}))  # fmt: skip
 
+    @classmethod
+    def from_sessions(cls, sessions: Sequence["Recording"], *, match_channels: bool = False) -> "Recording":
+        """Several sessions' Recordings as one: all their trials, ``session`` each trial's index in ``sessions``.
+
+        Channels: by default each session's own, side by side (``D = sum of D_s``; names ``session{s}/{name}``),
+        masked in the other sessions' trials, so a model's readout and encoder input weights of those columns
+        are that session's alone while its dynamics are shared; with ``match_channels=True`` a channel is
+        identified by its name (``channel_names``, or its index when a session has none), so sessions that
+        recorded the same channels share their columns (the union of names, in order of first appearance).
+        Inputs must be present in every session or in none; ``trial_info`` keeps the keys all sessions have."""
+        sessions = list(sessions)
+        if not sessions:
+            raise ValueError("sessions is empty: give at least one Recording")
+        for index, rec in enumerate(sessions):
+            if not isinstance(rec, Recording):
+                raise TypeError(f"sessions[{index}] must be a Recording, got {type(rec).__name__}")
+        if len({rec.u is None for rec in sessions}) > 1:
+            raise ValueError("inputs were found in some sessions and not in others")
+        columns, names = [], []
+        for index, rec in enumerate(sessions):
+            own = list(rec.channel_names) or [str(d) for d in range(rec.num_channels)]
+            own = own if match_channels else [f"session{index}/{name}" for name in own]
+            names.extend(name for name in own if name not in names)
+            columns.append(torch.tensor([names.index(name) for name in own]))
+        length = max(int(rec.y.shape[1]) for rec in sessions)
+        wide = [rec.y.new_zeros(rec.num_trials, length, len(names)) for rec in sessions]
+        wide_mask = [torch.zeros(rec.num_trials, length, len(names), dtype=torch.bool, device=rec.y.device) for rec in sessions]
+        for rec, y, mask, column in zip(sessions, wide, wide_mask, columns):
+            y[:, : rec.y.shape[1], column] = rec.y
+            mask[:, : rec.y.shape[1], column] = rec.mask
+        u = None
+        if sessions[0].u is not None:
+            u = torch.cat([torch.nn.functional.pad(rec.u, (0, 0, 0, length - rec.u.shape[1])) for rec in sessions])
+        info_keys = set.intersection(*(set(rec.trial_info) for rec in sessions))
+        info = {key: np.concatenate([np.asarray(rec.trial_info[key]) for rec in sessions]) for key in sorted(info_keys)}
+        session = torch.cat([torch.full((rec.num_trials,), index, dtype=torch.int64) for index, rec in enumerate(sessions)])
+        return cls(torch.cat(wide), torch.cat(wide_mask), torch.cat([rec.lengths for rec in sessions]), u, session,
+                   sessions[0].bin_size, tuple(names), info)  # fmt: skip
+
     # ----- views ----------------------------------------------------------------------------------------
     @property
     def num_trials(self) -> int:

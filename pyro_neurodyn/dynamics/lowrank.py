@@ -165,6 +165,13 @@ class SharedCovarianceNormal(dist.TorchDistribution):
         white = _apply_factor(self.factors.inverse, value - self.loc)
         return -0.5 * white.square().sum(-1) - (self.factors.half_log_det + 0.5 * self.event_shape[0] * _LOG_2PI)
 
+    def per_coordinate(self) -> dist.TorchDistribution:
+        """The same law as ``Independent(Normal(loc, std), 1)`` when Sigma is diagonal, so that single coordinates
+        can be masked (:func:`~pyro_neurodyn.distributions.mask_observation`); ``self`` when it is not."""
+        if not self.factors.diagonal:
+            return self
+        return dist.Normal(self.loc, self.factors.scale.expand(self.loc.shape)).to_event(1)
+
 
 _LOG_2PI = math.log(2.0 * math.pi)
 

@@ -97,13 +97,13 @@ class Estimator(PlacedEstimator):
         return y, u, mask, lengths
 
     def complete_recording(self, recording: Recording, u: Any = None) -> tuple[Tensor, Optional[Tensor]]:
-        """``(y, u)`` of a Recording for a model that does not take masks yet: accepted when it is complete and of
+        """``(y, u)`` of a Recording for a method that does not take masks yet: accepted when it is complete and of
         equal-length trials, a ValueError naming the model otherwise."""
         y, u, mask, lengths = self.recording_arrays(recording, u)
         if mask is not None or lengths is not None:
             raise ValueError(
-                f"{type(self).__name__} does not take missing entries or ragged trials yet: give a complete Recording of "
-                "equal-length trials, or arrays"
+                f"this method of {type(self).__name__} does not take missing entries or ragged trials yet: give a complete "
+                "Recording of equal-length trials, or arrays"
             )
         return y, u
 

@@ -44,7 +44,7 @@ from ..infer.checkpoint import renamed_modules
 from ..data.recording import Recording
 from .base import Estimator
 from .configs import LowRankRNNConfig, config_arguments
-from .lowrank_initialization import check_enough_pairs, initialize_dynamics, initialize_readout, readout_scale
+from .lowrank_initialization import check_enough_pairs, impute_missing, initialize_dynamics, initialize_readout, readout_scale
 from .lowrank_network import LowRankNetworkViews
 from .lowrank_particles import LowRankFilterResult, LowRankParticleMethods, LowRankSample
 from .lowrank_parts import build_guide, build_model, unit_inputs
@@ -169,7 +169,9 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         trained Poisson model far off, to a NaN loss).
 
         Args:
-            y: recordings ``(trials, T, obs_dim)`` (counts for Poisson). u: inputs ``(trials, T, input_dim)``.
+            y: recordings ``(trials, T, obs_dim)`` (counts for Poisson), or a :class:`~pyro_neurodyn.data.Recording`
+                (ragged trials, missing entries: their likelihood terms are left out, the latent runs through).
+                u: inputs ``(trials, T, input_dim)``.
             num_particles: S per trial. epochs: passes over all trials (``trials // batch_size`` steps
                 each); or num_steps: gradient steps. batch_size: trials per step.
             lr, lr_end: the learning rate decays exponentially from lr to lr_end <= lr (default lr / 100)
@@ -186,7 +188,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        y, u = self.validate(y, u)
+        y, u, mask, _ = self.recording_arrays(y, u)
         init_from_data = check_flag(init_from_data, "init_from_data")
         if init_from_data and not self.losses:
             check_enough_pairs(y)
@@ -212,12 +214,12 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         if self._optimizer_state is not None and self._optimizer_state[0] == optimizer:
             scheduler.set_state(_continued_optimizer_state(self._optimizer_state[1], optimizers[optimizer], lr, gamma))
         elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold, resampling_gradient=resampling_gradient)
-        arguments = dict(y=y, u=u, num_particles=num_particles, num_steps=num_steps, batch_size=batch_size, lr=lr, lr_end=lr_end,
+        arguments = dict(y=y, u=u, mask=mask, num_particles=num_particles, num_steps=num_steps, batch_size=batch_size, lr=lr, lr_end=lr_end,
                          optimizer=optimizer, resampling=resampling, ess_threshold=ess_threshold,
                          resampling_gradient=resampling_gradient, clip_norm=clip_norm, init_from_data=init_from_data, seed=seed)  # fmt: skip
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         if init_from_data and not self.losses:
-            self.initialize_from_data(y, u)
+            self._initialize(y, u, mask, smoothing=2.0)
 
         # the paper's normalization: the bound per trial and time step (fit_svi then scales minibatches up
         # to all trials), so learning rates transfer and RAdam's first, unrectified steps stay small
@@ -237,7 +239,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
             self.num_particles, self._running_optimizer = num_particles, (optimizer, scheduler)
             try:
                 with pyro.validation_enabled(False):
-                    fit_svi(model, guide, elbo, scheduler, [y, u], num_steps=num_steps, batch_size=batch_size,
+                    fit_svi(model, guide, elbo, scheduler, [y, u, mask], num_steps=num_steps, batch_size=batch_size,
                             clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run)  # fmt: skip
                 run.finish(scheduler)
             finally:  # also after an error or Ctrl-C: the optimizer's state goes with the parameters it reached
@@ -265,18 +267,26 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         settles on near-constant rates (the bias alone explains the counts' means), from which the
         encoder proposal and the dynamics do not escape within a usual budget.
 
+        Missing entries of a :class:`~pyro_neurodyn.data.Recording` start at their channel's observed mean, and
+        steps with no observed entry (padding) are left out of the subspace and of the one-step pairs.
+
         Args:
-            y: recordings ``(trials, T, D)``. u: inputs ``(trials, T, Du)``.
+            y: recordings ``(trials, T, D)`` or a Recording. u: inputs ``(trials, T, Du)``.
             smoothing: std in time steps of the Gaussian filter on Poisson counts (ignored for Gaussian).
         """
-        y, u = self.validate(y, u)
+        y, u, mask, _ = self.recording_arrays(y, u)
         smoothing = check_positive(smoothing, "smoothing")
         check_enough_pairs(y)
+        return self._initialize(y, u, mask, smoothing)
+
+    def _initialize(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor], smoothing: float) -> "LowRankRNN":
         gaussian = self.config.observation == "gaussian"
-        latents = initialize_readout(self.model, readout_scale(y, gaussian, smoothing), self.config.rank, gaussian)
+        steps = None if mask is None else mask.any(-1)  # (B, T) steps with an observation
+        m = readout_scale(impute_missing(y, mask), gaussian, smoothing)
+        latents = initialize_readout(self.model, m, self.config.rank, gaussian, steps)
         with torch.no_grad():  # the inputs the units see, with the initial decay
             inputs = None if u is None else unit_inputs(self.model.transition, u, self.config.filter_inputs)
-        initialize_dynamics(self.model, latents, inputs)
+        initialize_dynamics(self.model, latents, inputs, steps)
         return self
 
     # ---------------------------------------------------------------------------------------------

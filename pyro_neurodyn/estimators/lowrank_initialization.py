@@ -20,7 +20,7 @@ from ..dynamics.lowrank import Covariance
 from ..models.lowrank_rnn import LowRankRNNModel
 from .principal_subspace import eye_like, principal_subspace
 
-__all__ = ["SMOOTHED_RATE_FLOOR", "check_enough_pairs", "initialize_dynamics", "initialize_readout", "readout_scale"]
+__all__ = ["SMOOTHED_RATE_FLOOR", "check_enough_pairs", "equal_length_windows", "impute_missing", "initialize_dynamics", "initialize_readout", "readout_scale"]
 
 SMOOTHED_RATE_FLOOR = 0.01  # counts per step; where smoothed Poisson counts are lower, initialization clamps them
 MAX_PAIRS = 20000  # one-step pairs the dynamics are regressed on (a random subset beyond)
@@ -36,6 +36,27 @@ def check_enough_pairs(y: Tensor) -> None:
         )
 
 
+def impute_missing(y: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """``y (B, T, D)`` with each entry missing in ``mask (B, T, D)`` (False) set to its channel's observed mean: a
+    start for the data-driven initialization only (the likelihood never reads missing entries)."""
+    if mask is None:
+        return y
+    weights = mask.to(y.dtype)
+    channel_mean = (y * weights).sum((0, 1)) / weights.sum((0, 1)).clamp(min=1.0)  # (D,)
+    return torch.where(mask, y, channel_mean)
+
+
+def equal_length_windows(y: Tensor, lengths: Optional[Tensor]) -> Tensor:
+    """The steps within each ragged trial of ``y (B, T_max, D)`` (``t < lengths[b]``) cut into consecutive windows
+    of the shortest trial's length W, the remainder of each trial dropped: ``(N, W, D)``. A start for an
+    initialization written for equal-length trials; ``y`` itself when ``lengths`` is None."""
+    if lengths is None:
+        return y
+    width = int(lengths.min())
+    windows = [y[b, start : start + width] for b in range(y.shape[0]) for start in range(0, int(lengths[b]) - width + 1, width)]
+    return torch.stack(windows)
+
+
 def readout_scale(y: Tensor, gaussian: bool, smoothing: float) -> Tensor:
     """Step 0: ``y`` itself (Gaussian), or the link of counts smoothed over ``smoothing`` steps ``(B, T, D)``."""
     if gaussian:
@@ -46,9 +67,10 @@ def readout_scale(y: Tensor, gaussian: bool, smoothing: float) -> Tensor:
 
 
 @torch.no_grad()
-def initialize_readout(model: LowRankRNNModel, m: Tensor, rank: int, gaussian: bool) -> Tensor:
-    """Step 1 on the mean scale ``m (B, T, D)``; returns the projected latents ``(B, T, R)``."""
-    subspace = principal_subspace(m, rank)
+def initialize_readout(model: LowRankRNNModel, m: Tensor, rank: int, gaussian: bool, steps: Optional[Tensor] = None) -> Tensor:
+    """Step 1 on the mean scale ``m (B, T, D)`` (its steps where ``steps (B, T)`` is True; None: all); returns the
+    projected latents ``(B, T, R)``."""
+    subspace = principal_subspace(m, rank, steps)
     top, mean = subspace.directions, subspace.mean  # (D, R), (D,)
     readout = model.readout
     if readout.reads_units:
@@ -69,13 +91,14 @@ def initialize_readout(model: LowRankRNNModel, m: Tensor, rank: int, gaussian: b
     return latents
 
 
-def initialize_dynamics(model: LowRankRNNModel, latents: Tensor, unit_inputs: Optional[Tensor]) -> None:
-    """Step 2: least squares one step ahead on ``latents (B, T, R)`` (with the units' inputs ``(B, T, Du)``),
-    then Sigma_x from the residuals."""
+def initialize_dynamics(model: LowRankRNNModel, latents: Tensor, unit_inputs: Optional[Tensor], steps: Optional[Tensor] = None) -> None:
+    """Step 2: least squares one step ahead on ``latents (B, T, R)`` (with the units' inputs ``(B, T, Du)``), over
+    the pairs of steps both True in ``steps (B, T)`` (None: all), then Sigma_x from the residuals."""
     transition = model.transition
     rank = latents.shape[-1]
-    current, following = latents[:, :-1].reshape(-1, rank), latents[:, 1:].reshape(-1, rank)
-    v = None if unit_inputs is None else unit_inputs[:, :-1].reshape(current.shape[0], -1)
+    pairs = torch.ones_like(latents[:, 1:, 0], dtype=torch.bool) if steps is None else steps[:, :-1] & steps[:, 1:]  # (B, T-1)
+    current, following = latents[:, :-1][pairs], latents[:, 1:][pairs]
+    v = None if unit_inputs is None else unit_inputs[:, :-1][pairs]
     if current.shape[0] > MAX_PAIRS:
         keep = torch.randperm(current.shape[0], generator=torch.Generator().manual_seed(0))[:MAX_PAIRS]
         current, following, v = current[keep], following[keep], None if v is None else v[keep]

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..data.validation import as_inputs, as_trials, check_count
 from ..infer import VSMC_ELBO
+from .base import mark_padding
 
 __all__ = ["LowRankFilterResult", "LowRankParticleMethods", "LowRankSample"]
 
@@ -46,7 +47,7 @@ class LowRankParticleMethods:
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
         """Per-trial estimates of ``log p(y | u)`` ``(trials,)`` from the particle filter (``exp`` of it is unbiased), for
-        ``y (trials, T, D)`` and ``u (trials, T, Du)``.
+        ``y (trials, T, D)`` and ``u (trials, T, Du)``, or a Recording (of its observed entries only).
 
         Raises a RuntimeError on a model that still has its random initial parameters (not fit, not
         loaded, parameters not set by hand), like :meth:`filter` and :meth:`save`."""
@@ -54,12 +55,13 @@ class LowRankParticleMethods:
 
     @torch.no_grad()
     def filter(self, y: Any, u: Any = None, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> LowRankFilterResult:
-        """Run the particle filter (the fit's proposal) over ``y (trials, T, D)`` (``u (trials, T, Du)``); see
-        :class:`LowRankFilterResult` for the shapes."""
+        """Run the particle filter (the fit's proposal) over ``y (trials, T, D)`` (``u (trials, T, Du)``) or a Recording;
+        see :class:`LowRankFilterResult` for the shapes. On a ragged Recording the ``means`` of the padded steps
+        (``t >= lengths``) are NaN; its particles run on through them under the model's dynamics."""
         return self._filter(y, u, num_particles, seed, "filter")
 
     def _filter(self, y: Any, u: Any, num_particles: Optional[int], seed: Optional[int], action: str) -> LowRankFilterResult:
-        y, u = self.validate(y, u)
+        y, u, mask, lengths = self.recording_arrays(y, u)
         if num_particles is not None:
             num_particles = check_count(num_particles, "num_particles")
         if seed is not None:
@@ -69,12 +71,12 @@ class LowRankParticleMethods:
         if seed is not None:
             pyro.set_rng_seed(seed)
         with pyro.validation_enabled(False):
-            record = elbo.filter(self.model, self.guide, y, u)
+            record = elbo.filter(self.model, self.guide, y, u, mask)
         particles = record.states["x"]  # (T, S, B, R)
         weights = record.log_weights.exp()  # (T, S, B)
         means = (weights.unsqueeze(-1) * particles).sum(1)  # (T, B, R)
         return LowRankFilterResult(
-            means=means.transpose(0, 1),
+            means=mark_padding(means.transpose(0, 1), lengths, float("nan")),
             particles=particles.permute(2, 0, 1, 3),
             log_weights=record.log_weights.permute(2, 0, 1),
             ess=record.ess.T,

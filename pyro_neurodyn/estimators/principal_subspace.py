@@ -8,7 +8,7 @@ the smallest eigenvalue when R = D), and the projected latents ``x^ = (m - b) P`
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -29,9 +29,10 @@ class PrincipalSubspace(NamedTuple):
         return (m - (self.mean if offset is None else offset)) @ self.directions
 
 
-def principal_subspace(m: Tensor, rank: int) -> PrincipalSubspace:
-    """The :class:`PrincipalSubspace` of rank ``rank`` of ``m (trials, T, D)`` (by ``eigh`` of the covariance)."""
-    flat = m.reshape(-1, m.shape[-1])
+def principal_subspace(m: Tensor, rank: int, steps: Optional[Tensor] = None) -> PrincipalSubspace:
+    """The :class:`PrincipalSubspace` of rank ``rank`` of ``m (trials, T, D)`` (by ``eigh`` of the covariance), over
+    the steps where ``steps (trials, T)`` is True (None: all; e.g. the steps with an observation)."""
+    flat = m.reshape(-1, m.shape[-1]) if steps is None else m[steps]
     eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T))
     residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if m.shape[-1] > rank else eigenvalues.min().clamp(min=1e-8)
     return PrincipalSubspace(flat.mean(0), eigenvectors[:, -rank:].flip(-1), residual)

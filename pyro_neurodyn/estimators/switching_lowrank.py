@@ -36,7 +36,9 @@ from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
 from ..data.recording import Recording
-from .base import Estimator
+from ..data.recording import observed_entries
+from .base import Estimator, mark_padding
+from .lowrank_initialization import equal_length_windows, impute_missing
 from .configs import SwitchingLowRankRNNConfig, config_arguments
 from .principal_subspace import eye_like, principal_subspace
 from .switching_lowrank_start import affine_labels, fit_state_maps
@@ -142,7 +144,8 @@ class SwitchingLowRankRNN(Estimator):
         """Fit by SVI (Adam, lr decayed 10x over the fit); return ``self`` (losses in ``.losses``).
 
         Args:
-            y: recordings ``(trials, T, obs_dim)`` (counts for Poisson).
+            y: recordings ``(trials, T, obs_dim)`` (counts for Poisson), or a :class:`~pyro_neurodyn.data.Recording`
+                (ragged trials, missing entries: their likelihood terms are left out).
             method: ``"collapsed"`` (encoder guide, states summed out by the forward algorithm; the
                 SRNN's objective) or ``"vsmc"`` (the Rao-Blackwellized particle filter bound with
                 ``num_particles`` particles per trial and the proposal ``.proposal``).
@@ -158,7 +161,7 @@ class SwitchingLowRankRNN(Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        y, _ = self.validate(y)
+        y, _, mask, lengths = self.recording_arrays(y)
         method = check_choice(method, "method", METHODS)
         num_steps = check_count(num_steps, "num_steps")
         lr = check_positive(lr, "lr")
@@ -167,15 +170,15 @@ class SwitchingLowRankRNN(Estimator):
         if method == "collapsed" and resampling_gradient != "none":
             raise ValueError(f"resampling_gradient={resampling_gradient!r} applies to method='vsmc'; the collapsed objective has no resampling")
         init_filter_rounds = check_count(init_filter_rounds, "init_filter_rounds", minimum=0)
-        arguments = dict(y=y, method=method, num_steps=num_steps, lr=lr, num_particles=num_particles, resampling_gradient=resampling_gradient,
+        arguments = dict(y=y, mask=mask, method=method, num_steps=num_steps, lr=lr, num_particles=num_particles, resampling_gradient=resampling_gradient,
                          batch_size=batch_size, init_from_data=init_from_data, init_filter_rounds=init_filter_rounds, clip_norm=clip_norm, seed=seed)  # fmt: skip
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         if seed is not None:
             pyro.set_rng_seed(seed)
         module = self.module
-        module.encoder.set_input_statistics(y)
+        module.encoder.set_input_statistics(y, None, mask)
         if init_from_data and not self.losses:
-            self.initialize_from_data(y, filter_rounds=init_filter_rounds)
+            self._initialize(y, mask, lengths, 3, init_filter_rounds, 64)
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / num_steps), "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})", run=run)
         self.method, self._initialized = method, True
@@ -184,13 +187,13 @@ class SwitchingLowRankRNN(Estimator):
         with pyro.validation_enabled(False):
             if method == "collapsed":
                 elbo = Trace_ELBO(max_plate_nesting=1)
-                fit_svi(module.model, module.guide, elbo, optim, [y], num_steps=num_steps, **common)
+                fit_svi(module.model, module.guide, elbo, optim, [y, None, None, mask, lengths], num_steps=num_steps, **common)
             else:
                 # the bound per trial and time step, as LowRankRNN.fit (fit_svi scales minibatches up to all trials)
                 normalizer = 1.0 / (y.shape[0] * y.shape[1])
                 elbo = VSMC_ELBO(num_particles, resampling_gradient=resampling_gradient)
                 model, guide = poutine.scale(module, normalizer), poutine.scale(self.proposal, normalizer)
-                fit_svi(model, guide, elbo, optim, [y], num_steps=num_steps, **common)
+                fit_svi(model, guide, elbo, optim, [y, None, observed_entries(y, mask, lengths)], num_steps=num_steps, **common)
         run.finish(optim)
         return self
 
@@ -214,11 +217,19 @@ class SwitchingLowRankRNN(Estimator):
            ignores their posterior spread, so more rounds push sigma_x below the truth (0.040 after 5 at 20 trials).
            It pays in long VSMC fits (``benchmarks/bench_switching_lowrank.py``); the maps right after it
            are no closer (20 trials: saddle 0.079 -> 0.111), so it is off by default.
+
+        From a :class:`~pyro_neurodyn.data.Recording`, missing entries start at their channel's observed mean and
+        ragged trials are cut into windows of the shortest trial's length (:func:`.lowrank_initialization.equal_length_windows`).
         """
-        y, _ = self.validate(y)
+        y, _, mask, lengths = self.recording_arrays(y)
         num_rounds = check_count(num_rounds, "num_rounds")
         filter_rounds = check_count(filter_rounds, "filter_rounds", minimum=0)
         num_particles = check_count(num_particles, "num_particles")
+        return self._initialize(y, mask, lengths, num_rounds, filter_rounds, num_particles)
+
+    @torch.no_grad()
+    def _initialize(self, y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor], num_rounds: int, filter_rounds: int, num_particles: int) -> "SwitchingLowRankRNN":
+        y = equal_length_windows(impute_missing(y, mask), lengths)
         self._initialized = True
         if self.config.observation != "gaussian":
             return self
@@ -247,44 +258,52 @@ class SwitchingLowRankRNN(Estimator):
     # ----- decoding ----------------------------------------------------------------------------------
     @torch.no_grad()
     def posterior_latents(self, y: Any) -> Tensor:
-        """Latent path ``(trials, T, R)`` of ``y (trials, T, D)``: the encoder's mean after a collapsed fit, the
-        particle filter's weighted mean ``E[x_t | y_{<=t}]`` after a VSMC fit."""
-        y, _ = self.validate(y)
+        """Latent path ``(trials, T, R)`` of ``y (trials, T, D)`` or a Recording: the encoder's mean after a collapsed
+        fit, the particle filter's weighted mean ``E[x_t | y_{<=t}]`` after a VSMC fit; NaN on padded steps."""
+        y, _, mask, lengths = self.recording_arrays(y)
+        return mark_padding(self._latent_path(y, mask, lengths), lengths, float("nan"))
+
+    def _latent_path(self, y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Tensor:
         self.check_fitted()
         if self.method == "collapsed":
-            return self.module.encoder(y).mean
-        return self._filtered_means(y, self.proposal, self.num_particles)
+            return self.module.encoder(y, None, mask, lengths).mean
+        return self._filtered_means(y, self.proposal, self.num_particles, observed_entries(y, mask, lengths))
 
-    def _filtered_means(self, y: Tensor, proposal: SwitchingKalmanProposal, num_particles: int) -> Tensor:
-        """The particle filter's weighted means ``E[x_t | y_{<=t}]`` ``(trials, T, R)``."""
+    def _filtered_means(self, y: Tensor, proposal: SwitchingKalmanProposal, num_particles: int, mask: Optional[Tensor] = None) -> Tensor:
+        """The particle filter's weighted means ``E[x_t | y_{<=t}]`` ``(trials, T, R)`` (observing ``y`` where ``mask``)."""
         with pyro.validation_enabled(False):
-            record = VSMC_ELBO(num_particles).filter(self.module, proposal, y)
+            record = VSMC_ELBO(num_particles).filter(self.module, proposal, y, None, mask)
         weights = record.log_weights.exp().unsqueeze(-1)  # (T, P, B, 1)
         return (weights * record.states["x"]).sum(1).transpose(0, 1)
 
     @torch.no_grad()
     def state_marginals(self, y: Any) -> Tensor:
         """Smoothed ``p(z_t = k | x)`` at :meth:`posterior_latents`, ``(trials, T, K)`` (forward-backward), for
-        ``y (trials, T, D)``."""
-        return switching_posterior(*self.module.latent_factors(self.posterior_latents(y))).marginals
+        ``y (trials, T, D)`` or a Recording (NaN on padded steps; each trial's chain ends at its length)."""
+        y, _, mask, lengths = self.recording_arrays(y)
+        factors = self.module.latent_factors(self._latent_path(y, mask, lengths), None, lengths)
+        return mark_padding(switching_posterior(*factors).marginals, lengths, float("nan"))
 
     @torch.no_grad()
     def most_likely_states(self, y: Any) -> Tensor:
-        """Viterbi path at :meth:`posterior_latents`, ``(trials, T)`` int64, for ``y (trials, T, D)``."""
-        return switching_viterbi(*self.module.latent_factors(self.posterior_latents(y))).states
+        """Viterbi path at :meth:`posterior_latents`, ``(trials, T)`` int64, for ``y (trials, T, D)`` or a Recording
+        (-1 on padded steps)."""
+        y, _, mask, lengths = self.recording_arrays(y)
+        factors = self.module.latent_factors(self._latent_path(y, mask, lengths), None, lengths)
+        return mark_padding(switching_viterbi(*factors).states, lengths, -1)
 
     @torch.no_grad()
     def log_evidence(self, y: Any, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
-        """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` for ``y (trials, T, D)`` (``exp`` is
-        unbiased) under the fitted (or data-initialized, :meth:`initialize_from_data`) model."""
+        """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` for ``y (trials, T, D)`` or a Recording (of
+        its observed entries; ``exp`` is unbiased) under the fitted (or data-initialized) model."""
         if not self._initialized:
             raise RuntimeError("this SwitchingLowRankRNN has not been fit yet: call fit(y), initialize_from_data(y) or load(path)")
-        y, _ = self.validate(y)
+        y, _, mask, lengths = self.recording_arrays(y)
         if seed is not None:
             pyro.set_rng_seed(seed)
         elbo = VSMC_ELBO(self.num_particles if num_particles is None else check_count(num_particles, "num_particles"))
         with pyro.validation_enabled(False):
-            return elbo.log_evidence(self.module, self.proposal, y)
+            return elbo.log_evidence(self.module, self.proposal, y, None, observed_entries(y, mask, lengths))
 
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int) -> SwitchingSample:

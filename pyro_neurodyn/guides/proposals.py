@@ -105,20 +105,22 @@ class _ModelProposal(PyroModule):
         return self._model
 
     @pyro_method
-    def init(self, state: dict, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
-        self._propose(state, 0, y, u)
+    def init(self, state: dict, y: Tensor, u: Optional[Tensor] = None, mask: Optional[Tensor] = None, **kwargs) -> None:
+        self._propose(state, 0, y, u, mask)
 
     @pyro_method
-    def step(self, state: dict, t: int, y: Tensor, u: Optional[Tensor] = None, **kwargs) -> None:
-        self._propose(state, t, y, u)
+    def step(self, state: dict, t: int, y: Tensor, u: Optional[Tensor] = None, mask: Optional[Tensor] = None, **kwargs) -> None:
+        self._propose(state, t, y, u, mask)
 
     site = "x"  # the model's latent site that the proposal draws
 
-    def _propose(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> None:
+    def _propose(self, state: dict, t: int, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor]) -> None:
         with trial_plate(y.shape[0]):
-            pyro.sample(self.site, self.proposal(state, t, y, u))
+            pyro.sample(self.site, self.proposal(state, t, y, u, mask))
 
-    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor] = None) -> dist.TorchDistribution:
+        """``q(x_t)`` given the particles' ``state``, ``y (B, T, D)``, ``u (B, T, Du)`` and ``mask (B, T, D)`` (True =
+        observed; None: all)."""
         raise NotImplementedError
 
 
@@ -128,6 +130,8 @@ class KalmanUpdate(NamedTuple):
     With ``Lambda = Sigma^{-1}``, ``G = C^T diag(1/r)`` and ``P = (Lambda + G C)^{-1}`` (none depends on
     ``loc``, ``y`` or ``d``), the conditional is ``N(loc @ loc_gain + (y - d) @ data_gain, P)``:
     ``loc_gain = Lambda P`` ``(R, R)``, ``data_gain = G^T P`` ``(D, R)``, ``posterior`` the factors of P.
+    Conditioned on some channels only (:func:`kalman_update` with ``observed (B, D)``), each trial has its
+    own gains: ``loc_gain`` ``(B, R, R)``, ``data_gain`` ``(B, D, R)``, ``posterior`` ``(B, R, R)``.
     """
 
     loc_gain: Tensor
@@ -136,26 +140,44 @@ class KalmanUpdate(NamedTuple):
 
     def distribution(self, loc: Tensor, y: Tensor, bias: Tensor) -> SharedCovarianceNormal:
         """``p(x | y)`` for prior means ``loc`` ``(..., R)``, data ``y`` and readout offsets ``bias`` ``(..., D)``."""
-        return SharedCovarianceNormal(loc @ self.loc_gain + (y - bias) @ self.data_gain, self.posterior)
+        if self.loc_gain.dim() == 2:
+            mean = loc @ self.loc_gain + (y - bias) @ self.data_gain
+        else:  # per-trial gains (..., B, R, R) for means (..., B, R)
+            mean = (loc.unsqueeze(-2) @ self.loc_gain + ((y - bias).unsqueeze(-2) @ self.data_gain)).squeeze(-2)
+        return SharedCovarianceNormal(mean, self.posterior)
 
 
-def kalman_update(prior: CovarianceFactors, form: LinearForm) -> KalmanUpdate:
+def kalman_update(prior: CovarianceFactors, form: LinearForm, observed: Optional[Tensor] = None) -> KalmanUpdate:
     """The :class:`KalmanUpdate` of a prior covariance (its factors) and a linear-Gaussian readout ``form``.
 
-    The R x R algebra runs in float64 (once per pass, so free) and factorizes the posterior precision
-    only: with ``Lambda + G C = L_p L_p^T``, ``F = L_p^{-T}`` is a square root of ``P`` (``F F^T = P``).
+    The R x R algebra runs in float64 and factorizes the posterior precision only: with
+    ``Lambda + G C = L_p L_p^T``, ``F = L_p^{-T}`` is a square root of ``P`` (``F F^T = P``). With
+    ``observed`` ``(B, D)`` bool (True = channel observed) the update conditions each trial on its observed
+    channels only: ``G_b = C^T diag(observed_b / r)``, so a missing channel adds no precision (a trial with
+    none observed keeps its prior); the gains then carry the batch dim B.
     """
     dtype = form.weight.dtype
     inverse = (torch.diag_embed(prior.inverse) if prior.diagonal else prior.inverse).double()
     weight = form.weight.double()
     prior_precision = inverse.T @ inverse
     weighted_weight_t = weight.T / form.variance.double()  # G = C^T diag(1/r), (R, D)
+    if observed is not None:
+        weighted_weight_t = weighted_weight_t * observed.double().unsqueeze(-2)  # (B, R, D)
     precision_tril = torch.linalg.cholesky(prior_precision + weighted_weight_t @ weight)
     eye = torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device)
-    scale = torch.linalg.solve_triangular(precision_tril, eye, upper=False).T
-    covariance = scale @ scale.T
-    posterior = CovarianceFactors(scale.to(dtype), precision_tril.T.to(dtype), -precision_tril.diagonal().log().sum().to(dtype))
-    return KalmanUpdate((prior_precision @ covariance).to(dtype), (weighted_weight_t.T @ covariance).to(dtype), posterior)
+    scale = torch.linalg.solve_triangular(precision_tril, eye.expand(precision_tril.shape), upper=False).mT
+    covariance = scale @ scale.mT
+    half_log_det = -precision_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    posterior = CovarianceFactors(scale.to(dtype), precision_tril.mT.to(dtype), half_log_det.to(dtype))
+    return KalmanUpdate((prior_precision @ covariance).to(dtype), (weighted_weight_t.mT @ covariance).to(dtype), posterior)
+
+
+def masked_update(update: KalmanUpdate, prior: CovarianceFactors, form: LinearForm, mask: Optional[Tensor], t: int) -> KalmanUpdate:
+    """``update`` (all channels observed) or, where ``mask (B, T, D)`` misses a channel at step ``t``, the
+    per-trial update conditioned on the observed channels (:func:`kalman_update`)."""
+    if mask is None or bool(mask[:, t].all()):
+        return update
+    return kalman_update(prior, form, mask[:, t])
 
 
 class OptimalProposal(_ModelProposal):
@@ -179,12 +201,13 @@ class OptimalProposal(_ModelProposal):
         form = model.readout_linear_form(None)
         return form, kalman_update(constants.initial_noise, form), kalman_update(constants.noise, form)
 
-    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor] = None) -> dist.TorchDistribution:
         model = self.model
         form, initial_update, update = self._updates(state)
         prior = model.latent_prior(state, t, u)
         bias = form.bias if prior.v is None else model.readout_linear_form(prior.v).bias
-        return (initial_update if t == 0 else update).distribution(prior.loc, y[:, t], bias)
+        update = masked_update(initial_update if t == 0 else update, prior.noise, form, mask, t)
+        return update.distribution(prior.loc, y[:, t], bias)
 
 
 class CausalConvEncoder(nn.Module):
@@ -226,7 +249,9 @@ class EncoderProposal(_ModelProposal):
         super().__init__(model, "encoder_proposal")
         self.encoder = CausalConvEncoder(obs_dim, model.transition.rank, kernel_sizes, channels, init_scale)
 
-    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor] = None) -> dist.TorchDistribution:
+        # missing entries are 0 in y (a Recording's convention); the encoder reads them as such and the
+        # VSMC weights, whose likelihood skips them, correct the proposal for it
         mean, log_var = pass_constant(state, self, lambda: self.encoder(y))
         prior = self.model.latent_prior(state, t, u)
         prior_precision = prior.noise.variance().reciprocal()
@@ -266,19 +291,21 @@ class SwitchingKalmanProposal(_ModelProposal):
         priors = tuple(CovarianceFactors.from_std(s) for s in (initial_scale, scale))
         return (form,) + tuple((prior, None if form is None else kalman_update(prior, form)) for prior in priors)
 
-    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor]) -> dist.TorchDistribution:
+    def proposal(self, state: dict, t: int, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor] = None) -> dist.TorchDistribution:
         model = self.model
         prediction = model.predict(state, t, u)
         scale = model.latent_log_scale.exp().expand(model.latent_dim)
         form, initial, step = self._updates(state, model.init_log_scale.exp(), scale)
         prior, update = initial if t == 0 else step
+        if form is not None:
+            update = masked_update(update, prior, form, mask, t)
         if self.moments == "prior_mean":
             loc = (prediction.log_probs.exp().unsqueeze(-1) * prediction.means).sum(-2)
             return SharedCovarianceNormal(loc, prior) if form is None else update.distribution(loc, y[:, t], form.bias)
         if form is None:
             return moment_matched_normal(prediction.means, prediction.log_probs, _full(prior))
         means = prediction.means @ update.loc_gain + (y[:, t].unsqueeze(-2) - form.bias) @ update.data_gain  # (..., K, R)
-        log_weights = prediction.log_probs - 0.5 * (prediction.means * prior.inverse).square().sum(-1) + 0.5 * (means @ update.posterior.inverse.T).square().sum(-1)
+        log_weights = prediction.log_probs - 0.5 * (prediction.means * prior.inverse).square().sum(-1) + 0.5 * (means @ update.posterior.inverse.mT).square().sum(-1)
         return moment_matched_normal(means, torch.log_softmax(log_weights, -1), update.posterior)
 
 
@@ -300,7 +327,7 @@ def moment_matched_normal(means: Tensor, log_weights: Tensor, factors: Covarianc
     """
     weights = log_weights.exp()
     mean = (weights.unsqueeze(-1) * means).sum(-2)
-    white = (means - mean.unsqueeze(-2)) @ factors.inverse.T  # (..., K, R)
+    white = (means - mean.unsqueeze(-2)) @ factors.inverse.mT  # (..., K, R)
     eye = torch.eye(means.shape[-1], dtype=means.dtype, device=means.device)
     spread_tril = torch.linalg.cholesky(eye + torch.einsum("...k,...ki,...kj->...ij", weights, white, white))
     inverse = torch.linalg.solve_triangular(spread_tril, factors.inverse.expand(spread_tril.shape), upper=False)

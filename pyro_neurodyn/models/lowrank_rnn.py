@@ -16,6 +16,9 @@ The program is written as ``init(state, y, u)`` / ``step(state, t, y, u)`` in th
 Each step samples site ``"x"`` and observes site ``"y"`` inside the plate ``"trials"`` (dim -1) and writes
 ``state["x"]`` ``(..., B, R)`` (and ``state["v"]`` ``(..., B, Du)`` with inputs). ``y = None`` samples the
 recordings instead (generation; give ``num_trials`` to ``init`` when there are neither ``y`` nor ``u``).
+``mask (B, T, D)`` (True = observed, None: all) restricts the likelihood of ``y_t`` to its observed entries:
+a missing entry or a padded step after the end of a trial contributes nothing, and the latent runs on
+through it.
 ``state`` is a :class:`~pyro_neurodyn.infer.ParticleState` under VSMC_ELBO (and in :meth:`forward`), whose
 ``constants`` and ``memo`` keep what a pass and a step compute once; any other dict works too, the values
 then being recomputed on every call.
@@ -33,6 +36,7 @@ from pyro.nn import PyroModule, pyro_method
 from torch import Tensor, nn
 
 from ..dynamics.lowrank import Covariance, CovarianceFactors, LowRankTransition, SharedCovarianceNormal
+from ..distributions.observation_mask import mask_observation
 from ..dynamics.readouts import LinearForm
 from ..infer.particle_state import ParticleState, pass_constant, step_memo
 from .module_names import unique_module_name
@@ -164,30 +168,42 @@ class LowRankRNNModel(PyroModule):
     # ---------------------------------------------------------------------------------------------
     # the Pyro program
     @pyro_method
-    def init(self, state: dict, y: Optional[Tensor], u: Optional[Tensor] = None, *, num_trials: Optional[int] = None) -> Tensor:
+    def init(
+        self, state: dict, y: Optional[Tensor], u: Optional[Tensor] = None, mask: Optional[Tensor] = None, *, num_trials: Optional[int] = None
+    ) -> Tensor:
         """Sample ``x_0``, observe (or sample) ``y_0``; write ``state``; return ``y_0``."""
         prior = self.latent_prior(state, 0, u)
-        return self._sample_step(state, prior, y, 0, _num_trials(y, u, num_trials))
+        return self._sample_step(state, prior, y, mask, 0, _num_trials(y, u, num_trials))
 
     @pyro_method
-    def step(self, state: dict, t: int, y: Optional[Tensor], u: Optional[Tensor] = None, **kwargs) -> Tensor:
+    def step(self, state: dict, t: int, y: Optional[Tensor], u: Optional[Tensor] = None, mask: Optional[Tensor] = None, **kwargs) -> Tensor:
         """Sample ``x_t`` given ``state``, observe (or sample) ``y_t``; write ``state``; return ``y_t``."""
         prior = self.latent_prior(state, t, u)
-        return self._sample_step(state, prior, y, t, state["x"].shape[-2])
+        return self._sample_step(state, prior, y, mask, t, state["x"].shape[-2])
 
-    def _sample_step(self, state: dict, prior: LatentPrior, y: Optional[Tensor], t: int, num_trials: int) -> Tensor:
+    def _sample_step(self, state: dict, prior: LatentPrior, y: Optional[Tensor], mask: Optional[Tensor], t: int, num_trials: int) -> Tensor:
         constants = self.pass_constants(state)
         with trial_plate(num_trials):
             x = pyro.sample("x", SharedCovarianceNormal(prior.loc, prior.noise))
             source = _readout_source(constants.transition, constants.readout, x, prior.v)
             observation = constants.readout(source, constants.readout_noise)
+            if mask is not None:
+                observation = mask_observation(_per_channel(observation), mask[:, t])
             y_t = pyro.sample("y", observation, obs=None if y is None else y[:, t])
         state["x"] = x
         if prior.v is not None:
             state["v"] = prior.v.expand(x.shape[:-1] + prior.v.shape[-1:])
         return y_t
 
-    def forward(self, y: Optional[Tensor] = None, u: Optional[Tensor] = None, *, num_trials: Optional[int] = None, num_steps: Optional[int] = None) -> dict:
+    def forward(
+        self,
+        y: Optional[Tensor] = None,
+        u: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+        *,
+        num_trials: Optional[int] = None,
+        num_steps: Optional[int] = None,
+    ) -> dict:
         """The whole sequence as one program (sites ``"t/x"``, ``"t/y"`` for t = 0..T-1).
 
         Returns ``{"x": (B, T, R), "y": (B, T, D)}``, the latents and the (observed or sampled) recordings.
@@ -200,7 +216,7 @@ class LowRankRNNModel(PyroModule):
         latents, observations = [], []
         for t in range(num_steps):
             with scope(prefix=str(t)):
-                y_t = self.init(state, y, u, num_trials=num_trials) if t == 0 else self.step(state, t, y, u)
+                y_t = self.init(state, y, u, mask, num_trials=num_trials) if t == 0 else self.step(state, t, y, u, mask)
             latents.append(state["x"])
             observations.append(y_t)
         return {"x": torch.stack(latents, dim=-2), "y": torch.stack(observations, dim=-2)}
@@ -226,6 +242,11 @@ def _num_trials(y: Optional[Tensor], u: Optional[Tensor], num_trials: Optional[i
     if num_trials is None:
         raise ValueError("give y, u or num_trials to set the number of trials")
     return num_trials
+
+
+def _per_channel(observation):
+    """A diagonal Gaussian readout as independent channels (which a mask can split); others as they are."""
+    return observation.per_coordinate() if isinstance(observation, SharedCovarianceNormal) else observation
 
 
 def _readout_source(transition: LowRankTransition, readout: nn.Module, x: Tensor, v: Optional[Tensor]) -> Tensor:

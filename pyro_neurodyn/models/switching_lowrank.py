@@ -41,6 +41,7 @@ import torch.distributions as td
 from pyro.nn import pyro_method
 from torch import Tensor
 
+from ..distributions.observation_mask import mask_observation
 from ..dynamics import LowRankBank, make_emission, make_transitions
 from ..dynamics.readouts import LinearForm
 from ..guides.encoders import RecurrentEncoder
@@ -137,19 +138,21 @@ class SwitchingLowRankModel(SwitchingStateSpaceModel):
 
     # ----- the particle program (VSMC) ---------------------------------------------------------------
     @pyro_method
-    def init(self, state: dict, y: Optional[Tensor], u: Optional[Tensor] = None, **kwargs) -> Tensor:
-        """Score (or sample) ``x_1`` from the initial mixture, observe ``y_1``; write ``state``."""
-        return self._particle_step(state, self.predict(state, 0, u), y, 0)
+    def init(self, state: dict, y: Optional[Tensor], u: Optional[Tensor] = None, mask: Optional[Tensor] = None, **kwargs) -> Tensor:
+        """Score (or sample) ``x_1`` from the initial mixture, observe ``y_1`` (its entries where ``mask (B, T, D)``
+        is True; None: all); write ``state``."""
+        return self._particle_step(state, self.predict(state, 0, u), y, mask, 0)
 
     @pyro_method
-    def step(self, state: dict, t: int, y: Optional[Tensor], u: Optional[Tensor] = None, **kwargs) -> Tensor:
-        """Score (or sample) ``x_t`` from the predicted mixture, observe ``y_t``; write ``state``."""
-        return self._particle_step(state, self.predict(state, t, u), y, t)
+    def step(self, state: dict, t: int, y: Optional[Tensor], u: Optional[Tensor] = None, mask: Optional[Tensor] = None, **kwargs) -> Tensor:
+        """Score (or sample) ``x_t`` from the predicted mixture, observe ``y_t`` (where ``mask`` is True); write ``state``."""
+        return self._particle_step(state, self.predict(state, t, u), y, mask, t)
 
-    def _particle_step(self, state: dict, prediction: StatePrediction, y: Optional[Tensor], t: int) -> Tensor:
+    def _particle_step(self, state: dict, prediction: StatePrediction, y: Optional[Tensor], mask: Optional[Tensor], t: int) -> Tensor:
         with trial_plate(y.shape[0]):
             x = pyro.sample("x", prediction.distribution())
-            y_t = pyro.sample("y", td.Independent(self.emission(x), 1), obs=y[:, t])
+            observation = td.Independent(self.emission(x), 1)
+            y_t = pyro.sample("y", mask_observation(observation, None if mask is None else mask[:, t]), obs=y[:, t])
         log_joint = prediction.log_probs + prediction.components().log_prob(x.unsqueeze(-2))  # (..., K)
         state["log_alpha"] = log_joint - torch.logsumexp(log_joint, -1, keepdim=True)
         state["x"] = x

@@ -60,21 +60,26 @@ class LowRankPredictive:
     """:class:`~pyro_neurodyn.predictive.protocol.PredictiveModel` of a fitted :class:`LowRankRNN`."""
 
     num_states = None
+    takes_masks = True  # posterior_draws accepts mask and lengths (a Recording's missing entries and padding)
 
     def __init__(self, fitted: LowRankRNN):
         self.fitted = fitted
         self.validate = fitted.validate
 
     @torch.no_grad()
-    def posterior_draws(self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int) -> PosteriorDraws:
+    def posterior_draws(
+        self, y: Tensor, u: Optional[Tensor], num_samples: int, num_particles: int, mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None
+    ) -> PosteriorDraws:
+        """Draws given ``y (B, T, D)``; with ``mask (B, T, D)`` the filter and the log-likelihood read the observed
+        entries only (``lengths`` is in the mask: its padding is unobserved), and the latents run through the rest."""
         model = self.fitted.model
         with pyro.validation_enabled(False):
-            record = VSMC_ELBO(num_particles).filter(model, self.fitted.guide, y, u)
+            record = VSMC_ELBO(num_particles).filter(model, self.fitted.guide, y, u, mask)
             latents = backward_simulation(record.states["x"], record.log_weights, self._transition_log_density(record), num_samples)
             sites = {f"{t}/x": latents[:, :, t] for t in range(y.shape[1])}
-            draws = replicated_observations(model, sites, num_samples, y, u)
+            draws = replicated_observations(model, sites, num_samples, y, u, mask)
             y_rep = torch.stack([draws[f"{t}/y"] for t in range(y.shape[1])], dim=2)
-            log_likelihood = observed_log_likelihood(model, sites, num_samples, 1, y, u)
+            log_likelihood = observed_log_likelihood(model, sites, num_samples, 1, y, u, mask)
         return PosteriorDraws(latents, None, y_rep, log_likelihood)
 
     def _transition_log_density(self, record: ParticleFilterResult):

@@ -23,12 +23,14 @@ segmentations, each refined by a short EM run, the best continued.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
+from ..data.recording import observed_entries
 from ..data.validation import as_trials, check_count
 from ..distributions import (
     SwitchingFactors,
@@ -117,15 +119,33 @@ class AutoregressiveHMM(ObservedChainProgram, _EMFitting, PyroModule):
         white = torch.einsum("kij,...kj->...ki", inverse_tril, diff)
         return -0.5 * white.square().sum(-1) - self.log_scale.sum(-1) - 0.5 * LOG_2PI * self.obs_dim
 
-    def factors(self, y: Tensor) -> SwitchingFactors:
+    def factors(self, y: Tensor, mask: Optional[Tensor] = None) -> SwitchingFactors:
         """The chain of ``y (..., T, D)``: ``emission_logp (..., T, K)`` (the initial Gaussians for
-        t <= L, the autoregressions after), ``init_logits (K,)``, stationary ``trans_logits (K, K)``."""
+        t <= L, the autoregressions after), ``init_logits (K,)``, stationary ``trans_logits (K, K)``.
+        With ``mask (..., T, D)`` (True = observed) a step is scored only if :meth:`counted_steps` counts it
+        (0 otherwise: the padding after a trial's end leaves the trimmed trial's chain exactly)."""
         if y.dim() < 2 or y.shape[-1] != self.obs_dim:
             raise ValueError(f"y must end in (T, D = {self.obs_dim}), got shape {tuple(y.shape)}")
         head = y[..., : self.lags, :].unsqueeze(-2)
         init_logp = gaussian_log_density(head, self.init_loc, self.init_log_scale.exp())  # (..., min(T, L), K)
         emission_logp = torch.cat([init_logp, self._ar_log_density(y)], -2) if y.shape[-2] > self.lags else init_logp
+        counted = self.counted_steps(mask)
+        if counted is not None:
+            emission_logp = torch.where(counted.unsqueeze(-1), emission_logp, torch.zeros((), dtype=emission_logp.dtype, device=emission_logp.device))
         return SwitchingFactors(self.init_logits, self.transitions(), emission_logp)
+
+    def counted_steps(self, mask: Optional[Tensor]) -> Optional[Tensor]:
+        """``(..., T)`` bool, the steps whose emission is scored given ``mask (..., T, D)`` (None: all): ``y_t``
+        observed in every channel and, for ``t >= L``, its L lags too (the regression needs the whole past
+        vector). A partly observed step, and the L steps after it, drop out of the likelihood entirely: the
+        likelihood of the complete steps given their pasts (exact for ragged trials, whose padding is at the end)."""
+        if mask is None:
+            return None
+        complete = mask.all(-1)  # (..., T)
+        counted = complete.clone()
+        for lag in range(1, self.lags + 1):
+            counted[..., self.lags :] &= complete[..., self.lags - lag : complete.shape[-1] - lag]
+        return counted
 
     def _validate(self, y, name: str = "y", min_steps: int = 2) -> Tensor:
         y = as_trials(y, name, min_steps=min_steps, dtype=self.weight.dtype, device=self.weight.device)  # the model's dtype and device
@@ -133,20 +153,37 @@ class AutoregressiveHMM(ObservedChainProgram, _EMFitting, PyroModule):
             raise ValueError(f"{name} has {y.shape[-1]} channels but the model has obs_dim = {self.obs_dim}")
         return y
 
-    @torch.no_grad()
-    def log_likelihood(self, y) -> Tensor:
-        """Exact ``log p(y_b)`` per trial, ``(trials,)``, for ``y (trials, T, D)`` (T >= 2)."""
-        return switching_log_marginal(*self.factors(self._validate(y)))
+    def _observed(self, y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor]) -> Optional[Tensor]:
+        """``mask (trials, T, D)`` and ``lengths (trials,)`` checked against ``y`` and combined (None: all observed)."""
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=y.device)
+            if mask.dtype != torch.bool or mask.shape != y.shape:
+                raise ValueError(f"mask must be a bool tensor of y's shape {tuple(y.shape)}, got {mask.dtype} {tuple(mask.shape)}")
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=y.device)
+            if lengths.shape != y.shape[:1] or bool((lengths < 1).any()) or bool((lengths > y.shape[1]).any()):
+                raise ValueError(f"lengths must hold one length in 1..T = {y.shape[1]} per trial ({y.shape[0]}), got {lengths.tolist()}")
+        return observed_entries(y, mask, lengths)
 
     @torch.no_grad()
-    def state_marginals(self, y) -> Tensor:
-        """Smoothed ``p(z_t = k | y)``, ``(trials, T, K)``, for ``y (trials, T, D)``."""
-        return switching_posterior(*self.factors(self._validate(y))).marginals
+    def log_likelihood(self, y, mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> Tensor:
+        """Exact ``log p(y_b)`` per trial, ``(trials,)``, for ``y (trials, T, D)`` (T >= 2); with ``mask (trials, T, D)``
+        and ``lengths (trials,)``, of the steps :meth:`counted_steps` counts."""
+        y = self._validate(y)
+        return switching_log_marginal(*self.factors(y, self._observed(y, mask, lengths)))
 
     @torch.no_grad()
-    def most_likely_states(self, y) -> Tensor:
-        """Viterbi path ``(trials, T)`` int64 for ``y (trials, T, D)``."""
-        return switching_viterbi(*self.factors(self._validate(y))).states
+    def state_marginals(self, y, mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> Tensor:
+        """Smoothed ``p(z_t = k | y)``, ``(trials, T, K)``, for ``y (trials, T, D)`` (``mask``, ``lengths`` as in
+        :meth:`log_likelihood`; the padding's marginals are the prior chain's continuation)."""
+        y = self._validate(y)
+        return switching_posterior(*self.factors(y, self._observed(y, mask, lengths))).marginals
+
+    @torch.no_grad()
+    def most_likely_states(self, y, mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> Tensor:
+        """Viterbi path ``(trials, T)`` int64 for ``y (trials, T, D)`` (``mask``, ``lengths`` as in :meth:`log_likelihood`)."""
+        y = self._validate(y)
+        return switching_viterbi(*self.factors(y, self._observed(y, mask, lengths))).states
 
     # ------------------------------------------------------------------ forecasting
 

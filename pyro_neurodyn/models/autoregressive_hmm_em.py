@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data.recording import steps_within
 from ..data.validation import as_state_labels, check_count, check_positive
 from ..distributions import switching_log_marginal, switching_posterior
 from .autoregressive_hmm_init import _kmeans_labels, _random_segmentation
@@ -56,16 +57,20 @@ class _EMFitting:
     """EM fitting of :class:`~pyro_neurodyn.models.AutoregressiveHMM` (a mixin: it uses the model's
     parameters, :meth:`factors` and :meth:`_validate`)."""
 
-    def _expected_statistics(self, y: Tensor) -> tuple[float, ARHMMStatistics]:
-        """E step: ``log p(y)`` summed over trials and the :class:`ARHMMStatistics`."""
-        factors = self.factors(y)
+    def _expected_statistics(self, y: Tensor, observed: Optional[Tensor] = None, pairs: Optional[Tensor] = None) -> tuple[float, ARHMMStatistics]:
+        """E step: ``log p(y)`` summed over trials and the :class:`ARHMMStatistics`; with ``observed (trials, T, D)``
+        only the counted steps (:meth:`counted_steps`) weigh in the M step, and with ``pairs (trials, T-1)`` only
+        the transitions within the trials."""
+        factors = self.factors(y, observed)
         log_p = float(switching_log_marginal(*factors).sum())
         marginals, pairwise = switching_posterior(*factors)
+        counted = self.counted_steps(observed)
+        weights = marginals if counted is None else marginals * counted.unsqueeze(-1)
         stats = ARHMMStatistics(
-            marginals[:, : self.lags],
-            marginals[:, self.lags :].reshape(-1, self.num_states),
+            weights[:, : self.lags],
+            weights[:, self.lags :].reshape(-1, self.num_states),
             marginals[:, 0].sum(0),
-            pairwise.sum((0, 1)),
+            (pairwise if pairs is None else pairwise * pairs[..., None, None]).sum((0, 1)),
         )
         return log_p, stats
 
@@ -116,7 +121,7 @@ class _EMFitting:
     def _em(self, y: Tensor, design: _Design, num_iters: int, options: _EMOptions) -> list[float]:
         history = []
         for _ in range(num_iters):
-            log_p, stats = self._expected_statistics(y)
+            log_p, stats = self._expected_statistics(y, design.observed, design.pairs)
             history.append(log_p)
             if options.tol is not None and len(history) > 1 and abs(history[-1] - history[-2]) <= options.tol * abs(history[-1]):
                 break
@@ -137,8 +142,14 @@ class _EMFitting:
         transition_prior: float = 0.0,
         sticky_prior: float = 0.0,
         tol: float | None = None,
+        mask: Optional[Tensor] = None,
+        lengths: Optional[Tensor] = None,
     ) -> list[float]:
         r"""Exact EM (Baum-Welch) on ``y (trials, T, D)``; returns log p(y) (summed over trials) per iteration.
+
+        With ``mask (trials, T, D)`` (True = observed) and ``lengths (trials,)`` (ragged trials padded to T) the
+        likelihood is that of the counted steps (:meth:`counted_steps`), the M step weighs those only, no
+        transition is counted after a trial's end, and the starting labels cluster the counted steps.
 
         E step: :func:`~pyro_neurodyn.distributions.switching_posterior` (smoothed and pairwise marginals).
         M step, in closed form: per state the weighted least squares ``[A_k, b_k] = (X^T W_k X + ridge I)^{-1}
@@ -166,6 +177,7 @@ class _EMFitting:
         Measured (1 thread, 16 trials x 200 steps x 10 channels, K = 2, defaults): about 0.5-0.7 s.
         """
         y = self._validate(y, min_steps=max(2, self.lags + 1))
+        observed = self._observed(y, mask, lengths)
         num_iters = check_count(num_iters, "num_iters")
         num_restarts = check_count(num_restarts, "num_restarts")
         restart_iters = check_count(restart_iters, "restart_iters")
@@ -175,15 +187,16 @@ class _EMFitting:
             _check_real(sticky_prior, "sticky_prior", 0.0),
             None if tol is None else check_positive(tol, "tol"),
         )
-        design = _design(y, self.lags, check_positive(min_scale, "min_scale"))
+        pairs = None if lengths is None else steps_within(torch.as_tensor(lengths, device=y.device), y.shape[1])[:, 1:]
+        design = _design(y, self.lags, check_positive(min_scale, "min_scale"), observed, pairs)
         generator = np.random.default_rng(seed)
-        first_labels = self._initial_labels(y, init, generator)
+        first_labels = self._initial_labels(y, init, generator, design.label_rows)
         if num_restarts == 1:
             self._maximize_from_labels(design, first_labels, options)
             return self._em(y, design, num_iters, options)
         best = None
         for start in range(num_restarts):
-            labels = first_labels if start == 0 else self._restart_labels(y, start, generator)
+            labels = first_labels if start == 0 else self._restart_labels(y, start, generator, design.label_rows)
             self._maximize_from_labels(design, labels, options)
             history = self._em(y, design, min(restart_iters, num_iters), options)
             if best is None or history[-1] > best[0][-1]:
@@ -194,19 +207,19 @@ class _EMFitting:
             history = history + self._em(y, design, num_iters - len(history), options)
         return history
 
-    def _restart_labels(self, y: Tensor, start: int, generator: np.random.Generator) -> Tensor:
+    def _restart_labels(self, y: Tensor, start: int, generator: np.random.Generator, rows: Optional[Tensor] = None) -> Tensor:
         """Labels of restart ``start`` >= 1: k-means on positions first, then random sticky segmentations."""
         if start == 1:
-            return _kmeans_labels(y, self.num_states, generator, dynamics_features=False)
+            return _kmeans_labels(y, self.num_states, generator, dynamics_features=False, rows=rows)
         return _random_segmentation(y.shape[:2], self.num_states, generator).to(y.device)
 
-    def _initial_labels(self, y: Tensor, init: str | Tensor, generator: np.random.Generator) -> Tensor:
+    def _initial_labels(self, y: Tensor, init: str | Tensor, generator: np.random.Generator, rows: Optional[Tensor] = None) -> Tensor:
         if isinstance(init, str):
             if init not in INITS:
                 raise ValueError(f"init must be one of {INITS} or a (trials, T) tensor of labels, got {init!r}")
             if init == "random":
                 return _random_segmentation(y.shape[:2], self.num_states, generator).to(y.device)
-            return _kmeans_labels(y, self.num_states, generator)
+            return _kmeans_labels(y, self.num_states, generator, rows=rows)
         labels = as_state_labels(init, "init", num_states=self.num_states, device=y.device)
         if labels.shape != y.shape[:2]:
             raise ValueError(f"init labels must have shape (trials, T) = {tuple(y.shape[:2])}, got {tuple(labels.shape)}")
@@ -223,20 +236,26 @@ class _EMOptions(NamedTuple):
 class _Design(NamedTuple):
     """Fixed regression data of an EM run: ``regressors (M, P+1)`` ``[lags, 1]``, ``targets (M, D)``,
     ``ridge_mask (P+1, P+1)`` (identity without the bias), ``head (trials, L, D)`` the first L steps,
-    ``variance_floor (D,)``."""
+    ``variance_floor (D,)``; with missing data ``observed (trials, T, D)``, the transitions within the trials
+    ``pairs (trials, T-1)`` and the rows k-means may cluster, ``label_rows (trials, T-1)`` (None: all)."""
 
     regressors: Tensor
     targets: Tensor
     ridge_mask: Tensor
     head: Tensor
     variance_floor: Tensor
+    observed: Optional[Tensor] = None
+    pairs: Optional[Tensor] = None
+    label_rows: Optional[Tensor] = None
 
 
-def _design(y: Tensor, lags: int, min_scale: float) -> _Design:
+def _design(y: Tensor, lags: int, min_scale: float, observed: Optional[Tensor] = None, pairs: Optional[Tensor] = None) -> _Design:
     regressors = lagged_regressors(y, lags).reshape(-1, lags * y.shape[-1])
     regressors = torch.cat([regressors, torch.ones_like(regressors[:, :1])], -1)
     mask = torch.eye(regressors.shape[-1], dtype=y.dtype, device=y.device)
     mask[-1, -1] = 0.0
-    std = y.reshape(-1, y.shape[-1]).std(0)
+    complete = None if observed is None else observed.all(-1)  # (trials, T)
+    std = (y.reshape(-1, y.shape[-1]) if complete is None else y[complete]).std(0)
     floor = (min_scale * torch.where(std > 0, std, torch.ones_like(std))).square()
-    return _Design(regressors, y[:, lags:].reshape(-1, y.shape[-1]), mask, y[:, :lags], floor)
+    rows = None if complete is None else complete[:, 1:] & complete[:, :-1]  # k-means reads y_t and y_t - y_{t-1}
+    return _Design(regressors, y[:, lags:].reshape(-1, y.shape[-1]), mask, y[:, :lags], floor, observed, pairs, rows)

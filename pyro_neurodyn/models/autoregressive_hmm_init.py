@@ -4,9 +4,11 @@ sticky segmentations."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
-from scipy.cluster.vq import kmeans2
+from scipy.cluster.vq import kmeans2, vq
 from torch import Tensor
 
 __all__ = ["principal_component_scores"]
@@ -34,15 +36,23 @@ def _rotation_features(y: Tensor, max_dim: int = 10) -> Tensor:
     return (outer - outer.transpose(-1, -2))[..., rows, cols]
 
 
-def _kmeans_labels(y: Tensor, num_states: int, generator: np.random.Generator, dynamics_features: bool = True) -> Tensor:
+def _kmeans_labels(
+    y: Tensor, num_states: int, generator: np.random.Generator, dynamics_features: bool = True, rows: Optional[Tensor] = None
+) -> Tensor:
     """k-means labels ``(trials, T)`` on standardized ``[y_t, y_t - y_{t-1}, rotation features]``
-    (:func:`_rotation_features`), or on ``y_t`` alone; step 0 takes step 1's label. On ``y``'s device."""
+    (:func:`_rotation_features`), or on ``y_t`` alone; step 0 takes step 1's label. On ``y``'s device.
+    ``rows (trials, T-1)`` bool: cluster those steps only (e.g. the complete ones), label the rest by the
+    nearest centre."""
     device, y = y.device, y.double().cpu()
     parts = [y[:, 1:], y[:, 1:] - y[:, :-1], _rotation_features(y)] if dynamics_features else [y[:, 1:]]
     features = torch.cat(parts, -1).flatten(0, 1)
-    std = features.std(0)
-    features = (features - features.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
-    _, labels = kmeans2(features.numpy(), num_states, minit="++", seed=generator)
+    chosen = features if rows is None else features[rows.cpu().flatten()]
+    std = chosen.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    features, chosen = (features - chosen.mean(0)) / std, (chosen - chosen.mean(0)) / std
+    centres, labels = kmeans2(chosen.numpy(), num_states, minit="++", seed=generator)
+    if rows is not None:
+        labels, _ = vq(features.numpy(), centres)
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(y.shape[0], y.shape[1] - 1)
     return torch.cat([labels[:, :1], labels], 1).to(device)
 

@@ -5,6 +5,9 @@ Recording (``mask``/``lengths``), against 16 trials all of the mean length; one 
 gradient and an Adam update through the model's own ``model``/``guide`` (what ``SRNN.fit`` runs per step).
 "Padded" scores the ragged batch padded to its longest trial in one call; "bucketed" splits it into
 ``--buckets`` groups of similar length, each padded to its own longest trial, and sums their losses.
+"Epoch of minibatches" is what a fit with ``batch_size`` = 16 / buckets runs: one pass over the trials in
+minibatches (``fit_svi``'s :class:`~pyro_neurodyn.infer.fit_run.Minibatches`, buckets of similar length
+cut to their longest trial on ragged data) against the same on the equal-length trials.
 
     python benchmarks/bench_ragged.py [--threads 2] [--repeats 7] [--buckets 4]
 """
@@ -19,6 +22,7 @@ from pyro.infer import Trace_ELBO
 
 from bench_srnn import median_seconds  # run as a script: benchmarks/ is on sys.path
 from pyro_neurodyn.data import Recording
+from pyro_neurodyn.infer.fit_run import Minibatches
 from pyro_neurodyn.models import SRNNModel
 
 
@@ -27,6 +31,11 @@ def svi_step(module, optimizer, batches) -> None:
     loss = sum(Trace_ELBO().differentiable_loss(module.model, module.guide, *batch) for batch in batches)
     loss.backward()
     optimizer.step()
+
+
+def epoch(module, optimizer, data: list, batches: Minibatches) -> None:
+    for _ in range(batches.num_trials // batches.batch_size):
+        svi_step(module, optimizer, [tuple(batches.next(data))])
 
 
 def main() -> None:
@@ -56,10 +65,17 @@ def main() -> None:
         "ragged, padded": median_seconds(lambda: svi_step(module, optimizer, padded), args.repeats),
         f"ragged, {args.buckets} buckets": median_seconds(lambda: svi_step(module, optimizer, bucketed), args.repeats),
     }
+    batch_size = 16 // args.buckets
+    equal_batches, ragged_batches = Minibatches(16, batch_size), Minibatches(16, batch_size, lengths=recording.lengths)
+    ragged_data = [recording.y, None, None, recording.mask, recording.lengths]
+    equal_epoch = median_seconds(lambda: epoch(module, optimizer, [equal, None, None, None, None], equal_batches), args.repeats)
+    ragged_epoch = median_seconds(lambda: epoch(module, optimizer, ragged_data, ragged_batches), args.repeats)
     print(f"16 trials, lengths 50-1000 (total {int(lengths.sum())} bins) vs 16 x {equal.shape[1]} ({equal.shape[0] * equal.shape[1]} bins), "
           f"{args.threads} threads")  # fmt: skip
     for name, seconds in results.items():
         print(f"{name:>20}: {1e3 * seconds:7.1f} ms per step, {seconds / results['equal length']:.2f}x equal length")
+    print(f"epoch of minibatches of {batch_size}: equal length {1e3 * equal_epoch:.1f} ms, ragged (buckets) {1e3 * ragged_epoch:.1f} ms, "
+          f"{ragged_epoch / equal_epoch:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -42,17 +42,17 @@ def accuracies(model: SRNN, tests: list, states: list) -> list[float]:
     return [state_accuracy(z, model.most_likely_states(test)) for test, z in zip(tests, states)]
 
 
-def joint_and_single(seed: int, train: int, test: int, neurons: int, num_steps: int, fit_steps: int) -> tuple[list, list, float, float]:
+def joint_and_single(seed: int, train: int, test: int, neurons: int, num_steps: int, fit_steps: int, init) -> tuple[list, list, float, float]:
     trains, tests, states = sessions(seed, train, test, neurons, num_steps)
     start = time.perf_counter()
-    joint = SRNN(2, 2, NUM_SESSIONS * neurons, seed=seed).fit(Recording.from_sessions(trains), num_steps=fit_steps, progress=False)
+    joint = SRNN(2, 2, NUM_SESSIONS * neurons, seed=seed).fit(Recording.from_sessions(trains), num_steps=fit_steps, progress=False, init=init)
     joint_seconds = time.perf_counter() - start
     wide_tests = Recording.from_sessions(tests)
     joint_accuracy = [state_accuracy(states[s], joint.most_likely_states(wide_tests[wide_tests.session == s])) for s in range(NUM_SESSIONS)]
     start = time.perf_counter()
     single_accuracy = []
     for s in range(NUM_SESSIONS):
-        single = SRNN(2, 2, neurons, seed=seed).fit(trains[s], num_steps=fit_steps, progress=False)
+        single = SRNN(2, 2, neurons, seed=seed).fit(trains[s], num_steps=fit_steps, progress=False, init=init)
         single_accuracy.append(state_accuracy(states[s], single.most_likely_states(tests[s])))
     return joint_accuracy, single_accuracy, joint_seconds, (time.perf_counter() - start) / NUM_SESSIONS
 
@@ -66,11 +66,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="time steps per trial")
     parser.add_argument("--fit-steps", type=int, default=1000, help="SVI steps per fit")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", default="arhmm", help="SRNN.fit's init ('none' for None)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print("seed | joint accuracy per session | single-session accuracy per session | joint s | single s")
     for seed in args.seeds:
-        joint, single, joint_seconds, single_seconds = joint_and_single(seed, args.train, args.test, args.neurons, args.steps, args.fit_steps)
+        joint, single, joint_seconds, single_seconds = joint_and_single(seed, args.train, args.test, args.neurons, args.steps, args.fit_steps, None if args.init == "none" else args.init)
         print(f"{seed} | {np.round(joint, 3).tolist()} | {np.round(single, 3).tolist()} | {joint_seconds:.0f} | {single_seconds:.0f}")
 
 

@@ -44,6 +44,13 @@ def test_missing_entries_and_padding_cannot_change_a_fit(lorenz, init):
     assert fits[0].losses == fits[1].losses and np.isfinite(fits[0].losses).all()
 
 
+def test_minibatches_of_a_ragged_recording_fit_as_their_trimmed_trials(lorenz):
+    """batch_size < trials: the buckets are cut to their longest trial; what the padding holds still cannot
+    change the fit, and the cut batches give a finite loss at every step."""
+    fits = [SRNN(2, 3, 3, seed=0).fit(ragged(lorenz, fill), batch_size=2, **QUICK) for fill in (0.0, 1e3)]
+    assert fits[0].losses == fits[1].losses and np.isfinite(fits[0].losses).all()
+
+
 def test_outputs_mark_the_padding(lorenz):
     rec = ragged(lorenz, 0.0)
     model = SRNN(2, 3, 3, seed=0).fit(rec, **QUICK)

@@ -130,3 +130,28 @@ def test_num_threads_is_set_during_the_fit_and_restored():
 
 def test_unique_module_names():
     assert unique_module_name("srnn") != unique_module_name("srnn")
+
+
+def test_minibatches_of_ragged_trials_are_length_buckets_cut_to_their_longest_trial():
+    from pyro_neurodyn.infer.fit_run import Minibatches
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([50, 900, 120, 700, 300, 1000, 80, 450, 610, 200, 990, 60, 330])
+    y = torch.randn(13, 1000, 2)
+    mask = torch.arange(1000) < lengths[:, None]
+    batches = Minibatches(13, 4, lengths=lengths)
+    seen = []
+    for _ in range(3):  # one epoch: 13 // 4 batches, 1 trial left out at random
+        batch_y, batch_mask, batch_lengths, constant = batches.next([y, mask, lengths, None])
+        index = torch.cat([torch.nonzero((lengths == n))[0] for n in batch_lengths])
+        seen.extend(index.tolist())
+        assert batch_y.shape == (4, int(batch_lengths.max()), 2) and batch_mask.shape == (4, int(batch_lengths.max()))
+        torch.testing.assert_close(batch_y, y[index, : int(batch_lengths.max())])
+        assert constant is None
+    assert len(set(seen)) == 12  # disjoint batches
+    # buckets: the 12 kept trials sorted by length, cut in 3 consecutive groups of 4
+    kept = torch.tensor(sorted(seen, key=lambda b: int(lengths[b])))
+    groups = {frozenset(kept[i : i + 4].tolist()) for i in range(0, 12, 4)}
+    assert groups == {frozenset(seen[i : i + 4]) for i in range(0, 12, 4)}
+    again = Minibatches(13, 13, lengths=lengths).next([y, lengths])
+    assert again[0] is y  # the full batch stays whole

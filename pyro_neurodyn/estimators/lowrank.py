@@ -188,7 +188,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        y, u, mask, _ = self.recording_arrays(y, u)
+        y, u, mask, lengths = self.recording_arrays(y, u)
         init_from_data = check_flag(init_from_data, "init_from_data")
         if init_from_data and not self.losses:
             check_enough_pairs(y)
@@ -240,7 +240,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
             try:
                 with pyro.validation_enabled(False):
                     fit_svi(model, guide, elbo, scheduler, [y, u, mask], num_steps=num_steps, batch_size=batch_size,
-                            clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run)  # fmt: skip
+                            clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run, lengths=lengths)  # fmt: skip
                 run.finish(scheduler)
             finally:  # also after an error or Ctrl-C: the optimizer's state goes with the parameters it reached
                 self._optimizer_state, self._running_optimizer = (optimizer, scheduler.get_state()), None

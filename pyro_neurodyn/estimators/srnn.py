@@ -192,7 +192,8 @@ class SRNN(Estimator):
                 model frozen (default num_steps // 3).
             num_particles: guide samples per step (vectorized; the encoder runs once per step, so
                 extra particles only cost the model's scan).
-            batch_size: trials per step (default: all). clip_norm: global gradient-norm clip.
+            batch_size: trials per step (default: all); on a ragged Recording the batches are buckets of similar
+                length, each cut to its longest trial (see :func:`~pyro_neurodyn.infer.fit_svi`). clip_norm: global gradient-norm clip.
             seed: random seed (None: leave the RNG as it is). progress: show progress bars.
             num_threads: torch threads during the fit (see :func:`~pyro_neurodyn.infer.fit_svi`).
             checkpoint, checkpoint_every, resume, on_nonfinite: periodic checkpoints to the file
@@ -232,7 +233,7 @@ class SRNN(Estimator):
                 initialize_linear_readout(self.module.emission, fill_missing(y, mask, lengths), self.config.latent_dim, lengths)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
-        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run)
+        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run, lengths=lengths)
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
         with pyro.validation_enabled(False):  # speed; the caller's setting is restored afterwards
             if labels is not None and label_steps:

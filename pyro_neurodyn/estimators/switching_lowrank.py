@@ -180,7 +180,8 @@ class SwitchingLowRankRNN(Estimator):
         if init_from_data and not self.losses:
             self._initialize(y, mask, lengths, 3, init_filter_rounds, 64)
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / num_steps), "clip_norm": 1e6})
-        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})", run=run)
+        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})",
+                      run=run, lengths=lengths)  # fmt: skip
         self.method, self._initialized = method, True
         if method == "vsmc":
             self.num_particles = num_particles

@@ -80,27 +80,49 @@ class Resumable(Protocol):
 @dataclass
 class Minibatches:
     """Which trials each step uses: a random permutation consumed ``batch_size`` trials at a time (a new
-    one every epoch), or all trials every step when ``batch_size == num_trials``."""
+    one every epoch), or all trials every step when ``batch_size == num_trials``.
+
+    With ``lengths`` ``(trials,)`` (ragged trials padded to ``T_max``) the batches are buckets of similar length:
+    each epoch drops ``trials % batch_size`` trials at random (as the plain order does), sorts the rest by
+    length (ties in random order), cuts them into consecutive batches and shuffles the batches; each step's
+    time-indexed tensors (dim 1 of size ``T_max``) are cut to its longest trial. A batch of short trials then
+    costs what its own steps cost, not the longest trial's.
+    """
 
     num_trials: int
     batch_size: int
     order: Optional[Tensor] = None
     position: int = 0
+    lengths: Optional[Tensor] = None
 
     def __post_init__(self) -> None:
         if self.order is None:
-            self.order = torch.randperm(self.num_trials)
+            self.order = self._new_order()
+
+    def _new_order(self) -> Tensor:
+        permutation = torch.randperm(self.num_trials)
+        if self.lengths is None or self.batch_size >= self.num_trials:
+            return permutation
+        kept = permutation[: self.num_trials - self.num_trials % self.batch_size]
+        by_length = kept[torch.argsort(self.lengths.cpu()[kept], stable=True)]
+        buckets = by_length.reshape(-1, self.batch_size)
+        return buckets[torch.randperm(len(buckets))].reshape(-1)
 
     def next(self, data: list) -> list:
         """The arguments of the next step: each tensor of ``data`` ``(trials, ...)`` indexed by the next batch of trials,
-        ``(batch_size, ...)`` (None entries stay None)."""
+        ``(batch_size, ...)`` (None entries stay None; with ``lengths``, time cut to the batch's longest trial)."""
         if self.batch_size >= self.num_trials:
             return list(data)
-        if self.position + self.batch_size > self.num_trials:
-            self.order, self.position = torch.randperm(self.num_trials), 0
+        if self.position + self.batch_size > len(self.order):
+            self.order, self.position = self._new_order(), 0
         index = self.order[self.position : self.position + self.batch_size]
         self.position += self.batch_size
-        return [None if x is None else x[index] for x in data]
+        batch = [None if x is None else x[index] for x in data]
+        if self.lengths is None:
+            return batch
+        num_steps = max(x.shape[1] for x in data if x is not None and x.dim() > 1)
+        longest = int(self.lengths.cpu()[index].max())
+        return [x[:, :longest] if x is not None and x.dim() > 1 and x.shape[1] == num_steps else x for x in batch]
 
 
 @dataclass

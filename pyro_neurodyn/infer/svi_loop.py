@@ -97,6 +97,7 @@ def fit_svi(
     run: Optional[FitRun] = None,
     record_losses: bool = True,
     trainable: Optional[Iterable[Tensor]] = None,
+    lengths: Optional[Tensor] = None,
     **kwargs,
 ) -> list[float]:
     """Run ``num_steps`` SVI steps of ``model``/``guide`` on trials of ``data``; return their losses.
@@ -121,6 +122,9 @@ def fit_svi(
         record_losses: append this call's losses to the run's history (False for a phase that optimizes
             another objective, e.g. the SRNN's causal filter encoder).
         trainable: only these parameters are updated (default: every parameter of model and guide).
+        lengths: ``(trials,)`` lengths of ragged trials padded in ``data``: minibatches are then buckets of
+            similar length, each cut to its longest trial (:class:`~pyro_neurodyn.infer.fit_run.Minibatches`).
+            Only the batching reads it: pass the lengths in ``data`` too if the model needs them.
         kwargs: keyword arguments passed unchanged to model and guide.
 
     Returns:
@@ -146,7 +150,7 @@ def fit_svi(
     if batch_size < num_trials:
         model, guide = poutine.scale(model, scale=scale), poutine.scale(guide, scale=scale)
     svi = GuardedSVI(model, guide, optim, loss, clip_norm=clip_norm, trainable=None if trainable is None else list(trainable))
-    batches = Minibatches(num_trials, batch_size)
+    batches = Minibatches(num_trials, batch_size, lengths=lengths)
     run = FitRun() if run is None else run
     with torch_threads(num_threads):
         return _run_steps(svi, list(data), num_steps, batches, run, record_losses, progress, desc, callback, kwargs)

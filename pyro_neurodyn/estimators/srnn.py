@@ -25,11 +25,11 @@ from ..data.validation import as_inputs, as_trials, check_count, check_magnitude
 from ..distributions import switching_filter, switching_posterior, switching_viterbi
 from ..infer import FitRun, fit_svi
 from ..models.srnn import SRNNModel
-from ..data.recording import observed_entries
+from ..data.recording import Recording, observed_entries
 from ..models.switching_ssm import SwitchingSample
 from .base import Estimator, mark_padding
 from .configs import SRNNConfig, config_arguments
-from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout
+from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout, session_blocks
 
 
 class SRNN(Estimator):
@@ -202,6 +202,7 @@ class SRNN(Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
+        session = y.session if isinstance(y, Recording) else None
         y, u, mask, lengths = self.recording_arrays(y, u)
         num_steps = check_count(num_steps, "num_steps")
         num_particles = check_count(num_particles, "num_particles")
@@ -215,7 +216,8 @@ class SRNN(Estimator):
                          label_steps=label_steps, label_weight=label_weight, filter_steps=filter_steps, num_particles=num_particles,
                          batch_size=batch_size, clip_norm=clip_norm, seed=seed)  # fmt: skip
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
-        labels = initial_labels(init, y, self.config, seed, mask, lengths)
+        blocks = session_blocks(None if session is None else session.to(y.device), mask)  # sessions with disjoint channels
+        labels = initial_labels(init, y, self.config, seed, mask, lengths, blocks)
         if labels is None:  # init=None: no labels, so every step is an unsupervised one
             label_steps = 0
         else:
@@ -230,7 +232,7 @@ class SRNN(Estimator):
         module.filter_encoder.set_input_statistics(y, u, observed)
         if not self.losses:
             if self.config.observation == "gaussian" and self.config.emission == "linear":
-                initialize_linear_readout(self.module.emission, fill_missing(y, mask, lengths), self.config.latent_dim, lengths)
+                initialize_linear_readout(self.module.emission, fill_missing(y, mask, lengths), self.config.latent_dim, lengths, blocks)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run, lengths=lengths)

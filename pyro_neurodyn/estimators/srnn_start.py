@@ -20,24 +20,35 @@ from ..data.validation import as_state_labels
 from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from .configs import SRNNConfig
+from .session_labels import aligned_session_labels
 
-__all__ = ["InitLabels", "initial_labels", "initialize_linear_readout", "label_features"]
+__all__ = ["InitLabels", "initial_labels", "initialize_linear_readout", "label_features", "session_blocks"]
 
 InitLabels = Union[str, None, np.ndarray, Tensor]
 
 
 def initial_labels(
-    init: InitLabels, y: Tensor, config: SRNNConfig, seed: Optional[int], mask: Optional[Tensor] = None, lengths: Optional[Tensor] = None
+    init: InitLabels,
+    y: Tensor,
+    config: SRNNConfig,
+    seed: Optional[int],
+    mask: Optional[Tensor] = None,
+    lengths: Optional[Tensor] = None,
+    blocks: Optional[list] = None,
 ) -> Optional[Tensor]:
     """Labels ``(trials, T)`` int64 for ``y (trials, T, D)`` by the method ``init`` (None: no labels).
 
     With ``mask (trials, T, D)`` / ``lengths (trials,)`` (a recording with missing entries or ragged trials),
     the missing entries are filled by linear interpolation in time (labels are a starting point only), the
     labelling model is fit on windows as long as the shortest trial, and each trial is labelled on its own
-    steps (the padding gets label 0, which the fit ignores)."""
+    steps (the padding gets label 0, which the fit ignores). With ``blocks`` (sessions with disjoint channels,
+    :func:`session_blocks`) each session is labelled on its own channels and the sessions' labels are aligned
+    by their dynamics (:mod:`.session_labels`)."""
     num_states = config.num_states
     if init is None:
         return None
+    if isinstance(init, str) and blocks is not None:
+        return _session_labels(init, y, config, seed, mask, lengths, blocks).to(y.device)
     if isinstance(init, str) and (mask is not None or lengths is not None):
         return _ragged_labels(init, y, config, seed, mask, lengths).to(y.device)
     if isinstance(init, str):
@@ -59,6 +70,22 @@ def initial_labels(
     if labels.shape != y.shape[:2]:
         raise ValueError(f"init labels must have shape (trials, time) = {tuple(y.shape[:2])}, got {tuple(labels.shape)}")
     return labels
+
+
+def _session_labels(init: str, y: Tensor, config: SRNNConfig, seed: Optional[int], mask, lengths, blocks: list) -> Tensor:
+    num_steps = y.shape[1]
+    within = steps_within(lengths.cpu(), num_steps) if lengths is not None else torch.ones(y.shape[:2], dtype=torch.bool)
+
+    def label(trials: Tensor, channels: Tensor) -> Tensor:
+        own_mask = None if mask is None else mask[trials][..., channels]
+        own_lengths = None if lengths is None else lengths[trials]
+        if own_mask is not None and bool(own_mask[within[trials.cpu()].to(own_mask.device)].all()):
+            own_mask = None  # only padding is missing: the lengths say it
+        if own_lengths is not None and bool((own_lengths == num_steps).all()):
+            own_lengths = None
+        return initial_labels(init, y[trials][..., channels], config, seed, own_mask, own_lengths)
+
+    return aligned_session_labels(label, fill_missing(y, mask, lengths), within, blocks, config.num_states, config.latent_dim)
 
 
 def _ragged_labels(init: str, y: Tensor, config: SRNNConfig, seed: Optional[int], mask, lengths) -> Tensor:
@@ -134,24 +161,50 @@ def label_features(y: Tensor, config: SRNNConfig) -> Tensor:
     return principal_component_scores(smooth, config.latent_dim).to(device=y.device, dtype=y.dtype)
 
 
+def session_blocks(session: Optional[Tensor], mask: Optional[Tensor]) -> Optional[list[tuple[Tensor, Tensor]]]:
+    """``[(trials of session s, channels it recorded), ...]`` when several sessions recorded disjoint channel sets
+    (``Recording.from_sessions`` without matching), None otherwise. ``session (trials,)``, ``mask (trials, T, D)``."""
+    if session is None or mask is None or len(torch.unique(session)) < 2:
+        return None
+    blocks = []
+    for s in torch.unique(session):
+        trials = torch.nonzero(session == s).flatten()
+        blocks.append((trials, torch.nonzero(mask[trials].flatten(0, 1).any(0)).flatten()))
+    channels = torch.cat([block[1] for block in blocks])
+    return blocks if len(torch.unique(channels)) == len(channels) else None
+
+
 @torch.no_grad()
-def initialize_linear_readout(emission: nn.Module, y: Tensor, latent_dim: int, lengths: Optional[Tensor] = None) -> None:
+def initialize_linear_readout(
+    emission: nn.Module, y: Tensor, latent_dim: int, lengths: Optional[Tensor] = None, blocks: Optional[list] = None
+) -> None:
     """Start a linear Gaussian readout at PCA of ``y (trials, T, D)`` (the steps ``t < lengths`` of padded trials):
     ``C = V_P diag(s)``, ``d = mean(y)``, the latent coordinates scaled to std 0.5 (inside tanh's range),
-    sigma_y the residual std (or 10% of the data's std where P >= D)."""
-    flat = y.reshape(-1, y.shape[-1]).double()
-    if lengths is not None:
-        flat = flat[steps_within(lengths.to(y.device), y.shape[1]).reshape(-1)]
+    sigma_y the residual std (or 10% of the data's std where P >= D). With ``blocks`` (:func:`session_blocks`)
+    each session's channels start at the PCA of its own trials: pooled, the channels of the session with the
+    most variance would take every principal direction and leave the other sessions' rows at zero."""
+    parts = [(torch.arange(y.shape[0], device=y.device), torch.arange(y.shape[-1], device=y.device))] if blocks is None else blocks
+    weight = y.new_zeros(y.shape[-1], latent_dim, dtype=torch.float64)
+    bias, noise = y.new_zeros(y.shape[-1], dtype=torch.float64), y.new_ones(y.shape[-1], dtype=torch.float64)
+    for trials, channels in parts:
+        part = y[trials][..., channels]
+        flat = part.reshape(-1, part.shape[-1]).double()
+        if lengths is not None:
+            flat = flat[steps_within(lengths[trials].to(y.device), y.shape[1]).reshape(-1)]
+        weight[channels], bias[channels], noise[channels] = _principal_readout(flat, latent_dim)
+    emission.mapping.weight.copy_(weight)
+    emission.mapping.bias.copy_(bias)
+    emission.log_scale.copy_(noise.clamp_min(1e-4).log())
+
+
+def _principal_readout(flat: Tensor, latent_dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(C (D, P), d (D,), sigma_y (D,))`` of the readout at the PCA of the rows ``flat (N, D)``."""
     mean = flat.mean(0)
     _, singular, vh = torch.linalg.svd(flat - mean, full_matrices=False)
     components = vh[:latent_dim]  # (<=P, D)
     scale = singular[:latent_dim] / (flat.shape[0] - 1) ** 0.5 / 0.5  # projection std / 0.5
-    weight = flat.new_zeros(y.shape[-1], latent_dim)  # float64, on the data's device
+    weight = flat.new_zeros(flat.shape[-1], latent_dim)  # float64, on the data's device
     weight[:, : components.shape[0]] = components.T * scale
-    emission.mapping.weight.copy_(weight)
-    emission.mapping.bias.copy_(mean)
     residual = flat - mean - (flat - mean) @ components.T @ components
-    noise = residual.std(0) if components.shape[0] < y.shape[-1] else 0.1 * flat.std(0)
-    emission.log_scale.copy_(noise.clamp_min(1e-4).log())
-
-
+    noise = residual.std(0) if components.shape[0] < flat.shape[-1] else 0.1 * flat.std(0)
+    return weight, mean, noise

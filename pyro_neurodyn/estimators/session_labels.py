@@ -1,0 +1,71 @@
+"""Starting labels for sessions that recorded different channels: each session labelled on its own, then aligned.
+
+A labelling model fit on the pooled channels of sessions with disjoint channel sets sees each session in
+its own subspace and learns the sessions apart instead of the regimes (measured on rotation data seen by
+3 sessions of 10 neurons each: pooled ARHMM labels put the joint SRNN at 0.53-0.56 held-out accuracy).
+So each session is labelled alone (:func:`~.srnn_start.initial_labels` on its trials and channels), and
+the sessions' label sets are matched to session 0's by what a regime *does*, which a change of coordinates
+does not alter: for every labelled state, the eigenvalues of the one-step linear map ``x_{t+1} ~ A x_t + b``
+of the session's principal-component latents. The signature of a state is its eigenvalues' moduli and
+absolute angles, sorted; states are matched by the Hungarian algorithm on signature distances. Regimes
+that are mirror images (clockwise and counter-clockwise rotation) have equal signatures, and then either
+match is as good: a reflection of that session's latent frame turns one into the other.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from ..models.autoregressive_hmm import principal_component_scores
+
+__all__ = ["aligned_session_labels", "dynamics_signatures"]
+
+
+def dynamics_signatures(latents: Tensor, labels: Tensor, within: Tensor, num_states: int) -> np.ndarray:
+    """``(K, 2 P)``: for each state k, the sorted moduli and sorted absolute angles of the eigenvalues of the
+    least-squares map ``x_{t+1} ~ A_k x_t + b_k`` over the steps labelled k, from ``latents (trials, T, P)``,
+    ``labels (trials, T)`` and ``within (trials, T)`` (the trials' own steps). A state with too few steps gets
+    NaN (matched last)."""
+    pairs = within[:, 1:] & within[:, :-1]
+    current, following, state = latents[:, :-1][pairs].double(), latents[:, 1:][pairs].double(), labels[:, 1:][pairs]
+    dim = latents.shape[-1]
+    signatures = np.full((num_states, 2 * dim), np.nan)
+    for k in range(num_states):
+        chosen = state == k
+        if int(chosen.sum()) <= dim + 1:
+            continue
+        design = torch.cat([current[chosen], torch.ones_like(current[chosen][:, :1])], -1)
+        coefficients = torch.linalg.lstsq(design, following[chosen]).solution  # (P + 1, P)
+        eigenvalues = np.linalg.eigvals(coefficients[:dim].T.numpy())
+        signatures[k] = np.concatenate([np.sort(np.abs(eigenvalues)), np.sort(np.abs(np.angle(eigenvalues)))])
+    return signatures
+
+
+def aligned_session_labels(
+    label: Callable[[Tensor, Tensor], Tensor], y: Tensor, within: Tensor, blocks: list, num_states: int, latent_dim: int
+) -> Tensor:
+    """Labels ``(trials, T)`` of ``y (trials, T, D)``: ``label(trials, channels)`` labels each session's block (the
+    ``(trials, channels)`` pairs of :func:`~.srnn_start.session_blocks`), then every session's states are renamed
+    to match session 0's (module docstring). ``within (trials, T)``: the trials' own steps."""
+    labels = torch.zeros(y.shape[:2], dtype=torch.int64)
+    reference = None
+    for trials, channels in blocks:
+        own = label(trials, channels).cpu()
+        part = y[trials][..., channels].cpu()
+        latents = principal_component_scores(part, latent_dim)
+        signatures = dynamics_signatures(latents, own, within[trials].cpu(), num_states)
+        if reference is None:
+            reference = signatures
+        else:
+            distance = np.nan_to_num(np.linalg.norm(signatures[:, None] - reference[None], axis=-1), nan=1e6)
+            rows, cols = linear_sum_assignment(distance)
+            renamed = torch.empty(num_states, dtype=torch.int64)
+            renamed[torch.as_tensor(rows)] = torch.as_tensor(cols)
+            own = renamed[own]
+        labels[trials.cpu()] = own
+    return labels

@@ -91,6 +91,11 @@ class Minibatches:
         if self.order is None:
             self.order = torch.randperm(self.num_trials)
 
+    @property
+    def scale(self) -> float:
+        """What each step's loss is scaled by to estimate the whole data's: trials / batch_size."""
+        return self.num_trials / self.batch_size
+
     def next(self, data: list) -> list:
         """The arguments of the next step: each tensor of ``data`` ``(trials, ...)`` indexed by the next batch of trials,
         ``(batch_size, ...)`` (None entries stay None)."""

@@ -1,8 +1,9 @@
-"""Inference: the shared SVI loop (minibatches of trials or random windows of long trials), checkpoints, and the
-VSMC objective with its particle state."""
+"""Inference: the shared SVI loop (minibatches of trials or random windows of long trials), checkpoints, the
+online-filter interface, and the VSMC objective with its particle state."""
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .fit_run import FitRun
+from .online_filter import OnlineFilter
 from .svi_loop import GuardedSVI, NonFiniteLossError, fit_svi
 from .windows import RandomWindows
 
@@ -11,6 +12,7 @@ __all__ = [
     "FitRun",
     "GuardedSVI",
     "NonFiniteLossError",
+    "OnlineFilter",
     "RandomWindows",
     "fit_svi",
     "load_checkpoint",

@@ -28,6 +28,7 @@ from torch import Tensor
 from .switching_forward_backward import (
     SwitchingPosterior,
     switching_filter,
+    switching_filter_step,
     switching_log_marginal,
     switching_posterior,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ViterbiPath",
     "switching_backward_kernel",
     "switching_filter",
+    "switching_filter_step",
     "switching_log_marginal",
     "switching_posterior",
     "switching_sample",

@@ -4,7 +4,7 @@ posterior and the filtered marginals, all from balanced-tree scans of depth O(lo
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -18,7 +18,7 @@ from .semiring_scan import (
 )
 from .switching_checks import _chain_batch_shape, _check_possible
 
-__all__ = ["SwitchingPosterior", "switching_filter", "switching_log_marginal", "switching_posterior"]
+__all__ = ["SwitchingPosterior", "switching_filter", "switching_filter_step", "switching_log_marginal", "switching_posterior"]
 
 
 class SwitchingPosterior(NamedTuple):
@@ -218,3 +218,29 @@ def switching_filter(init_logits: Tensor, trans_logits: Tensor, emission_logp: T
     log_filtered, _, batch_shape = _log_filtered(init_logits, trans_logits, emission_logp)
     filtered = log_filtered.exp()
     return filtered.movedim(0, -1).expand(batch_shape + filtered.shape[-1:] + filtered.shape[:1])
+
+
+def switching_filter_step(log_prior: Tensor, emission_logp: Tensor, trans_logits: Optional[Tensor] = None) -> Tensor:
+    """One step of the forward recursion whose every step :func:`switching_filter` computes as a tree:
+
+        log p(z_t = k | obs_{1:t}) = e_t[k] + log sum_j p(z_{t-1} = j | obs_{1:t-1}) p(z_t = k | z_{t-1} = j) - log c_t,
+
+    c_t normalizing over k. Args: ``log_prior (..., K)``: with ``trans_logits``, the previous step's output
+    ``log p(z_{t-1} | obs_{1:t-1})`` (normalized or not); without (the first step), the unnormalized
+    ``log p(z_1)`` (``init_logits``). ``emission_logp (..., K)``: e_t. ``trans_logits``: ``(..., K, K)`` or
+    ``(K, K)``, row = previous state, as in the chain. Returns ``(..., K)`` normalized log filtered marginals.
+
+    Iterated over t it gives :func:`switching_filter`'s output (tested to float64 rounding); it is what an
+    online filter runs, O(K^2) work and memory per step. The same normalizations (``log_softmax`` of the
+    initial and transition logits, as :func:`_state_major_chain`) and the same log-space vector-matrix
+    product (:func:`~pyro_neurodyn.distributions.semiring_scan.log_vecmat_exp`) as the tree's forward
+    messages, in the state-major layout.
+    """
+    batch_ndim = max(log_prior.dim() - 1, emission_logp.dim() - 1, 0 if trans_logits is None else trans_logits.dim() - 2)
+    alpha = _states_first(log_prior, 1, batch_ndim).log_softmax(0)  # (K, *B)
+    if trans_logits is not None:
+        alpha = log_vecmat_exp(alpha, _states_first(trans_logits, 2, batch_ndim).log_softmax(1))
+    alpha = alpha + _states_first(emission_logp, 1, batch_ndim)
+    log_norm = alpha.logsumexp(0)
+    _check_possible(log_norm)
+    return (alpha - log_norm).movedim(0, -1)

@@ -4,9 +4,13 @@
     m.fit(y)                                # y: (trials, time, channels); losses in m.losses
     m.most_likely_states(y)                 # (trials, time)
     m.forecast(y[:, :100], steps=10)        # (samples, trials, 10, channels)
+    m.fit(long_y, window=200)               # one long trial (1, 100000, channels): fit on random windows
+    m.state_marginals(long_y)               # decoded whole, the encoder in overlapping chunks
+    f = m.online(); f.update(y_t)           # p(z_t | y_{1:t}), one observation at a time
 
 The Pyro program is :class:`~pyro_neurodyn.models.srnn.SRNNModel` (``m.model``, ``m.guide``); this class
-adds validation of the data, initialization, the fitting schedule and the decoding helpers.
+adds validation of the data, initialization, the fitting schedule and the decoding helpers (offline, online
+and for long trials: :mod:`~pyro_neurodyn.estimators.switching_decoding`).
 """
 
 from __future__ import annotations
@@ -22,17 +26,18 @@ from pyro.infer import Trace_ELBO
 from torch import Tensor
 
 from ..data.validation import as_inputs, as_trials, check_count, check_magnitude, check_positive
-from ..distributions import switching_filter, switching_posterior, switching_viterbi
-from ..infer import FitRun, fit_svi
+from ..distributions import switching_filter
+from ..infer import FitRun, RandomWindows, fit_svi
 from ..models.srnn import SRNNModel
 from ..data.recording import Recording, observed_entries
 from ..models.switching_ssm import SwitchingSample
-from .base import Estimator, mark_padding
+from .base import Estimator
 from .configs import SRNNConfig, config_arguments
 from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout, session_blocks
+from .switching_decoding import SwitchingDecoding
 
 
-class SRNN(Estimator):
+class SRNN(SwitchingDecoding, Estimator):
     """Switching RNN with exact state marginalization and an amortized encoder.
 
     Args:
@@ -74,6 +79,7 @@ class SRNN(Estimator):
         self.config = SRNNConfig(**config_arguments(locals()))
         self.module: Optional[SRNNModel] = None
         self.losses: list[float] = []
+        self.filter_steps_done: Optional[int] = 0  # SVI steps the causal encoder was trained for (None: unknown)
         if self.config.obs_dim is not None:
             self._build(self.config.obs_dim)
 
@@ -150,6 +156,7 @@ class SRNN(Estimator):
         filter_steps: Optional[int] = None,
         num_particles: int = 1,
         batch_size: Optional[int] = None,
+        window: Optional[int] = None,
         clip_norm: Optional[float] = 100.0,
         seed: Optional[int] = 0,
         progress: bool = True,
@@ -188,12 +195,19 @@ class SRNN(Estimator):
                 Lorenz that lets the ELBO move state boundaries about one step early (lower held-out
                 accuracy over data seeds), so the default keeps it. Ignored with ``init=None``.
             label_weight: weight of the label term.
-            filter_steps: steps that then fit the causal encoder used by :meth:`forecast`, with the
-                model frozen (default num_steps // 3).
+            filter_steps: steps that then fit the causal encoder used by :meth:`forecast`,
+                :meth:`filter_marginals` and :meth:`online`, with the model frozen (default num_steps // 3).
             num_particles: guide samples per step (vectorized; the encoder runs once per step, so
                 extra particles only cost the model's scan).
-            batch_size: trials per step (default: all); on a ragged Recording the batches are buckets of similar
-                length, each cut to its longest trial (see :func:`~pyro_neurodyn.infer.fit_svi`). clip_norm: global gradient-norm clip.
+            batch_size: trials per step (default: all; on a ragged Recording the batches are buckets of similar
+                length, each cut to its longest trial, see :func:`~pyro_neurodyn.infer.fit_svi`); with ``window``,
+                windows per step (default 16).
+            window: fit on random windows of this many steps instead of whole trials (long recordings, e.g. one
+                trial of 1e5 steps): each step draws ``batch_size`` windows uniformly among all windows inside
+                the trials and scores them as trials (each window's first step as a start), the loss scaled to
+                the whole data (:class:`~pyro_neurodyn.infer.RandomWindows`). At most the shortest trial. The
+                labels (``init``) and the input statistics still come from the whole recording.
+            clip_norm: global gradient-norm clip.
             seed: random seed (None: leave the RNG as it is). progress: show progress bars.
             num_threads: torch threads during the fit (see :func:`~pyro_neurodyn.infer.fit_svi`).
             checkpoint, checkpoint_every, resume, on_nonfinite: periodic checkpoints to the file
@@ -215,6 +229,11 @@ class SRNN(Estimator):
         arguments = dict(y=y, u=u, mask=mask, lengths=lengths, num_steps=num_steps, lr=lr, init=init if isinstance(init, (str, type(None))) else torch.as_tensor(init),
                          label_steps=label_steps, label_weight=label_weight, filter_steps=filter_steps, num_particles=num_particles,
                          batch_size=batch_size, clip_norm=clip_norm, seed=seed)  # fmt: skip
+        windows = None
+        if window is not None:  # fingerprinted only when given: checkpoints of fits without windows stay resumable
+            arguments["window"] = window
+            trial_lengths = torch.full((y.shape[0],), y.shape[1]) if lengths is None else lengths.cpu()
+            windows = RandomWindows(trial_lengths, window, 16 if batch_size is None else batch_size)
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         blocks = session_blocks(None if session is None else session.to(y.device), mask)  # sessions with disjoint channels
         labels = initial_labels(init, y, self.config, seed, mask, lengths, blocks)
@@ -235,7 +254,8 @@ class SRNN(Estimator):
                 initialize_linear_readout(self.module.emission, fill_missing(y, mask, lengths), self.config.latent_dim, lengths, blocks)
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
-        common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, run=run, lengths=lengths)
+        common = dict(batch_size=batch_size if windows is None else None, batches=windows, clip_norm=clip_norm, progress=progress,
+                      num_threads=num_threads, run=run, lengths=lengths if windows is None else None)  # fmt: skip
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
         with pyro.validation_enabled(False):  # speed; the caller's setting is restored afterwards
             if labels is not None and label_steps:
@@ -249,45 +269,16 @@ class SRNN(Estimator):
                 # Freezing by the optimizer's parameter list (not poutine.block): the model's parameters are
                 # also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
                 fit_svi(module.model, module.filter_guide, elbo, optim, [y, u, None, mask, lengths], num_steps=filter_steps, desc="SRNN (filter)",
-                        record_losses=False, trainable=module.filter_encoder.parameters(), **common)  # fmt: skip
+                        record_losses=False, trainable=module.filter_encoder.parameters(), callback=self._count_filter_step, **common)  # fmt: skip
         run.finish(optim)
         return self
 
-    # ----- decoding ----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def posterior_latents(self, y: Any, u: Any = None) -> Tensor:
-        """The encoder's mean latent path ``(trials, time, latent_dim)`` for ``y (trials, time, channels)`` (or a
-        :class:`~pyro_neurodyn.data.Recording`: its padding comes back NaN), ``u (trials, time, M)``."""
-        y, u, mask, lengths = self.recording_arrays(y, u)
-        return mark_padding(self._fitted_module().encoder(y, u, mask, lengths).mean, lengths, float("nan"))
+    def _count_filter_step(self, step: int, loss: float) -> None:
+        """``fit_svi`` callback of the filter phase: one more training step of the causal encoder."""
+        self.filter_steps_done = (self.filter_steps_done or 0) + 1
 
-    def _decoding_factors(self, y: Any, u: Any):
-        y, u, mask, lengths = self.recording_arrays(y, u)
-        module = self._fitted_module()
-        return module.latent_factors(module.encoder(y, u, mask, lengths).mean, u, lengths), lengths
-
-    @torch.no_grad()
-    def state_marginals(self, y: Any, u: Any = None) -> Tensor:
-        """Smoothed ``p(z_t = k | h, y)`` at the posterior mean latents, ``(trials, time, K)``, for
-        ``y (trials, time, channels)`` or a Recording (padding: NaN), ``u (trials, time, M)``."""
-        factors, lengths = self._decoding_factors(y, u)
-        return mark_padding(switching_posterior(*factors).marginals, lengths, float("nan"))
-
-    @torch.no_grad()
-    def most_likely_states(self, y: Any, u: Any = None) -> Tensor:
-        """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64, for ``y (trials, time,
-        channels)`` or a Recording (padding: -1), ``u (trials, time, M)``."""
-        factors, lengths = self._decoding_factors(y, u)
-        return mark_padding(switching_viterbi(*factors).states, lengths, -1)
-
-    @torch.no_grad()
-    def reconstruct(self, y: Any, u: Any = None) -> Tensor:
-        """Emission mean at the posterior mean latents, ``(trials, time, channels)``, for ``y (trials, time,
-        channels)`` or a Recording (padding: NaN; missing entries are predicted), ``u (trials, time, M)``."""
-        y, u, mask, lengths = self.recording_arrays(y, u)
-        module = self._fitted_module()
-        return mark_padding(module.emission.mean(module.encoder(y, u, mask, lengths).mean), lengths, float("nan"))
-
+    # ----- decoding: posterior_latents, state_marginals, most_likely_states, filter_marginals, reconstruct, online
+    #       (SwitchingDecoding) --------------------------------------------------------------------------
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: int = 100, seed: Optional[int] = None) -> Tensor:
         """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``, for ``y (trials, time, channels)``
@@ -331,11 +322,15 @@ class SRNN(Estimator):
 
     # ----- persistence (save and load: Estimator) ------------------------------------------------------
     def _checkpoint_contents(self) -> tuple[dict, dict, dict]:
-        return asdict(self.config), self.module.state_dict(), {"losses": list(self.losses)}
+        extra = {"losses": list(self.losses)}
+        if self.filter_steps_done is not None:
+            extra["filter_steps_done"] = self.filter_steps_done
+        return asdict(self.config), self.module.state_dict(), extra
 
     def _restore_checkpoint(self, payload: dict) -> None:
         self.module.load_state_dict(payload["state_dict"])
         self.losses[:] = payload["losses"]
+        self.filter_steps_done = payload.get("filter_steps_done")  # None in files written before it was recorded
 
     def _module_prefixes(self) -> dict[str, str]:
         return {self.module._pyro_name: "srnn"}

@@ -108,6 +108,11 @@ class Minibatches:
         buckets = by_length.reshape(-1, self.batch_size)
         return buckets[torch.randperm(len(buckets))].reshape(-1)
 
+    @property
+    def scale(self) -> float:
+        """What each step's loss is scaled by to estimate the whole data's: trials / batch_size."""
+        return self.num_trials / self.batch_size
+
     def next(self, data: list) -> list:
         """The arguments of the next step: each tensor of ``data`` ``(trials, ...)`` indexed by the next batch of trials,
         ``(batch_size, ...)`` (None entries stay None; with ``lengths``, time cut to the batch's longest trial)."""

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..data.validation import check_count, check_positive
 from .fit_run import ROLLBACK_INTERVAL, FitRun, Minibatches, deferred_keyboard_interrupt
+from .windows import RandomWindows
 
 __all__ = ["GuardedSVI", "NonFiniteLossError", "fit_svi", "torch_threads"]
 
@@ -98,6 +99,7 @@ def fit_svi(
     record_losses: bool = True,
     trainable: Optional[Iterable[Tensor]] = None,
     lengths: Optional[Tensor] = None,
+    batches: Optional[RandomWindows] = None,
     **kwargs,
 ) -> list[float]:
     """Run ``num_steps`` SVI steps of ``model``/``guide`` on trials of ``data``; return their losses.
@@ -125,6 +127,9 @@ def fit_svi(
         lengths: ``(trials,)`` lengths of ragged trials padded in ``data``: minibatches are then buckets of
             similar length, each cut to its longest trial (:class:`~pyro_neurodyn.infer.fit_run.Minibatches`).
             Only the batching reads it: pass the lengths in ``data`` too if the model needs them.
+        batches: what each step reads instead of minibatches of trials, e.g.
+            :class:`~pyro_neurodyn.infer.windows.RandomWindows` (random windows of long trials); model and
+            guide are then scaled by its ``scale``. ``batch_size`` must then be None.
         kwargs: keyword arguments passed unchanged to model and guide.
 
     Returns:
@@ -143,14 +148,16 @@ def fit_svi(
     num_trials = tensors[0].shape[0]
     if any(x.shape[0] != num_trials for x in tensors):
         raise ValueError(f"all data tensors must have the same number of trials, got {[x.shape[0] for x in tensors]}")
-    batch_size = num_trials if batch_size is None else min(check_count(batch_size, "batch_size"), num_trials)
+    if batches is not None and batch_size is not None:
+        raise ValueError("batch_size: give either batch_size (minibatches of trials) or batches, not both")
     if seed is not None:
         pyro.set_rng_seed(seed)
-    scale = num_trials / batch_size
-    if batch_size < num_trials:
-        model, guide = poutine.scale(model, scale=scale), poutine.scale(guide, scale=scale)
+    if batches is None:  # after seeding: its first permutation comes from the seeded RNG
+        batch_size = num_trials if batch_size is None else min(check_count(batch_size, "batch_size"), num_trials)
+        batches = Minibatches(num_trials, batch_size, lengths=lengths)
+    if batches.scale != 1.0:
+        model, guide = poutine.scale(model, scale=batches.scale), poutine.scale(guide, scale=batches.scale)
     svi = GuardedSVI(model, guide, optim, loss, clip_norm=clip_norm, trainable=None if trainable is None else list(trainable))
-    batches = Minibatches(num_trials, batch_size, lengths=lengths)
     run = FitRun() if run is None else run
     with torch_threads(num_threads):
         return _run_steps(svi, list(data), num_steps, batches, run, record_losses, progress, desc, callback, kwargs)
@@ -170,7 +177,7 @@ def torch_threads(num_threads: Optional[int]) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _run_steps(svi: GuardedSVI, data: list, num_steps: int, batches: Minibatches, run: FitRun, record_losses: bool,
+def _run_steps(svi: GuardedSVI, data: list, num_steps: int, batches: Minibatches | RandomWindows, run: FitRun, record_losses: bool,
                progress: bool, desc: str, callback, kwargs) -> list[float]:  # fmt: skip
     """The step loop of :func:`fit_svi`: minibatches, progress bar, callback, checkpoints, rollbacks, Ctrl-C."""
     step = run.begin_phase(svi.optim, batches)

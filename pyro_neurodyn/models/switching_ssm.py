@@ -128,22 +128,32 @@ class SwitchingStateSpaceModel(PyroModule):
     def latent_factors(self, h: Tensor, u: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> SwitchingFactors:
         """Chain factors of a latent path ``h (..., T, P)`` (inputs ``u (..., T, M)``): for every step and
         state k, ``emission_logp[..., t, k] = log p(h_t | h_{t-1}, z_t = k)`` ``(..., T, K)``, the transition
-        logits ``(..., T-1, K, K)`` and the initial logits, each from ONE call of the step definition.
+        logits ``(..., T-1, K, K)`` and the initial logits, each from ONE call of the step definition
+        (:meth:`first_step_factors` on h_1, :meth:`step_factors` on all later steps at once).
 
         ``lengths (trials,)``: the steps ``t >= lengths`` of a padded trial score 0. The chain then sums to the
         trimmed trial's exactly (the transitions after its end are normalized rows: they sum to one)."""
-        u_first, u_next = (None, None) if u is None else (u[..., :1, :], u[..., 1:, :])
-        first_logp = self.initial_latent(u_first).log_prob(h[..., :1, None, :])  # (..., 1, K)
-        step_logp = self.latent_step(h[..., :-1, :], u_next).log_prob(h[..., 1:, None, :])  # (..., T-1, K)
-        trans_logits = self.transition_logits(h[..., :-1, :], u_next)
+        u_first, u_next = (None, None) if u is None else (u[..., 0, :], u[..., 1:, :])
+        init_logits, first_logp = self.first_step_factors(h[..., 0, :], u_first)
+        trans_logits, step_logp = self.step_factors(h[..., :-1, :], h[..., 1:, :], u_next)
         if trans_logits.dim() == 2:
             trans_logits = trans_logits.expand(h.shape[:-2] + (h.shape[-2] - 1,) + trans_logits.shape)
-        init_logits = self.initial_logits(None if u is None else u[..., 0, :])
-        emission_logp = torch.cat([first_logp, step_logp], -2)
+        emission_logp = torch.cat([first_logp.unsqueeze(-2), step_logp], -2)
         if lengths is not None:
             within = steps_within(lengths, h.shape[-2])  # (trials, T)
             emission_logp = torch.where(within.unsqueeze(-1), emission_logp, emission_logp.new_zeros(()))
         return SwitchingFactors(init_logits, trans_logits, emission_logp)
+
+    def first_step_factors(self, h_first: Tensor, u_first: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """The chain's factors at the first step: ``initial_logits (K,)`` (or ``(..., K)``) and
+        ``log p(h_1 | z_1 = k) (..., K)`` for ``h_first (..., P)``, ``u_first (..., M)`` or None."""
+        return self.initial_logits(u_first), self.initial_latent(u_first).log_prob(h_first.unsqueeze(-2))
+
+    def step_factors(self, h_prev: Tensor, h: Tensor, u: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """The chain's factors of the steps ``h_prev -> h`` (``(..., P)`` each; inputs ``u (..., M)`` of the new
+        steps): transition logits ``L(h_{t-1}, u_t)`` ``(..., K, K)`` (or ``(K, K)``) and ``log p(h_t | h_{t-1},
+        z_t = k) (..., K)``. Pointwise over the leading dims: a whole path's steps at once, or one step online."""
+        return self.transition_logits(h_prev, u), self.latent_step(h_prev, u).log_prob(h.unsqueeze(-2))
 
     def latent_prior(
         self, num_trials: int, num_steps: int, u: Optional[Tensor] = None, lengths: Optional[Tensor] = None

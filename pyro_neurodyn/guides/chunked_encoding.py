@@ -1,0 +1,105 @@
+r"""A recurrent encoder over a long recording, in overlapping windows: bounded memory, time linear in T.
+
+The trial's T steps are cut into chunks of ``C = chunk_size`` steps. Chunk c, steps ``[cC, cC + C)``, is
+encoded inside the window ``[cC - O, cC + C + O)`` (``O = overlap``; a causal encoder needs no right
+context), shifted to lie inside ``[0, T)`` at the trial's two ends, so that the first chunk starts the
+recurrence at t = 0 and the last chunk's backward direction starts at the trial's end, as on the whole
+trial. Only each window's interior (its chunk) is kept: the encoder's head outputs
+``(coef_t, loc_t, scale_t)`` of every step are stitched from the chunks into ``(B, T, P)`` tensors, and the
+Gaussian path is built over the whole trial from them, so its mean ``h_t = coef_t h_{t-1} + loc_t`` is
+carried across chunk boundaries exactly (:func:`~pyro_neurodyn.distributions.linear_recurrence` over all T).
+
+What differs from encoding the whole trial at once: the recurrent features of a step read at most O
+steps of context on each side of its chunk; a trained LSTM forgets what lies further away
+geometrically, so the difference decays with O (measured for the SRNN in
+``benchmarks/bench_long_recording.py``, which sets :data:`DEFAULT_OVERLAP`). Windows are batched
+(``WINDOW_BATCH_NUMBERS`` numbers of recurrent state at a time), so the recurrence runs ``C + 2 O`` sequential
+steps per batch of windows instead of T: faster than one pass over a long trial, and the memory of the
+encoder's intermediates is bounded whatever T.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..data.validation import check_count
+from ..distributions import LinearGaussianPath
+from .encoders import RecurrentEncoder
+
+__all__ = ["AUTO_CHUNK_ABOVE", "DEFAULT_CHUNK_SIZE", "DEFAULT_OVERLAP", "chunked_path", "resolve_chunking"]
+
+DEFAULT_CHUNK_SIZE = 2000  # steps per chunk when chunking is automatic
+DEFAULT_OVERLAP = 200  # context each side of a chunk (see the module docstring)
+AUTO_CHUNK_ABOVE = 20000  # chunk_size=None chunks trials longer than this
+WINDOW_BATCH_NUMBERS = 2**25  # recurrent activations held at once (about 128 MiB in float32)
+
+
+def resolve_chunking(num_steps: int, chunk_size: Optional[int], overlap: Optional[int]) -> Optional[tuple[int, int]]:
+    """``(chunk_size, overlap)`` to encode a trial of ``num_steps`` steps with, or None for one pass over the whole trial.
+
+    ``chunk_size=None``: automatic, :data:`DEFAULT_CHUNK_SIZE` above :data:`AUTO_CHUNK_ABOVE` steps, else one
+    pass. ``overlap=None``: :data:`DEFAULT_OVERLAP`. A ValueError naming the argument for a non-positive
+    ``chunk_size``, a negative ``overlap``, or ``chunk_size < overlap`` (each chunk would be mostly context).
+    """
+    if overlap is not None:
+        overlap = check_count(overlap, "overlap", minimum=0)
+    if chunk_size is None:
+        if num_steps <= AUTO_CHUNK_ABOVE:
+            return None
+        chunk_size = DEFAULT_CHUNK_SIZE
+    chunk_size = check_count(chunk_size, "chunk_size")
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    if chunk_size < overlap:
+        raise ValueError(f"chunk_size ({chunk_size}) must be at least overlap ({overlap}): use longer chunks or pass a smaller overlap")
+    return chunk_size, overlap
+
+
+def chunked_path(
+    encoder: RecurrentEncoder,
+    y: Tensor,
+    u: Optional[Tensor] = None,
+    mask: Optional[Tensor] = None,
+    lengths: Optional[Tensor] = None,
+    *,
+    chunk_size: int,
+    overlap: int,
+) -> LinearGaussianPath:
+    """``encoder(y, u, mask, lengths)`` computed in overlapping windows (see the module docstring).
+
+    Args:
+        encoder: a :class:`~pyro_neurodyn.guides.RecurrentEncoder` (bidirectional or causal).
+        y: ``(B, T, D)``; u: ``(B, T, M)`` or None; mask: ``(B, T, D)`` bool or None; lengths: ``(B,)`` or None.
+        chunk_size, overlap: C and O (checked by :func:`resolve_chunking`).
+
+    Returns:
+        A :class:`~pyro_neurodyn.distributions.LinearGaussianPath` with batch ``(B,)``, event ``(T, P)``: the whole
+        trial's path, equal to ``encoder(y, ...)`` when one window covers the trial (``T <= C + 2 O``).
+    """
+    num_trials, num_steps = y.shape[:2]
+    left, right = overlap, 0 if encoder.causal else overlap
+    width = chunk_size + left + right
+    if num_steps <= width:
+        return encoder(y, u, mask, lengths)
+    x = encoder.standardized_inputs(y, u, mask)  # (B, T, C)
+    num_chunks = -(-num_steps // chunk_size)
+    starts = torch.arange(num_chunks, device=y.device) * chunk_size
+    window_starts = (starts - left).clamp(0, num_steps - width)  # every window inside [0, T)
+    interior = (starts - window_starts).unsqueeze(-1) + torch.arange(chunk_size, device=y.device)  # (n, C)
+    interior = interior.clamp_max(width - 1)  # the last chunk's steps past T: dropped below
+    span = torch.arange(width, device=y.device)
+    directions = 1 if encoder.causal else 2
+    group = max(1, WINDOW_BATCH_NUMBERS // (width * encoder.rnn.hidden_size * directions * 5))
+    stitched = x.new_empty(num_trials * num_chunks, chunk_size, 3, encoder.latent_dim)
+    for first in range(0, num_trials * num_chunks, group):
+        windows = torch.arange(first, min(first + group, num_trials * num_chunks), device=y.device)
+        trial, chunk = windows // num_chunks, windows % num_chunks
+        window_x = x[trial.unsqueeze(-1), window_starts[chunk].unsqueeze(-1) + span]  # (G, W, C)
+        window_lengths = None if lengths is None else (lengths[trial] - window_starts[chunk]).clamp(1, width)
+        readout = encoder.readout(encoder.features(window_x, window_lengths))  # (G, W, 3, P)
+        index = interior[chunk].reshape(len(windows), chunk_size, 1, 1).expand(-1, -1, 3, encoder.latent_dim)
+        stitched[windows] = readout.gather(1, index)
+    stitched = stitched.reshape(num_trials, num_chunks * chunk_size, 3, encoder.latent_dim)[:, :num_steps]
+    return encoder.path(stitched, lengths)

@@ -18,7 +18,7 @@ runs as many trials at once as the cluster's resources allow (``resources_per_tr
 trial that raised (``FailureConfig(max_failures)``), and keeps its state in ``storage``: calling
 ``run_sweep`` again with the same arguments after an interruption (Ctrl-C, a crash, a lost node)
 resumes the sweep with ``Tuner.restore``, without refitting finished trials (and fits that were under
-way continue from their own checkpoints). ``storage`` that holds another sweep is refused
+way continue from their own checkpoints); trials that failed after their retries are tried again. ``storage`` that holds another sweep is refused
 (:mod:`~pyro_neurodyn.sweep.storage`).
 
 On one machine, ``address=None`` starts a local Ray instance with every CPU (or uses the one already

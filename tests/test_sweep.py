@@ -20,6 +20,7 @@ from pyro_neurodyn import SRNN
 from pyro_neurodyn.cli import main
 from pyro_neurodyn.data import switching_lorenz
 from pyro_neurodyn.sweep import SweepInterrupted, run_sweep
+from pyro_neurodyn.sweep.results import collect_results
 from pyro_neurodyn.sweep.storage import MANIFEST
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
@@ -158,6 +159,45 @@ def test_storage_holding_another_sweep_is_refused_and_left_alone(sweep, data, tm
     assert sorted(os.listdir(tmp_path / "mine")) == ["notes.txt"]
 
 
+class FakeResults(list):
+    """The parts of Tune's ResultGrid that collect_results reads."""
+
+    def __init__(self, results, num_terminated, num_errors):
+        super().__init__(results)
+        self.num_terminated, self.num_errors = num_terminated, num_errors
+
+
+def fake_result(point, seed, values=None, error=None):
+    metrics = {} if values is None else {"heldout_log_evidence": sum(values), "log_evidence_per_trial": values, "final_loss": 1.0, "fit_steps": 3, "fit_seconds": 0.1}
+    checkpoint = None if values is None else SimpleNamespace(path=f"/sweep/trial_{point}_{seed}/checkpoint_000000")
+    return SimpleNamespace(config={"point": point, "seed": seed}, metrics=metrics, error=error, checkpoint=checkpoint)
+
+
+@pytest.mark.parametrize("ended", [True, False])
+def test_collect_results_marks_failed_trials_and_compares_the_points_that_have_a_finished_one(ended):
+    results = [
+        fake_result(0, 0, [-10.0, -12.0]), fake_result(0, 1, [-9.0, -11.0]),  # point 0: seed 1 is the best
+        fake_result(1, 0, [-30.0, -35.0]), fake_result(1, 1, error=RuntimeError("diverged")),
+        fake_result(2, 0, error=RuntimeError("diverged")), fake_result(2, 1, error=RuntimeError("diverged")),
+    ]  # fmt: skip
+    points = [{"k": 1}, {"k": 2}, {"k": 3}]
+    # after an interruption, Tune counts fewer ended trials: a trial that raised may still get its retry
+    grid = FakeResults(results, num_terminated=3, num_errors=3 if ended else 0)
+    with pytest.warns(UserWarning, match=r"left out of the comparison: \['k=3'\]"):
+        result = collect_results(grid, points, [0, 1], [SRNN] * 3, num_particles=4)
+    table = result.table
+    failed = "failed" if ended else "unfinished"
+    assert table["status"].tolist() == ["finished", "finished", "finished", failed, failed, failed]
+    assert table["error"].tolist()[3] == "RuntimeError: diverged"
+    assert table["best_seed"].tolist() == [False, True, True, False, False, False]
+    assert table["heldout_log_evidence"].tolist()[:3] == [-22.0, -20.0, -65.0] and table["heldout_log_evidence"][3:].isna().all()
+    assert list(result.comparison.index) == ["k=1", "k=2"] and result.comparison["elpd"].tolist() == [-20.0, -65.0]
+    assert result.best()["seed"] == 1 and result.best()["model"] == "/sweep/trial_0_1/checkpoint_000000/model.pt"
+    with pytest.raises(ValueError, match="has not finished"):
+        result.load({"k": 2}, 1)
+    assert not result.complete
+
+
 @pytest.mark.parametrize(
     "change, error, match",
     [
@@ -201,6 +241,7 @@ num_states = [1, 2]
 seeds = [0]
 storage = "sweep"
 num_particles = 4
+resources_per_trial = {{ cpu = 2 }}  # one trial at a time: one worker process to start
 
 [data]
 simulator = "switching_lorenz"

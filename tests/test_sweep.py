@@ -3,6 +3,7 @@ refusals, and ``neurodyn sweep``. The fits are a few SVI steps on tiny data: the
 most of it Ray starting worker processes."""
 
 import os
+import re
 import signal
 import sys
 import time
@@ -267,3 +268,23 @@ def test_cli_sweep_runs_a_sweep_file_and_refuses_a_changed_one(local_ray, tmp_pa
     config.write_text(SWEEP_FILE.format(init="hmm"))
     assert main(["sweep", str(config), "--quiet"]) == 1
     assert "differs in fit_kwargs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda text: text.replace("[grid]\nnum_states = [1, 2]\n", ""), r"\[grid\] is empty or missing"),
+        (lambda text: text.replace("latent_dim = 2", "latent_dim = 2\nseed = 3"), r"\[model\] must not set seed"),
+        (lambda text: text.replace("num_states = [1, 2]", "num_state = [1, 2]"), r"\[grid\] has unknown entries \['num_state'\]"),
+        (lambda text: text.replace('simulator = "switching_lorenz"', 'simulator = "lorenz96"'), r"\[data\] simulator must be one of"),
+        (lambda text: text.replace("seeds = [0]\n", ""), r"\[sweep\] seeds is missing"),
+    ],
+)
+def test_cli_sweep_reports_a_bad_sweep_file_in_one_line(edit, match, tmp_path, capsys):
+    config = tmp_path / "sweep.toml"
+    config.write_text(edit(SWEEP_FILE.format(init="kmeans")))
+    assert main(["sweep", str(config)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("neurodyn sweep: ") and len(error.strip().splitlines()) == 1
+    assert re.search(match, error)
+    assert not (tmp_path / "sweep").exists()

@@ -100,12 +100,37 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="the sweep file (TOML: [model], [grid], [sweep], [data], [fit]; see pyro_neurodyn.sweep.config)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all of them)")
+    parser.add_argument("--quiet", action="store_true", help="no progress table from Ray Tune")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Fit every grid point and seed of a sweep file on Ray Tune and compare them on held-out trials (rerun to resume)."""
+    from .sweep import SweepInterrupted
+    from .sweep.config import load_sweep_config, run_sweep_config
+    from .sweep.results import describe
+
+    config = load_sweep_config(args.config)
+    try:
+        result = run_sweep_config(config, num_cpus=args.num_cpus, verbose=0 if args.quiet else 1)
+    except SweepInterrupted as interrupted:
+        print(describe(interrupted.result))
+        print(f"neurodyn sweep: {interrupted}; rerun `neurodyn sweep {args.config}` to resume", file=sys.stderr)
+        return 1
+    print(describe(result))
+    print(f"results.csv and comparison.csv in {config.storage}")
+    return 0 if result.complete else 1
+
+
 COMMANDS: list[Command] = [
     ("demo", _add_demo_args, _cmd_demo),
     ("evaluate", _add_evaluate_args, _cmd_evaluate),
     ("fit", _add_fit_args, _cmd_fit),
     ("info", _add_info_args, _cmd_info),
     ("sample", _add_sample_args, _cmd_sample),
+    ("sweep", _add_sweep_args, _cmd_sweep),
 ]
 
 

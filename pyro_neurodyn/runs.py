@@ -46,7 +46,8 @@ CHECKPOINT, MODEL, LOSSES, EVALUATION = "checkpoint.ckpt", "model.pt", "losses.j
 SECTIONS = {"model", "data", "fit", "output"}
 
 
-def _estimators() -> dict[str, type]:
+def estimator_classes() -> dict[str, type]:
+    """``{kind: class}`` of the estimators a run (or sweep) file can name in ``[model] kind``."""
     from .estimators.lowrank import LowRankRNN
     from .estimators.srnn import SRNN
     from .estimators.switching_lowrank import SwitchingLowRankRNN
@@ -81,18 +82,18 @@ def load_run_config(path: Any) -> RunConfig:
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {unknown}; a run file has [model], [data], [fit] and [output]")
     model = dict(table.get("model", {}))
-    estimators = _estimators()
+    estimators = estimator_classes()
     kind = model.pop("kind", None)
     if kind not in estimators:
         raise ValueError(f"{path}: [model] kind must be one of {sorted(estimators)}, got {kind!r}")
     estimator = estimators[kind]
-    _check_arguments(path, "model", model, estimator.__init__)
+    check_arguments(path, "model", model, estimator.__init__)
     fit = dict(table.get("fit", {}))
     checkpoint_every = fit.pop("checkpoint_every", None)
     for reserved in ("checkpoint", "resume", "progress", "callback"):
         if reserved in fit:
             raise ValueError(f"{path}: [fit] {reserved} is set by the command line, not the run file")
-    _check_arguments(path, "fit", fit, estimator.fit)
+    check_arguments(path, "fit", fit, estimator.fit)
     data = table.get("data", {})
     if "train" not in data:
         raise ValueError(f"{path}: [data] train (the recordings to fit: .npy or .npz) is missing")
@@ -104,7 +105,8 @@ def load_run_config(path: Any) -> RunConfig:
     return RunConfig(path, estimator, model, fit, base / data["train"], None if test is None else base / test, base / folder, checkpoint_every)
 
 
-def _check_arguments(path: Path, section: str, arguments: dict, function: Any) -> None:
+def check_arguments(path: Path, section: str, arguments: dict, function: Any) -> None:
+    """A ValueError naming ``[section]`` of the file ``path`` if ``arguments`` has names ``function`` does not take."""
     accepted = [name for name in inspect.signature(function).parameters if name not in ("self", "y", "u")]  # data: [data]
     unknown = sorted(set(arguments) - set(accepted))
     if unknown:

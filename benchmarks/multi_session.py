@@ -24,10 +24,10 @@ from pyro_neurodyn.metrics import state_accuracy
 NUM_SESSIONS = 3
 
 
-def sessions(seed: int, train: int, test: int, neurons: int, num_steps: int) -> tuple[list, list, list]:
+def sessions(seed: int, train: int, test: int, neurons: int, num_steps: int, observation: str = "gaussian") -> tuple[list, list, list]:
     """``(train recordings, test recordings, test states)`` of the sessions: disjoint neurons, disjoint trials."""
     per_session = train + test
-    data = rotation_switching_data(NUM_SESSIONS * per_session, num_steps, NUM_SESSIONS * neurons, seed=seed)
+    data = rotation_switching_data(NUM_SESSIONS * per_session, num_steps, NUM_SESSIONS * neurons, observation, seed=seed)
     trains, tests, states = [], [], []
     for s in range(NUM_SESSIONS):
         trials = slice(s * per_session, (s + 1) * per_session)
@@ -42,17 +42,19 @@ def accuracies(model: SRNN, tests: list, states: list) -> list[float]:
     return [state_accuracy(z, model.most_likely_states(test)) for test, z in zip(tests, states)]
 
 
-def joint_and_single(seed: int, train: int, test: int, neurons: int, num_steps: int, fit_steps: int, init) -> tuple[list, list, float, float]:
-    trains, tests, states = sessions(seed, train, test, neurons, num_steps)
+def joint_and_single(
+    seed: int, train: int, test: int, neurons: int, num_steps: int, fit_steps: int, init, observation: str = "gaussian"
+) -> tuple[list, list, float, float]:
+    trains, tests, states = sessions(seed, train, test, neurons, num_steps, observation)
     start = time.perf_counter()
-    joint = SRNN(2, 2, NUM_SESSIONS * neurons, seed=seed).fit(Recording.from_sessions(trains), num_steps=fit_steps, progress=False, init=init)
+    joint = SRNN(2, 2, NUM_SESSIONS * neurons, observation=observation, seed=seed).fit(Recording.from_sessions(trains), num_steps=fit_steps, progress=False, init=init)
     joint_seconds = time.perf_counter() - start
     wide_tests = Recording.from_sessions(tests)
     joint_accuracy = [state_accuracy(states[s], joint.most_likely_states(wide_tests[wide_tests.session == s])) for s in range(NUM_SESSIONS)]
     start = time.perf_counter()
     single_accuracy = []
     for s in range(NUM_SESSIONS):
-        single = SRNN(2, 2, neurons, seed=seed).fit(trains[s], num_steps=fit_steps, progress=False, init=init)
+        single = SRNN(2, 2, neurons, observation=observation, seed=seed).fit(trains[s], num_steps=fit_steps, progress=False, init=init)
         single_accuracy.append(state_accuracy(states[s], single.most_likely_states(tests[s])))
     return joint_accuracy, single_accuracy, joint_seconds, (time.perf_counter() - start) / NUM_SESSIONS
 
@@ -67,11 +69,12 @@ def main() -> None:
     parser.add_argument("--fit-steps", type=int, default=1000, help="SVI steps per fit")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", default="arhmm", help="SRNN.fit's init ('none' for None)")
+    parser.add_argument("--observation", default="gaussian", choices=["gaussian", "poisson"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print("seed | joint accuracy per session | single-session accuracy per session | joint s | single s")
     for seed in args.seeds:
-        joint, single, joint_seconds, single_seconds = joint_and_single(seed, args.train, args.test, args.neurons, args.steps, args.fit_steps, None if args.init == "none" else args.init)
+        joint, single, joint_seconds, single_seconds = joint_and_single(seed, args.train, args.test, args.neurons, args.steps, args.fit_steps, None if args.init == "none" else args.init, args.observation)
         print(f"{seed} | {np.round(joint, 3).tolist()} | {np.round(single, 3).tolist()} | {joint_seconds:.0f} | {single_seconds:.0f}")
 
 

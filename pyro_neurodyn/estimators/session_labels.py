@@ -4,12 +4,15 @@ A labelling model fit on the pooled channels of sessions with disjoint channel s
 its own subspace and learns the sessions apart instead of the regimes (measured on rotation data seen by
 3 sessions of 10 neurons each: pooled ARHMM labels put the joint SRNN at 0.53-0.56 held-out accuracy).
 So each session is labelled alone (:func:`~.srnn_start.initial_labels` on its trials and channels), and
-the sessions' label sets are matched to session 0's by what a regime *does*, which a change of coordinates
-does not alter: for every labelled state, the eigenvalues of the one-step linear map ``x_{t+1} ~ A x_t + b``
-of the session's principal-component latents. The signature of a state is its eigenvalues' moduli and
-absolute angles, sorted; states are matched by the Hungarian algorithm on signature distances. Regimes
-that are mirror images (clockwise and counter-clockwise rotation) have equal signatures, and then either
-match is as good: a reflection of that session's latent frame turns one into the other.
+the sessions' label sets are matched to session 0's by what a regime *does*: for every labelled state, the
+one-step linear map ``x_{t+1} ~ A x_t + b`` of the session's principal-component latents (the frame its
+readout starts in, :func:`~.srnn_start.initialize_linear_readout`). The signature of a state is its
+eigenvalues' moduli and absolute angles, sorted (unchanged by any change of coordinates), and its signed
+rotation rate in the plane of the first two components, ``(A[1, 0] - A[0, 1]) / 2``. Mirror-image regimes
+(clockwise and counter-clockwise rotation) differ only in that sign, which a reflected frame flips: matched
+on it, every session's labels agree with the orientation of its own starting frame, so one state of the
+shared dynamics turns the same way in all of them. States are matched by the Hungarian algorithm on
+signature distances.
 """
 
 from __future__ import annotations
@@ -21,28 +24,28 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from ..models.autoregressive_hmm import principal_component_scores
-
 __all__ = ["aligned_session_labels", "dynamics_signatures"]
 
 
 def dynamics_signatures(latents: Tensor, labels: Tensor, within: Tensor, num_states: int) -> np.ndarray:
-    """``(K, 2 P)``: for each state k, the sorted moduli and sorted absolute angles of the eigenvalues of the
-    least-squares map ``x_{t+1} ~ A_k x_t + b_k`` over the steps labelled k, from ``latents (trials, T, P)``,
-    ``labels (trials, T)`` and ``within (trials, T)`` (the trials' own steps). A state with too few steps gets
-    NaN (matched last)."""
+    """``(K, 2 P + 1)``: for each state k, the sorted moduli and sorted absolute angles of the eigenvalues of the
+    least-squares map ``x_{t+1} ~ A_k x_t + b_k`` over the steps labelled k, and its signed rotation rate
+    ``(A_k[1, 0] - A_k[0, 1]) / 2`` (0 for P = 1), from ``latents (trials, T, P)``, ``labels (trials, T)`` and
+    ``within (trials, T)`` (the trials' own steps). A state with too few steps gets NaN (matched last)."""
     pairs = within[:, 1:] & within[:, :-1]
     current, following, state = latents[:, :-1][pairs].double(), latents[:, 1:][pairs].double(), labels[:, 1:][pairs]
     dim = latents.shape[-1]
-    signatures = np.full((num_states, 2 * dim), np.nan)
+    signatures = np.full((num_states, 2 * dim + 1), np.nan)
     for k in range(num_states):
         chosen = state == k
         if int(chosen.sum()) <= dim + 1:
             continue
         design = torch.cat([current[chosen], torch.ones_like(current[chosen][:, :1])], -1)
         coefficients = torch.linalg.lstsq(design, following[chosen]).solution  # (P + 1, P)
-        eigenvalues = np.linalg.eigvals(coefficients[:dim].T.numpy())
-        signatures[k] = np.concatenate([np.sort(np.abs(eigenvalues)), np.sort(np.abs(np.angle(eigenvalues)))])
+        linear_map = coefficients[:dim].T.numpy()  # A_k (P, P)
+        eigenvalues = np.linalg.eigvals(linear_map)
+        rotation = 0.5 * (linear_map[1, 0] - linear_map[0, 1]) if dim > 1 else 0.0
+        signatures[k] = np.concatenate([np.sort(np.abs(eigenvalues)), np.sort(np.abs(np.angle(eigenvalues))), [rotation]])
     return signatures
 
 
@@ -56,9 +59,9 @@ def aligned_session_labels(
     reference = None
     for trials, channels in blocks:
         own = label(trials, channels).cpu()
-        part = y[trials][..., channels].cpu()
-        latents = principal_component_scores(part, latent_dim)
-        signatures = dynamics_signatures(latents, own, within[trials].cpu(), num_states)
+        steps = within[trials.cpu()]
+        latents = _principal_scores(y[trials][..., channels].cpu().double(), steps, latent_dim)
+        signatures = dynamics_signatures(latents, own, steps, num_states)
         if reference is None:
             reference = signatures
         else:
@@ -69,3 +72,12 @@ def aligned_session_labels(
             own = renamed[own]
         labels[trials.cpu()] = own
     return labels
+
+
+def _principal_scores(part: Tensor, steps: Tensor, latent_dim: int) -> Tensor:
+    """``part (trials, T, D)`` centred and projected on the top ``latent_dim`` right singular vectors of its steps
+    ``steps (trials, T)``: the same SVD as the readout's start, so the same frame and orientation."""
+    rows = part[steps]
+    mean = rows.mean(0)
+    _, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
+    return (part - mean) @ vh[:latent_dim].T

@@ -1,0 +1,101 @@
+"""Several sessions in one Recording, and an SRNN fit across sessions that recorded different neurons.
+
+Ground truth: a teacher (two regimes that differ only in their rotation direction) seen by three sessions
+of ten different neurons each; held-out states are known. The baseline beside the joint fit is the same
+union of channels read as one session (pooled starting labels and readout), which is at chance.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_neurodyn import SRNN
+from pyro_neurodyn.data import Recording, rotation_switching_data
+from pyro_neurodyn.estimators.session_labels import dynamics_signatures
+from pyro_neurodyn.estimators.srnn_start import session_blocks
+from pyro_neurodyn.metrics import state_accuracy
+
+pytestmark = pytest.mark.usefixtures("one_thread_fresh_param_store")
+
+
+def test_from_sessions_puts_each_sessions_channels_side_by_side():
+    first = Recording.from_trials([np.ones((5, 2)), np.ones((3, 2))], channel_names=["a", "b"])
+    second = Recording.from_trials([2 * np.ones((7, 3))], channel_names=["b", "c", "d"])
+    joint = Recording.from_sessions([first, second])
+    assert joint.y.shape == (3, 7, 5) and joint.session.tolist() == [0, 0, 1]
+    assert joint.channel_names == ("session0/a", "session0/b", "session1/b", "session1/c", "session1/d")
+    assert bool(joint.mask[:2, :, 2:].any()) is False and bool(joint.mask[2, :, :2].any()) is False
+    assert joint.lengths.tolist() == [5, 3, 7] and bool(joint.mask[1, :3, :2].all()) and not bool(joint.mask[1, 3:].any())
+    matched = Recording.from_sessions([first, second], match_channels=True)
+    assert matched.channel_names == ("a", "b", "c", "d") and bool(matched.mask[2, :, 1].all())
+    with pytest.raises(ValueError, match="sessions is empty"):
+        Recording.from_sessions([])
+    with pytest.raises(TypeError, match=r"sessions\[1\] must be a Recording"):
+        Recording.from_sessions([first, np.ones((3, 2))])
+
+
+def test_session_blocks_only_for_sessions_with_disjoint_channels():
+    first = Recording.from_trials([np.ones((4, 2))] * 2)
+    second = Recording.from_trials([np.ones((4, 3))])
+    disjoint = Recording.from_sessions([first, second])
+    blocks = session_blocks(disjoint.session, disjoint.mask)
+    assert [(trials.tolist(), channels.tolist()) for trials, channels in blocks] == [([0, 1], [0, 1]), ([2], [2, 3, 4])]
+    shared = Recording.from_sessions([first, first], match_channels=True)
+    assert session_blocks(shared.session, shared.mask) is None  # the same channels: one readout block
+    assert session_blocks(first.session, first.mask) is None  # one session
+
+
+def test_dynamics_signatures_see_through_a_change_of_coordinates_and_its_orientation():
+    """The eigenvalue part of a signature is unchanged by a linear change of coordinates; mirror-image regimes
+    share it and differ in the sign of their rotation rate, which a reflected frame flips; regimes of
+    different speed differ in it."""
+    def rotations(angles, transform, steps=400):
+        x, path, labels = torch.tensor([1.0, 0.0]), [], []
+        for t in range(steps):
+            k = (t // 100) % len(angles)
+            c, s = math.cos(angles[k]), math.sin(angles[k])
+            x = 0.99 * torch.tensor([[c, -s], [s, c]]) @ x + 0.01 * torch.randn(2)
+            path.append(transform @ x)
+            labels.append(k)
+        return torch.stack(path)[None].double(), torch.tensor(labels)[None]
+
+    torch.manual_seed(0)
+    within = torch.ones(1, 400, dtype=torch.bool)
+    mirror = dynamics_signatures(*rotations([0.3, -0.3], torch.eye(2)), within, 2)
+    np.testing.assert_allclose(mirror[0, :4], mirror[1, :4], atol=0.02)
+    assert mirror[0, 4] > 0.2 and mirror[1, 4] < -0.2  # counter-clockwise, then clockwise, in this frame
+    reflected = dynamics_signatures(*rotations([0.3, -0.3], torch.tensor([[1.0, 0.0], [0.0, -1.0]])), within, 2)
+    np.testing.assert_allclose(reflected[:, 4], -mirror[:, 4], atol=0.02)
+    skewed = dynamics_signatures(*rotations([0.3, 0.1], torch.tensor([[2.0, 0.5], [0.0, 0.3]])), within, 2)
+    plain = dynamics_signatures(*rotations([0.3, 0.1], torch.eye(2)), within, 2)
+    np.testing.assert_allclose(skewed[:, :4], plain[:, :4], atol=0.02)
+    assert np.linalg.norm(plain[0, :4] - plain[1, :4]) > 0.2
+
+
+def sessions_of_a_teacher(seed: int, train: int = 4, test: int = 3, neurons: int = 10, num_steps: int = 200):
+    """Train and test Recordings of 3 sessions (disjoint neurons of one teacher, disjoint trials), test states."""
+    per_session = train + test
+    data = rotation_switching_data(3 * per_session, num_steps, 3 * neurons, seed=seed)
+    trains, tests, states = [], [], []
+    for s in range(3):
+        y = data.y[s * per_session : (s + 1) * per_session, :, s * neurons : (s + 1) * neurons]
+        trains.append(Recording.from_trials(list(y[:train])))
+        tests.append(Recording.from_trials(list(y[train:])))
+        states.append(data.states[s * per_session : (s + 1) * per_session][train:])
+    return Recording.from_sessions(trains), Recording.from_sessions(tests), states
+
+
+def test_a_joint_fit_of_sessions_with_different_neurons_finds_the_shared_regimes():
+    train, test, states = sessions_of_a_teacher(seed=0)
+
+    def accuracies(model):
+        return [state_accuracy(states[s], model.most_likely_states(test[test.session == s])) for s in range(3)]
+
+    joint = accuracies(SRNN(2, 2, 30, seed=0).fit(train, num_steps=400, progress=False))
+    pooled = accuracies(SRNN(2, 2, 30, seed=0).fit(dataclasses.replace(train, session=None), num_steps=400, progress=False))
+    # JOINT_SPREAD
+    assert min(joint) >= 0.95, f"joint fit {joint}; the union read as one session: {pooled}"
+    assert max(pooled) < 0.85, f"the pooled baseline is expected to fail on this data: {pooled}"

@@ -96,6 +96,8 @@ def test_a_joint_fit_of_sessions_with_different_neurons_finds_the_shared_regimes
 
     joint = accuracies(SRNN(2, 2, 30, seed=0).fit(train, num_steps=400, progress=False))
     pooled = accuracies(SRNN(2, 2, 30, seed=0).fit(dataclasses.replace(train, session=None), num_steps=400, progress=False))
-    # JOINT_SPREAD
+    # measured over data seeds 0, 3, 4 (python benchmarks/multi_session.py's setting at this size): joint fit
+    # 0.998-1.000 per session, the pooled reading 0.51-0.70; the bounds leave 0.05 and 0.15 to spare. Before the
+    # per-session labels were matched on the signed rotation rate one seed's session sat at 0.74: the check bites.
     assert min(joint) >= 0.95, f"joint fit {joint}; the union read as one session: {pooled}"
     assert max(pooled) < 0.85, f"the pooled baseline is expected to fail on this data: {pooled}"

@@ -69,18 +69,26 @@ class RunConfig:
     checkpoint_every: Optional[int] = None
 
 
-def load_run_config(path: Any) -> RunConfig:
-    """Read and check a run file (see the module docstring); every problem is a ValueError naming the entry."""
+def read_sections(path: Any, sections: set, kind: str) -> dict:
+    """The tables of the TOML file ``path`` (a ``kind`` file: "run", "sweep"), which may hold only ``sections``:
+    FileNotFoundError when it is missing, a ValueError naming the file when it is not TOML or has other sections."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no run file at {path}")
+        raise FileNotFoundError(f"no {kind} file at {path}")
     try:
         table = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path} is not valid TOML: {error}") from None
-    unknown = sorted(set(table) - SECTIONS)
+    unknown = sorted(set(table) - sections)
     if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}; a run file has [model], [data], [fit] and [output]")
+        raise ValueError(f"{path}: unknown section(s) {unknown}; a {kind} file has {', '.join(f'[{s}]' for s in sorted(sections))}")
+    return table
+
+
+def load_run_config(path: Any) -> RunConfig:
+    """Read and check a run file (see the module docstring); every problem is a ValueError naming the entry."""
+    path = Path(path)
+    table = read_sections(path, SECTIONS, "run")
     model = dict(table.get("model", {}))
     estimators = estimator_classes()
     kind = model.pop("kind", None)

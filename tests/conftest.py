@@ -25,6 +25,16 @@ def shared_data_path():
     return locate
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small models: one torch thread for the module (two threads slow small calls 10-50x when other jobs hold
+    the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread_fresh_param_store():
     """One torch thread and an empty Pyro param store for the test (fits whose numbers were measured so)."""

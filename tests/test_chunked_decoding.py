@@ -18,13 +18,7 @@ from pyro_neurodyn.guides.chunked_encoding import AUTO_CHUNK_ABOVE, DEFAULT_CHUN
 STEPS, CHUNK, EDGE = 2000, 500, 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one torch thread (two threads slow these calls 10-50x when other jobs hold the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def near_chunk_edges(num_steps: int, chunk_size: int, edge: int) -> torch.Tensor:

@@ -22,12 +22,7 @@ from pyro_neurodyn.guides import OptimalProposal, SwitchingKalmanProposal, kalma
 from pyro_neurodyn.infer import VSMC_ELBO
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops: faster with one thread on a busy 2-core machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small ops: faster with one thread on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from pyro_neurodyn.models import SRNNModel
 QUICK = dict(num_steps=1, filter_steps=1, init=None, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one torch thread (two threads slow these calls 10-50x when other jobs hold the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def offline_causal_filter(module, encoder, y, u=None):

@@ -8,12 +8,7 @@ from pyro_neurodyn.data import Recording
 from pyro_neurodyn.infer import RandomWindows, fit_svi
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_windows_lie_inside_their_trials_and_are_uniform_over_all_windows():

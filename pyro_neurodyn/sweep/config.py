@@ -38,7 +38,6 @@ to the console and to ``results.csv`` (one row per trial) and ``comparison.csv``
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -46,7 +45,7 @@ from typing import Any, Optional
 import torch
 
 from ..data.recording import Recording
-from ..runs import check_arguments, estimator_classes, load_recordings
+from ..runs import check_arguments, estimator_classes, load_recordings, read_sections
 from .ray_sweep import ray_and_tune
 
 __all__ = ["EstimatorBuilder", "SweepConfig", "load_sweep_config", "run_sweep_config", "sweep_data"]
@@ -89,15 +88,7 @@ class SweepConfig:
 def load_sweep_config(path: Any) -> SweepConfig:
     """Read and check a sweep file; every problem is a ValueError naming the section and entry."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no sweep file at {path}")
-    try:
-        table = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path} is not valid TOML: {error}") from None
-    unknown = sorted(set(table) - SECTIONS)
-    if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}; a sweep file has {sorted(SECTIONS)}")
+    table = read_sections(path, SECTIONS, "sweep")
     model = dict(table.get("model", {}))
     kind = model.pop("kind", None)
     classes = estimator_classes()

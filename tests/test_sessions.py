@@ -138,6 +138,7 @@ def test_sessions_that_saw_different_regimes_learn_them_together_and_not_alone()
     together = [state_accuracy(states[s], joint.most_likely_states(wide[wide.session == s])) for s in range(3)]
     alone = [state_accuracy(states[s], SRNN(2, 2, neurons, seed=0).fit(trains[s], num_steps=400, progress=False).most_likely_states(tests[s]))
              for s in range(2)]  # fmt: skip
-    # COVERAGE_SPREAD
+    # measured over data seeds 0-2 (this test is seed 0): joint fit 0.999-1.000 in every session; sessions 0 and 1
+    # alone 0.53-0.69 (their K = 2 states split the one regime they saw); the bounds leave 0.05 and 0.11 to spare
     assert min(together) >= 0.95, f"joint fit {together}; each session alone {alone}"
     assert max(alone) <= 0.8, f"a session that saw one regime is not expected to label both alone: {alone}"

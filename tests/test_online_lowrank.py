@@ -135,3 +135,24 @@ def test_switching_online_equals_weighted_alpha_of_offline_filter(moments):
     assert set(online.state_tensors()) == {"x", "log_alpha", "log_weights", "y_window"}
     with pytest.raises(ValueError, match="u_t"):
         online.update(y[:, 0], torch.zeros(2, 1))
+
+
+def test_lowrank_fit_on_random_windows(monkeypatch):
+    """Each step filters batch_size windows of W steps (not the whole trial); the loss is per step, like a fit on
+    whole trials; an epoch is the number of windows that tile the data."""
+    y = recording(1, 600, 6, seed=3)
+    rnn = LowRankRNN(obs_dim=6, rank=2, num_units=6, seed=0)
+    shapes = []
+    init = rnn.model.init
+
+    def recording_init(state, y, *args, **kwargs):
+        shapes.append(tuple(y.shape))
+        return init(state, y, *args, **kwargs)
+
+    monkeypatch.setattr(rnn.model, "init", recording_init)
+    rnn.fit(y, window=50, batch_size=4, epochs=1, num_particles=4, progress=False, seed=0)
+    assert shapes == [(4, 50, 6)] * 3  # round(600 / (4 * 50)) steps
+    whole = LowRankRNN(obs_dim=6, rank=2, num_units=6, seed=0).fit(y, num_steps=1, num_particles=4, progress=False, seed=0)
+    assert all(abs(loss - whole.losses[0]) < 0.5 * abs(whole.losses[0]) for loss in rnn.losses)  # per step (not 12x: per window)
+    with pytest.raises(ValueError, match="window"):
+        rnn.fit(y, window=601, num_steps=1, progress=False)

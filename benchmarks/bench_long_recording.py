@@ -86,9 +86,10 @@ def lowrank_long_recording(args) -> None:
     print(f"data: one trial of the Gaussian oscillator, y {tuple(data.y.shape)}, simulated in {time.perf_counter() - start:.1f} s")
     model = LowRankRNN(obs_dim=20, rank=2, num_units=20, readout="one_to_one", seed=0)
     start = time.perf_counter()
-    model.fit(data.y, window=75, batch_size=10, num_steps=args.lowrank_fit_steps, num_particles=64, lr=1e-2, progress=False, seed=0)
+    model.fit(data.y, window=75, batch_size=10, num_steps=args.lowrank_fit_steps, num_particles=64, progress=False, seed=0)
     print(f"fit on random windows (75 steps x 10 per step, {args.lowrank_fit_steps} steps, 64 particles, 1 thread): "
-          f"{time.perf_counter() - start:.1f} s; loss (nats per step) {model.losses[0]:.2f} -> {model.losses[-1]:.2f}")  # fmt: skip
+          f"{time.perf_counter() - start:.1f} s; loss (nats per step), mean of the first / last 20 steps: "
+          f"{sum(model.losses[:20]) / len(model.losses[:20]):.3f} / {sum(model.losses[-20:]) / len(model.losses[-20:]):.3f}")  # fmt: skip
     part = min(args.steps, 25_000)
     means = model.filter(data.y[:, :part], num_particles=64).means[0]
     design = torch.cat([means, torch.ones(part, 1)], 1)

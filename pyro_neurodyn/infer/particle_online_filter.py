@@ -94,7 +94,7 @@ class ParticleOnlineFilter(OnlineFilter):
     ):
         self.elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold)
         self.model, self.guide, self.belief = model, guide, belief
-        self._init = tuple(zip(_protocol_methods(model, "model"), _protocol_methods(guide, "guide")))  # ((m_init, g_init), (m_step, g_step))
+        self._functions = tuple(zip(_protocol_methods(model, "model"), _protocol_methods(guide, "guide")))  # ((m_init, g_init), (m_step, g_step))
         window = getattr(guide, "data_window", 1)
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"guide: data_window must be a positive integer (the steps of y a proposal reads), got {window!r}")
@@ -146,7 +146,7 @@ class ParticleOnlineFilter(OnlineFilter):
             state.constants.pop(self.guide, None)
         t = self._y.shape[1] - 1  # the local time index of y_t in the buffer (0 only at the first update)
         with getattr(self.model, "_pyro_context", nullcontext()):
-            self.log_weights, _, _ = self.elbo.particle_step(self._init[0 if first else 1], state, t, (self._y, self._u), {}, self.log_weights, self._plate)
+            self.log_weights, _, _ = self.elbo.particle_step(self._functions[0 if first else 1], state, t, (self._y, self._u), {}, self.log_weights, self._plate)
         return self.belief(state, self.log_weights)
 
     def _rng_devices(self) -> list:

@@ -13,6 +13,14 @@
    high-water mark, reset just before the call, minus the resident size then; model and data loaded first).
 
     python benchmarks/bench_long_recording.py [--steps 100000] [--fit-steps 300] [--window 200] [--repeats 3]
+
+``--model lowrank``: the LowRankRNN (rank 2, N = 20, one-to-one readout, optimal proposal) on one trial of the
+Gaussian oscillator teacher (20 channels), fit on random windows (``fit(y, window=75, batch_size=10)``,
+``--lowrank-fit-steps``), the latent recovery (R^2 of the true latents regressed on the filtered means), then
+``filter(y, num_particles=64)`` of the first T = 25000, 50000, 100000 steps, each in a fresh process at 1 thread:
+seconds and the peak memory the call adds (its record of all particles, ``(T, 64, 1, 2)``, included).
+
+    python benchmarks/bench_long_recording.py --model lowrank [--steps 100000] [--lowrank-fit-steps 200]
 """
 
 from __future__ import annotations
@@ -28,8 +36,8 @@ import time
 import torch
 
 from bench_srnn import median_seconds  # run as a script: benchmarks/ is on sys.path
-from pyro_neurodyn import SRNN
-from pyro_neurodyn.data import limit_cycle_switching_data
+from pyro_neurodyn import SRNN, LowRankRNN
+from pyro_neurodyn.data import gaussian_oscillator_data, limit_cycle_switching_data
 
 SIZES = (25_000, 50_000, 100_000)
 
@@ -54,6 +62,50 @@ def measure_memory(model_path: str, data_path: str, method: str, steps: int, chu
     seconds = time.perf_counter() - start
     _, peak = resident_mib()
     print(json.dumps({"added_mb": peak - before, "peak_mb": peak, "seconds": seconds}))
+
+
+def measure_lowrank_filter(model_path: str, data_path: str, steps: int, num_particles: int) -> None:
+    """In a fresh process at 1 thread: seconds and peak memory added by ``LowRankRNN.filter`` of the first ``steps``."""
+    torch.set_num_threads(1)
+    model, y = LowRankRNN.load(model_path), torch.load(data_path)[:, :steps].clone()
+    model.filter(y[:, :500], num_particles=num_particles)  # warm-up
+    with open("/proc/self/clear_refs", "w") as stream:
+        stream.write("5")
+    before, _ = resident_mib()
+    start = time.perf_counter()
+    model.filter(y, num_particles=num_particles)
+    seconds = time.perf_counter() - start
+    _, peak = resident_mib()
+    print(json.dumps({"added_mb": peak - before, "peak_mb": peak, "seconds": seconds}))
+
+
+def lowrank_long_recording(args) -> None:
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    data = gaussian_oscillator_data(1, args.steps, seed=0)
+    print(f"data: one trial of the Gaussian oscillator, y {tuple(data.y.shape)}, simulated in {time.perf_counter() - start:.1f} s")
+    model = LowRankRNN(obs_dim=20, rank=2, num_units=20, readout="one_to_one", seed=0)
+    start = time.perf_counter()
+    model.fit(data.y, window=75, batch_size=10, num_steps=args.lowrank_fit_steps, num_particles=64, progress=False, seed=0)
+    print(f"fit on random windows (75 steps x 10 per step, {args.lowrank_fit_steps} steps, 64 particles, 1 thread): "
+          f"{time.perf_counter() - start:.1f} s; loss (nats per step), mean of the first / last 20 steps: "
+          f"{sum(model.losses[:20]) / len(model.losses[:20]):.3f} / {sum(model.losses[-20:]) / len(model.losses[-20:]):.3f}")  # fmt: skip
+    part = min(args.steps, 25_000)
+    means = model.filter(data.y[:, :part], num_particles=64).means[0]
+    design = torch.cat([means, torch.ones(part, 1)], 1)
+    truth = data.latents[0, :part]
+    residual = truth - design @ torch.linalg.lstsq(design, truth).solution
+    print(f"latent recovery on the first {part} steps: R^2 {float(1 - residual.square().sum() / (truth - truth.mean(0)).square().sum()):.3f}")
+    with tempfile.TemporaryDirectory() as folder:
+        model_path, data_path = os.path.join(folder, "model.pt"), os.path.join(folder, "y.pt")
+        model.save(model_path)
+        torch.save(data.y, data_path)
+        print("\nfilter(y, num_particles=64), fresh process each, 1 thread: seconds, ms per step, peak memory added (MiB)")
+        for steps in [s for s in SIZES if s <= args.steps]:
+            command = [sys.executable, __file__, "--measure-lowrank", model_path, data_path, str(steps), "64"]
+            row = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+            print(f"  T = {steps:6d}: {row['seconds']:6.1f} s, {1e3 * row['seconds'] / steps:.3f} ms/step, "
+                  f"{row['added_mb']:7.1f} MiB (process peak {row['peak_mb']:.0f} MiB)")  # fmt: skip
 
 
 def memory_row(model_path, data_path, method, steps, chunk_size) -> dict:
@@ -88,8 +140,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--edge", type=int, default=10)
     parser.add_argument("--window", type=int, default=200, help="steps per fit window")
+    parser.add_argument("--model", choices=("srnn", "lowrank"), default="srnn")
+    parser.add_argument("--lowrank-fit-steps", type=int, default=200)
     parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--measure-lowrank", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_lowrank:
+        model_path, data_path, steps, particles = args.measure_lowrank
+        return measure_lowrank_filter(model_path, data_path, int(steps), int(particles))
+    if args.model == "lowrank":
+        return lowrank_long_recording(args)
     if args.measure:
         model_path, data_path, method, steps, chunk = args.measure
         return measure_memory(model_path, data_path, method, int(steps), None if chunk == "None" else int(chunk))

@@ -39,7 +39,7 @@ from ..data.validation import (
     check_positive,
 )
 from ..dynamics.legacy_keys import renamed_legacy_threshold
-from ..infer import VSMC_ELBO, FitRun, fit_svi
+from ..infer import VSMC_ELBO, FitRun, RandomWindows, fit_svi
 from ..infer.checkpoint import renamed_modules
 from ..data.recording import Recording
 from .base import Estimator
@@ -143,6 +143,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         epochs: Optional[int] = None,
         num_steps: Optional[int] = None,
         batch_size: int = 10,
+        window: Optional[int] = None,
         lr: float = 1e-3,
         lr_end: Optional[float] = None,
         optimizer: str = "radam",
@@ -173,7 +174,14 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
                 (ragged trials, missing entries: their likelihood terms are left out, the latent runs through).
                 u: inputs ``(trials, T, input_dim)``.
             num_particles: S per trial. epochs: passes over all trials (``trials // batch_size`` steps
-                each); or num_steps: gradient steps. batch_size: trials per step.
+                each; with ``window``, the windows that tile the data, ``round(sum_b T_b / (batch_size window))``
+                steps, at least 1); or num_steps: gradient steps. batch_size: trials per step (windows with ``window``).
+            window: fit on random windows of this many steps instead of whole trials (long recordings, e.g. one
+                trial of 1e5 steps): each step draws ``batch_size`` windows uniformly among all windows inside the
+                trials and filters them as trials (each window's first step drawn from ``N(mu_1, Sigma_1)``), the
+                bound scaled to the whole data (:class:`~pyro_neurodyn.infer.RandomWindows`); time and memory per
+                step O(batch_size window S), whatever T. At most the shortest trial. The start from the data
+                (``init_from_data``) still reads the whole recording.
             lr, lr_end: the learning rate decays exponentially from lr to lr_end <= lr (default lr / 100)
                 over the fit, once per epoch. optimizer: ``"radam"`` or ``"adam"``.
             resampling, ess_threshold, resampling_gradient: see :class:`~pyro_neurodyn.infer.VSMC_ELBO`.
@@ -197,8 +205,14 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         if seed is not None:
             seed = check_count(seed, "seed", minimum=0)
         num_particles = check_count(num_particles, "num_particles")
-        batch_size = min(check_count(batch_size, "batch_size"), y.shape[0])
-        steps_per_epoch = max(1, y.shape[0] // batch_size)
+        batch_size = check_count(batch_size, "batch_size")
+        windows = None
+        if window is None:
+            batch_size = min(batch_size, y.shape[0])
+            steps_per_epoch = max(1, y.shape[0] // batch_size)
+        else:
+            windows = RandomWindows(torch.full((y.shape[0],), y.shape[1]) if lengths is None else lengths.cpu(), window, batch_size)
+            steps_per_epoch = max(1, round(windows.scale))
         if (epochs is None) == (num_steps is None):
             raise ValueError("give exactly one of epochs and num_steps")
         num_steps = check_count(epochs, "epochs") * steps_per_epoch if epochs is not None else check_count(num_steps, "num_steps")
@@ -217,12 +231,14 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         arguments = dict(y=y, u=u, mask=mask, num_particles=num_particles, num_steps=num_steps, batch_size=batch_size, lr=lr, lr_end=lr_end,
                          optimizer=optimizer, resampling=resampling, ess_threshold=ess_threshold,
                          resampling_gradient=resampling_gradient, clip_norm=clip_norm, init_from_data=init_from_data, seed=seed)  # fmt: skip
+        if window is not None:  # fingerprinted only when given: checkpoints of fits without windows stay resumable
+            arguments["window"] = window
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         if init_from_data and not self.losses:
             self._initialize(y, u, mask, smoothing=2.0)
 
-        # the paper's normalization: the bound per trial and time step (fit_svi then scales minibatches up
-        # to all trials), so learning rates transfer and RAdam's first, unrectified steps stay small
+        # the paper's normalization: the bound per trial and time step (fit_svi then scales minibatches, or
+        # random windows, up to all the data), so learning rates transfer and RAdam's first, unrectified steps stay small
         normalizer = 1.0 / (y.shape[0] * y.shape[1])
         model, guide = poutine.scale(self.model, normalizer), poutine.scale(self.guide, normalizer)
         with tqdm(total=num_steps, desc="LowRankRNN", disable=not progress, mininterval=0.5, dynamic_ncols=True) as bar:
@@ -239,8 +255,9 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
             self.num_particles, self._running_optimizer = num_particles, (optimizer, scheduler)
             try:
                 with pyro.validation_enabled(False):
-                    fit_svi(model, guide, elbo, scheduler, [y, u, mask], num_steps=num_steps, batch_size=batch_size,
-                            clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run, lengths=lengths)  # fmt: skip
+                    fit_svi(model, guide, elbo, scheduler, [y, u, mask], num_steps=num_steps, batch_size=None if windows else batch_size,
+                            clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run,
+                            lengths=None if windows else lengths, batches=windows)  # fmt: skip
                 run.finish(scheduler)
             finally:  # also after an error or Ctrl-C: the optimizer's state goes with the parameters it reached
                 self._optimizer_state, self._running_optimizer = (optimizer, scheduler.get_state()), None

@@ -31,6 +31,7 @@ from ..distributions import switching_posterior, switching_viterbi
 from ..dynamics.lowrank import OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
 from ..infer import VSMC_ELBO, FitRun, fit_svi
+from ..infer.particle_online_filter import ParticleOnlineFilter, filtered_state_probabilities
 from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
@@ -292,6 +293,27 @@ class SwitchingLowRankRNN(Estimator):
         y, _, mask, lengths = self.recording_arrays(y)
         factors = self.module.latent_factors(self._latent_path(y, mask, lengths), None, lengths)
         return mark_padding(switching_viterbi(*factors).states, lengths, -1)
+
+    def online(self, num_particles: Optional[int] = None, seed: Optional[int] = None) -> ParticleOnlineFilter:
+        """A new online particle filter (the VSMC proposal ``.proposal``, ``num_particles`` particles, default
+        :attr:`num_particles`): ``f.update(y_t (D,) or (B, D)) -> (K,) or (B, K)``, the filtered state probabilities
+        ``p(z_t = k | y_{<=t}) = sum_s W_t^s alpha_t^s(k)`` (``alpha_t^s`` each particle's exact filter over the K
+        states). One step of the offline particle filter (``VSMC_ELBO.filter(.module, .proposal, y)``) per update,
+        O(1) memory in time; with the same ``seed`` the beliefs equal that filter's record
+        (:mod:`~pyro_neurodyn.infer.particle_online_filter`). Works after either fit method (it filters with the
+        fitted model's parameters)."""
+        if not self._initialized:
+            raise RuntimeError("this SwitchingLowRankRNN has not been fit yet: call fit(y), initialize_from_data(y) or load(path)")
+        if num_particles is not None:
+            num_particles = check_count(num_particles, "num_particles")
+        if seed is not None:
+            seed = check_count(seed, "seed", minimum=0)
+        config, parameter = self.config, next(self.module.parameters())
+        return ParticleOnlineFilter(
+            self.module, self.proposal, filtered_state_probabilities, obs_dim=config.obs_dim, input_dim=0, num_states=config.num_states,
+            num_particles=self.num_particles if num_particles is None else num_particles, seed=seed, dtype=parameter.dtype,
+            device=parameter.device, counts=config.observation == "poisson",
+        )  # fmt: skip
 
     @torch.no_grad()
     def log_evidence(self, y: Any, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:

@@ -242,8 +242,18 @@ class EncoderProposal(_ModelProposal):
     """Diagonal Gaussian proposal: a causal CNN encoder of ``y`` times the transition (module docstring).
 
     The encoder runs once per pass, in ``init``, over the whole ``y`` (each output only reads the past);
-    ``step`` reuses it (``state.constants``).
+    ``step`` reuses it (``state.constants``). For an online filter
+    (:class:`~pyro_neurodyn.infer.particle_online_filter.ParticleOnlineFilter`) it says that it reads the
+    last :attr:`data_window` steps of ``y`` and that its pass constant is computed from ``y``
+    (``constants_read_data``), so the filter keeps that many steps and recomputes the encoder each update.
     """
+
+    constants_read_data = True
+
+    @property
+    def data_window(self) -> int:
+        """The encoder's receptive field, ``1 + sum_layers (kernel - 1)``: its output at ``t`` reads ``y_{t-L+1..t}``."""
+        return 1 + sum(layer.kernel_size[0] - 1 for layer in self.encoder.net if isinstance(layer, nn.Conv1d))
 
     def __init__(self, model: nn.Module, obs_dim: int, *, kernel_sizes: Sequence[int] = (21, 11, 1), channels: int = 64, init_scale: float = 0.1):
         super().__init__(model, "encoder_proposal")

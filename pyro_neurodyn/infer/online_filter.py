@@ -7,8 +7,9 @@ r"""The online-filter interface: a belief about the present updated one observat
 
 Every filter of the suite implements it: the SRNN's (a causal encoder stepped with its recurrent state
 carried, then one step of the exact forward recursion over the K states,
-:class:`~pyro_neurodyn.infer.switching_online_filter.SwitchingOnlineFilter`), and a particle filter (one
-propagate-weight-resample step per update) can implement it the same way. What a subclass writes:
+:class:`~pyro_neurodyn.infer.switching_online_filter.SwitchingOnlineFilter`), and the low-rank models' particle
+filter (one propagate-weight-resample step per update, its particles the carried state,
+:class:`~pyro_neurodyn.infer.particle_online_filter.ParticleOnlineFilter`). What a subclass writes:
 
 * :meth:`OnlineFilter._step`: ``y (B, D)``, ``u (B, M)`` or None -> the belief ``(B, K)`` at the new step,
   updating the subclass's carried state (its recurrent state, messages, particles: a fixed size, never a

@@ -209,29 +209,17 @@ class VSMC_ELBO(ELBO):
         num_steps = args[0].shape[1]
         model_init, model_step = _protocol_methods(model, "model")
         guide_init, guide_step = _protocol_methods(guide, "guide")
-        num_particles = self.num_particles
-        particle_plate = pyro.plate("vsmc_particles", num_particles, dim=-(self.max_plate_nesting + 1))
+        particle_plate = self.particle_plate()
         state = ParticleState()
         log_prev: Optional[Tensor] = None  # normalized log weights W_{t-1}: 1/S before the first step
         bound = 0.0
         log_evidence = 0.0
         history = {"log_normalizers": [], "states": [], "log_weights": [], "ess": [], "resampled": []}
         for t in range(num_steps):
-            guide_fn, model_fn = (guide_init, model_init) if t == 0 else (guide_step, model_step)
-            call_args = (state,) + args if t == 0 else (state, t) + args
-            state.begin_step()
-            with poutine.block(hide_types=["sample"]), particle_plate:
-                with state.read_only(f"the guide's {'init' if t == 0 else f'step at t = {t}'}"):
-                    guide_trace = poutine.trace(guide_fn).get_trace(*call_args, **kwargs)
-                model_trace = poutine.trace(poutine.replay(model_fn, trace=guide_trace)).get_trace(*call_args, **kwargs)
-            log_w, scale = self._step_log_weight(model_trace, guide_trace, t)
-            if log_prev is None:  # in the weights' dtype, on their device
-                log_prev = log_w.new_full((), -math.log(num_particles))
-            log_joint = log_prev + log_w
-            log_normalizer = torch.logsumexp(log_joint, dim=0)  # (*W)
+            functions = (model_init, guide_init) if t == 0 else (model_step, guide_step)
+            log_prev, log_normalizer, scale = self.particle_step(functions, state, t, args, kwargs, log_prev, particle_plate)
             bound = bound + scale * log_normalizer.sum()
             log_evidence = log_evidence + log_normalizer.detach()
-            log_prev = log_joint - log_normalizer
             resample = self._should_resample(log_prev) if t < num_steps - 1 or record else None
             if record:
                 history["log_normalizers"].append(log_normalizer)
@@ -243,6 +231,42 @@ class VSMC_ELBO(ELBO):
                 log_prev = self._resample(state, log_prev, resample)
         result = self._record(history) if record else None
         return torch.as_tensor(bound), log_evidence, result
+
+    def particle_plate(self) -> pyro.plate:
+        """The vectorized particle plate, ``S`` particles at dim ``-(max_plate_nesting + 1)``."""
+        return pyro.plate("vsmc_particles", self.num_particles, dim=-(self.max_plate_nesting + 1))
+
+    def particle_step(
+        self, functions: tuple, state: ParticleState, t: int, args: tuple, kwargs: dict, log_prev: Optional[Tensor], particle_plate: pyro.plate
+    ) -> tuple[Tensor, Tensor, Union[float, Tensor]]:
+        """One propose-and-weigh step of the particle filter (resampling is :meth:`resample`, between steps).
+
+        ``functions``: ``(model_fn, guide_fn)``, the ``init`` pair at ``t = 0`` and the ``step`` pair after;
+        they are called with ``(state, *args)`` at ``t = 0`` and ``(state, t, *args)`` after (plus ``kwargs``).
+        ``log_prev``: the normalized log weights ``log W_{t-1}`` ``(S, *W)`` after resampling (None at the first step:
+        uniform). The guide proposes the step's latents, the model (replaying them) writes ``state``.
+        Returns ``(log W_t (S, *W) normalized, log_normalizer (*W) = log sum_s W_{t-1}^s w_t^s, scale)``.
+        Used by :meth:`filter`'s loop and by the online filter
+        (:class:`~pyro_neurodyn.infer.particle_online_filter.ParticleOnlineFilter`), so both draw in one order.
+        """
+        model_fn, guide_fn = functions
+        call_args = (state,) + tuple(args) if t == 0 else (state, t) + tuple(args)
+        state.begin_step()
+        with poutine.block(hide_types=["sample"]), particle_plate:
+            with state.read_only(f"the guide's {'init' if t == 0 else f'step at t = {t}'}"):
+                guide_trace = poutine.trace(guide_fn).get_trace(*call_args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model_fn, trace=guide_trace)).get_trace(*call_args, **kwargs)
+        log_w, scale = self._step_log_weight(model_trace, guide_trace, t)
+        if log_prev is None:  # in the weights' dtype, on their device
+            log_prev = log_w.new_full((), -math.log(self.num_particles))
+        log_joint = log_prev + log_w
+        log_normalizer = torch.logsumexp(log_joint, dim=0)  # (*W)
+        return log_joint - log_normalizer, log_normalizer, scale
+
+    def resample(self, state: dict, log_weights: Tensor) -> Tensor:
+        """Resample ``state`` in place after a step with normalized ``log_weights`` ``(S, *W)`` (every system, or
+        those whose ESS is below ``ess_threshold * S``); return the log weights the next step starts from."""
+        return self._resample(state, log_weights, self._should_resample(log_weights))
 
     def _step_log_weight(self, model_trace, guide_trace, t: int) -> tuple[Tensor, float]:
         """``log w_t`` ``(S, *W)`` of one step and the scale of its sites (see the module docstring)."""

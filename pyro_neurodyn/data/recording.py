@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .validation import check_positive
 
-__all__ = ["Recording", "observed_entries", "steps_within"]
+__all__ = ["Recording", "equal_length_windows", "observed_entries", "steps_within"]
 
 Index = Union[int, slice, Sequence[int], np.ndarray, Tensor]
 
@@ -40,6 +40,17 @@ def observed_entries(y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor
         return mask
     within = steps_within(lengths.to(y.device), y.shape[-2]).unsqueeze(-1)
     return within.expand(y.shape) if mask is None else mask & within
+
+
+def equal_length_windows(y: Tensor, lengths: Optional[Tensor]) -> Tensor:
+    """The steps within each ragged trial of ``y (B, T_max, D)`` (``t < lengths[b]``) cut into consecutive windows
+    of the shortest trial's length W, the remainder of each trial dropped: ``(N, W, D)``. A start for an
+    initialization written for equal-length trials; ``y`` itself when ``lengths`` is None."""
+    if lengths is None:
+        return y
+    width = int(lengths.min())
+    windows = [y[b, start : start + width] for b in range(y.shape[0]) for start in range(0, int(lengths[b]) - width + 1, width)]
+    return torch.stack(windows)
 
 
 @dataclass(frozen=True)

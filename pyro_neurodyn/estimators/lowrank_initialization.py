@@ -20,7 +20,7 @@ from ..dynamics.lowrank import Covariance
 from ..models.lowrank_rnn import LowRankRNNModel
 from .principal_subspace import eye_like, principal_subspace
 
-__all__ = ["SMOOTHED_RATE_FLOOR", "check_enough_pairs", "equal_length_windows", "impute_missing", "initialize_dynamics", "initialize_readout", "readout_scale"]
+__all__ = ["SMOOTHED_RATE_FLOOR", "check_enough_pairs", "impute_missing", "initialize_dynamics", "initialize_readout", "readout_scale"]
 
 SMOOTHED_RATE_FLOOR = 0.01  # counts per step; where smoothed Poisson counts are lower, initialization clamps them
 MAX_PAIRS = 20000  # one-step pairs the dynamics are regressed on (a random subset beyond)
@@ -44,17 +44,6 @@ def impute_missing(y: Tensor, mask: Optional[Tensor]) -> Tensor:
     weights = mask.to(y.dtype)
     channel_mean = (y * weights).sum((0, 1)) / weights.sum((0, 1)).clamp(min=1.0)  # (D,)
     return torch.where(mask, y, channel_mean)
-
-
-def equal_length_windows(y: Tensor, lengths: Optional[Tensor]) -> Tensor:
-    """The steps within each ragged trial of ``y (B, T_max, D)`` (``t < lengths[b]``) cut into consecutive windows
-    of the shortest trial's length W, the remainder of each trial dropped: ``(N, W, D)``. A start for an
-    initialization written for equal-length trials; ``y`` itself when ``lengths`` is None."""
-    if lengths is None:
-        return y
-    width = int(lengths.min())
-    windows = [y[b, start : start + width] for b in range(y.shape[0]) for start in range(0, int(lengths[b]) - width + 1, width)]
-    return torch.stack(windows)
 
 
 def readout_scale(y: Tensor, gaussian: bool, smoothing: float) -> Tensor:

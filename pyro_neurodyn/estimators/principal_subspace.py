@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["PrincipalSubspace", "eye_like", "principal_subspace"]
+__all__ = ["PrincipalSubspace", "eye_like", "principal_axes", "principal_subspace"]
 
 
 class PrincipalSubspace(NamedTuple):
@@ -36,6 +36,15 @@ def principal_subspace(m: Tensor, rank: int, steps: Optional[Tensor] = None) -> 
     eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(flat.T))
     residual = eigenvalues[:-rank].clamp(min=1e-8).mean() if m.shape[-1] > rank else eigenvalues.min().clamp(min=1e-8)
     return PrincipalSubspace(flat.mean(0), eigenvectors[:, -rank:].flip(-1), residual)
+
+
+def principal_axes(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(mean (D,), singular values (r,), directions vh (r, D))`` of the rows ``rows (N, D)``: the SVD of the centred
+    rows, largest first. The SRNN's readout start and the session labels' frames both come from it, so that
+    they share one frame and one orientation."""
+    mean = rows.mean(0)
+    _, singular, vh = torch.linalg.svd(rows - mean, full_matrices=False)
+    return mean, singular, vh
 
 
 def eye_like(like: Tensor, size: int) -> Tensor:

@@ -24,6 +24,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from .principal_subspace import principal_axes
+
 __all__ = ["aligned_session_labels", "dynamics_signatures"]
 
 
@@ -75,9 +77,7 @@ def aligned_session_labels(
 
 
 def _principal_scores(part: Tensor, steps: Tensor, latent_dim: int) -> Tensor:
-    """``part (trials, T, D)`` centred and projected on the top ``latent_dim`` right singular vectors of its steps
-    ``steps (trials, T)``: the same SVD as the readout's start, so the same frame and orientation."""
-    rows = part[steps]
-    mean = rows.mean(0)
-    _, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
+    """``part (trials, T, D)`` centred and projected on the top ``latent_dim`` principal directions of its steps
+    ``steps (trials, T)`` (:func:`.principal_subspace.principal_axes`, as the readout's start: the same frame)."""
+    mean, _, vh = principal_axes(part[steps])
     return (part - mean) @ vh[:latent_dim].T

@@ -15,11 +15,12 @@ from scipy.cluster.vq import kmeans2
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor, nn
 
-from ..data.recording import steps_within
+from ..data.recording import equal_length_windows, steps_within
 from ..data.validation import as_state_labels
 from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from .configs import SRNNConfig
+from .principal_subspace import principal_axes
 from .session_labels import aligned_session_labels
 
 __all__ = ["InitLabels", "initial_labels", "initialize_linear_readout", "label_features", "session_blocks"]
@@ -100,8 +101,7 @@ def _ragged_labels(init: str, y: Tensor, config: SRNNConfig, seed: Optional[int]
     window = int(lengths.min())
     if window < 3:
         raise ValueError(f"init={init!r} on ragged trials needs every trial to have >= 3 steps (shortest: {window}); pass init=None")
-    windows = torch.cat([features[b, : (int(n) // window) * window].reshape(-1, window, features.shape[-1]) for b, n in enumerate(lengths)])
-    model = _labelling_model(init, windows, config, seed)
+    model = _labelling_model(init, equal_length_windows(features, lengths), config, seed)
     for b, n in enumerate(lengths.tolist()):
         labels[b, :n] = model.most_likely_states(features[b : b + 1, :n])[0]
     return labels
@@ -199,8 +199,7 @@ def initialize_linear_readout(
 
 def _principal_readout(flat: Tensor, latent_dim: int) -> tuple[Tensor, Tensor, Tensor]:
     """``(C (D, P), d (D,), sigma_y (D,))`` of the readout at the PCA of the rows ``flat (N, D)``."""
-    mean = flat.mean(0)
-    _, singular, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+    mean, singular, vh = principal_axes(flat)
     components = vh[:latent_dim]  # (<=P, D)
     scale = singular[:latent_dim] / (flat.shape[0] - 1) ** 0.5 / 0.5  # projection std / 0.5
     weight = flat.new_zeros(flat.shape[-1], latent_dim)  # float64, on the data's device

@@ -37,9 +37,9 @@ from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
 from ..data.recording import Recording
-from ..data.recording import observed_entries
+from ..data.recording import equal_length_windows, observed_entries
 from .base import Estimator, mark_padding
-from .lowrank_initialization import equal_length_windows, impute_missing
+from .lowrank_initialization import impute_missing
 from .configs import SwitchingLowRankRNNConfig, config_arguments
 from .principal_subspace import eye_like, principal_subspace
 from .switching_lowrank_start import affine_labels, fit_state_maps
@@ -221,7 +221,7 @@ class SwitchingLowRankRNN(Estimator):
            are no closer (20 trials: saddle 0.079 -> 0.111), so it is off by default.
 
         From a :class:`~pyro_neurodyn.data.Recording`, missing entries start at their channel's observed mean and
-        ragged trials are cut into windows of the shortest trial's length (:func:`.lowrank_initialization.equal_length_windows`).
+        ragged trials are cut into windows of the shortest trial's length (:func:`~pyro_neurodyn.data.recording.equal_length_windows`).
         """
         y, _, mask, lengths = self.recording_arrays(y)
         num_rounds = check_count(num_rounds, "num_rounds")

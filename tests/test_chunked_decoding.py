@@ -56,8 +56,11 @@ def test_chunked_marginals_and_viterbi_equal_one_pass_away_from_the_edges(long_t
 
 
 def test_chunked_causal_filter_latents_and_reconstruction(long_trial):
+    """The causal encoder carries its recurrent state across chunks: chunked filtering is one pass up to float32
+    round-off (1e-5 on probabilities), whatever the LSTM remembers; the smoother's overlap cut stays within 1e-5
+    on the latents of this model."""
     model, y, u = long_trial
-    torch.testing.assert_close(model.filter_marginals(y, u, chunk_size=CHUNK), model.filter_marginals(y, u), rtol=0, atol=1e-4)
+    torch.testing.assert_close(model.filter_marginals(y, u, chunk_size=CHUNK), model.filter_marginals(y, u), rtol=0, atol=1e-5)
     torch.testing.assert_close(model.posterior_latents(y, u, chunk_size=CHUNK), model.posterior_latents(y, u), rtol=0, atol=1e-5)
     torch.testing.assert_close(model.reconstruct(y, u, chunk_size=CHUNK), model.reconstruct(y, u), rtol=0, atol=1e-5)
 

@@ -12,13 +12,14 @@ bidirectional ``encoder`` (smoothing) and a causal ``filter_encoder`` (filtering
   :meth:`filter_marginals` step by step, in O(1) memory.
 
 **Long trials** (an hour-long recording of T = 1e5 steps): every offline method takes ``chunk_size`` and
-``overlap``. The encoder then runs over overlapping windows (chunks of ``chunk_size`` steps, each read
-with ``overlap`` steps of context on both sides; :mod:`~pyro_neurodyn.guides.chunked_encoding`), and the
+``overlap``. The bidirectional encoder then runs over overlapping windows (chunks of ``chunk_size`` steps,
+each read with ``overlap`` steps of context on both sides; :mod:`~pyro_neurodyn.guides.chunked_encoding`);
+the causal one (filtering) reads the chunks in turn with its recurrent state carried, exactly. The
 rest is exact over the whole trial: the latent mean's recurrence is carried across chunks, the chain's
 factors are computed on the stitched path (so a step after a chunk boundary is scored from the
 stitched ``h_{t-1}``), and the chain is summed or maximized over all T steps by the parallel scans (its
-factors, ``O(T K^2)`` numbers, are as small as the output). The result differs from one pass only
-through the encoder's features near the cuts, which the overlap makes negligible (measured: README).
+factors, ``O(T K^2)`` numbers, are as small as the output). Smoothing differs from one pass only
+through the bidirectional encoder's features near the cuts, which the overlap makes negligible (measured: README).
 ``chunk_size=None`` (default) chunks trials longer than
 :data:`~pyro_neurodyn.guides.chunked_encoding.AUTO_CHUNK_ABOVE` steps in chunks of
 :data:`~pyro_neurodyn.guides.chunked_encoding.DEFAULT_CHUNK_SIZE`; ``chunk_size >= T`` is one pass.
@@ -97,8 +98,8 @@ class SwitchingDecoding:
         """Filtered ``p(z_t = k | h_{1:t})`` at the causal encoder's posterior-mean path ``h_t = E_q[h_t | y_{1:t}]``,
         ``(trials, time, K)``: what an observer who has seen ``y_{1:t}`` only can say at t (and what
         :meth:`online` computes one step at a time), for ``y (trials, time, channels)`` or a Recording (padding:
-        NaN), ``u (trials, time, M)``. ``chunk_size``, ``overlap``: as in :meth:`state_marginals` (a causal
-        encoder reads ``overlap`` steps before each chunk only)."""
+        NaN), ``u (trials, time, M)``. ``chunk_size``: as in :meth:`state_marginals`; the causal
+        encoder carries its state across chunks, so chunked filtering equals one pass and ``overlap`` is unused."""
         self._check_filter_encoder("filter_marginals")
         factors, lengths = self._decoding_factors(y, u, True, chunk_size, overlap)
         return mark_padding(switching_filter(*factors), lengths, float("nan"))

@@ -1,15 +1,21 @@
-r"""A recurrent encoder over a long recording, in overlapping windows: bounded memory, time linear in T.
+r"""A recurrent encoder over a long recording, in chunks: bounded memory, time linear in T.
 
-The trial's T steps are cut into chunks of ``C = chunk_size`` steps. Chunk c, steps ``[cC, cC + C)``, is
-encoded inside the window ``[cC - O, cC + C + O)`` (``O = overlap``; a causal encoder needs no right
-context), shifted to lie inside ``[0, T)`` at the trial's two ends, so that the first chunk starts the
-recurrence at t = 0 and the last chunk's backward direction starts at the trial's end, as on the whole
-trial. Only each window's interior (its chunk) is kept: the encoder's head outputs
+The trial's T steps are cut into chunks of ``C = chunk_size`` steps.
+
+* **Causal encoder: exact.** The chunks are read one after the other and the recurrent state (LSTM
+  ``(hidden, cell)``, GRU ``hidden``) is carried from each chunk's last step into the next, so the
+  features are those of one pass over the trial (up to float round-off): filtering in chunks equals
+  filtering in one pass and the online filter. ``overlap`` is not used.
+* **Bidirectional encoder: overlapping windows.** Its backward direction starts at the trial's end, so a
+  carried state would need the whole trial first; instead chunk c, steps ``[cC, cC + C)``, is encoded
+  inside the window ``[cC - O, cC + C + O)`` (``O = overlap``), shifted to lie inside ``[0, T)`` at the
+  trial's two ends, so that the first chunk starts the recurrence at t = 0 and the last chunk's backward
+  direction starts at the trial's end, as on the whole trial. Only each window's interior (its chunk) is kept: the encoder's head outputs
 ``(coef_t, loc_t, scale_t)`` of every step are stitched from the chunks into ``(B, T, P)`` tensors, and the
 Gaussian path is built over the whole trial from them, so its mean ``h_t = coef_t h_{t-1} + loc_t`` is
 carried across chunk boundaries exactly (:func:`~pyro_neurodyn.distributions.linear_recurrence` over all T).
 
-What differs from encoding the whole trial at once: the recurrent features of a step read at most O
+What differs, for a bidirectional encoder, from encoding the whole trial at once: the recurrent features of a step read at most O
 steps of context on each side of its chunk; a trained LSTM forgets what lies further away
 geometrically, so the difference decays with O (measured for the SRNN in
 ``benchmarks/bench_long_recording.py``, which sets :data:`DEFAULT_OVERLAP`). Windows are batched
@@ -29,7 +35,7 @@ from ..data.validation import check_count
 from ..distributions import LinearGaussianPath
 from .encoders import RecurrentEncoder
 
-__all__ = ["AUTO_CHUNK_ABOVE", "DEFAULT_CHUNK_SIZE", "DEFAULT_OVERLAP", "chunked_path", "resolve_chunking"]
+__all__ = ["AUTO_CHUNK_ABOVE", "DEFAULT_CHUNK_SIZE", "DEFAULT_OVERLAP", "carried_state_path", "chunked_path", "resolve_chunking"]
 
 DEFAULT_CHUNK_SIZE = 2000  # steps per chunk when chunking is automatic
 DEFAULT_OVERLAP = 200  # context each side of a chunk (see the module docstring)
@@ -76,22 +82,23 @@ def chunked_path(
 
     Returns:
         A :class:`~pyro_neurodyn.distributions.LinearGaussianPath` with batch ``(B,)``, event ``(T, P)``: the whole
-        trial's path, equal to ``encoder(y, ...)`` when one window covers the trial (``T <= C + 2 O``).
+        trial's path, equal to ``encoder(y, ...)`` for a causal encoder, and for a bidirectional one when a window
+        covers the trial (``T <= C + 2 O``).
     """
+    if encoder.causal:
+        return carried_state_path(encoder, y, u, mask, lengths, chunk_size=chunk_size)
     num_trials, num_steps = y.shape[:2]
-    left, right = overlap, 0 if encoder.causal else overlap
-    width = chunk_size + left + right
+    width = chunk_size + 2 * overlap
     if num_steps <= width:
         return encoder(y, u, mask, lengths)
     x = encoder.standardized_inputs(y, u, mask)  # (B, T, C)
     num_chunks = -(-num_steps // chunk_size)
     starts = torch.arange(num_chunks, device=y.device) * chunk_size
-    window_starts = (starts - left).clamp(0, num_steps - width)  # every window inside [0, T)
+    window_starts = (starts - overlap).clamp(0, num_steps - width)  # every window inside [0, T)
     interior = (starts - window_starts).unsqueeze(-1) + torch.arange(chunk_size, device=y.device)  # (n, C)
     interior = interior.clamp_max(width - 1)  # the last chunk's steps past T: dropped below
     span = torch.arange(width, device=y.device)
-    directions = 1 if encoder.causal else 2
-    group = max(1, WINDOW_BATCH_NUMBERS // (width * encoder.rnn.hidden_size * directions * 5))
+    group = max(1, WINDOW_BATCH_NUMBERS // (width * encoder.rnn.hidden_size * 2 * 5))
     stitched = x.new_empty(num_trials * num_chunks, chunk_size, 3, encoder.latent_dim)
     for first in range(0, num_trials * num_chunks, group):
         windows = torch.arange(first, min(first + group, num_trials * num_chunks), device=y.device)
@@ -103,3 +110,25 @@ def chunked_path(
         stitched[windows] = readout.gather(1, index)
     stitched = stitched.reshape(num_trials, num_chunks * chunk_size, 3, encoder.latent_dim)[:, :num_steps]
     return encoder.path(stitched, lengths)
+
+
+def carried_state_path(
+    encoder: RecurrentEncoder,
+    y: Tensor,
+    u: Optional[Tensor] = None,
+    mask: Optional[Tensor] = None,
+    lengths: Optional[Tensor] = None,
+    *,
+    chunk_size: int,
+) -> LinearGaussianPath:
+    """A causal ``encoder(y, u, mask, lengths)`` read ``chunk_size`` steps at a time, the recurrent state carried
+    across chunks: the same path as one pass (shapes as in :func:`chunked_path`), with the encoder's intermediates
+    held for one chunk at a time. A forward recurrence never reads the padding after a trial's end, so ``lengths``
+    only reaches the path's density."""
+    x = encoder.standardized_inputs(y, u, mask)  # (B, T, C)
+    readout = x.new_empty(x.shape[:2] + (3, encoder.latent_dim))
+    carry = None
+    for start in range(0, x.shape[1], chunk_size):
+        features, carry = encoder.rnn(x[:, start : start + chunk_size], carry)
+        readout[:, start : start + chunk_size] = encoder.readout(features)
+    return encoder.path(readout, lengths)

@@ -1,12 +1,14 @@
 """What the switching RNN (SRNN) buys over linear switching baselines, on data where those fail.
 
-For each data set (trial 0 held out, trials 1-15 fit) five two-state models are fit:
+For each data set (trial 0 held out, trials 1-15 fit) six two-state models are fit:
 
 * ``GaussianEmissionHMM``  Gaussian HMM on y, Baum-Welch (``fit_em`` defaults);
 * ``ARHMM``        autoregressive HMM (lag 1, diagonal noise), exact EM (``fit_em`` defaults);
 * ``SLDS``         the library's ``SLDS`` module (linear dynamics, stationary switches);
 * ``rSLDS``        the library's ``RSLDS`` module (linear dynamics, switches driven by h_{t-1});
-* ``SRNN``         ``SRNN(num_states=2, latent_dim=P, obs_dim=D).fit(y_train)``, all defaults.
+* ``SRNN``         ``SRNN(num_states=2, latent_dim=P, obs_dim=D).fit(y_train)``, all defaults;
+* ``SRNN-mlp``     ``SRNN(..., dynamics="mlp").fit(y_train, num_steps=2000, warm_start=500)``: residual MLP maps
+  per state, started at the PCA latents (``MLP_STEPS``, ``MLP_WARM_START``).
 
 The library has no estimator for SLDS / rSLDS, only the Pyro modules. They are fit here by the
 SRNN estimator's own schedule (:class:`LinearSwitching`: the same anchoring labels, PCA start of
@@ -28,7 +30,7 @@ Measured per model, on the held-out trial:
   The line under each table gives the same D_stsp for the 15 training trials (the data's own floor);
 * ``fit s``: wall time of the fit (CPU, ``--threads``).
 
-The last line of each table is the SRNN's 10-step MSE over the lowest among the other models run.
+The last lines of each table are each SRNN's 10-step MSE over the lowest among the linear and mixture models run.
 
 Data sets (``--datasets``): ``lorenz`` (``switching_lorenz(16, 200, seed)``), ``lorenz_file`` (the
 SRNN paper's file, skipped if absent; lobe state ``y[..., 0] > 0.5 / 15``), ``rotation``,
@@ -73,7 +75,8 @@ HORIZONS = (1, 5, 10, 20)
 FIRST_ORIGIN, ORIGIN_EVERY = 49, 10
 FORECAST_SAMPLES = 100
 GENERATED_TRIALS = 50
-MODELS = ("GaussianEmissionHMM", "ARHMM", "SLDS", "rSLDS", "SRNN")
+MODELS = ("GaussianEmissionHMM", "ARHMM", "SLDS", "rSLDS", "SRNN", "SRNN-mlp")
+MLP_STEPS, MLP_WARM_START = 2000, 500  # SRNN-mlp: residual MLP maps, warm start, twice the default SVI steps
 DATASETS = ("lorenz", "lorenz_file", "rotation", "limit_cycle", "recurrent")
 LORENZ_FILE = Path("/work/shared/data/lorenz_srnn_reference.npy")
 SIMULATORS = {"rotation": rotation_switching_data, "limit_cycle": limit_cycle_switching_data, "recurrent": recurrent_switching_data}
@@ -140,11 +143,14 @@ class Fitted(NamedTuple):
 
 def fit_svi_model(name: str, data: Split, num_steps: Optional[int], init: Optional[str] = None) -> Fitted:
     latent_dim, obs_dim = data.latent_dim, data.y_train.shape[-1]
+    options = ({} if num_steps is None else {"num_steps": num_steps}) | ({} if init is None else {"init": init})
     if name == "SRNN":
         model = SRNN(num_states=NUM_STATES, latent_dim=latent_dim, obs_dim=obs_dim)
+    elif name == "SRNN-mlp":
+        model = SRNN(num_states=NUM_STATES, latent_dim=latent_dim, obs_dim=obs_dim, dynamics="mlp")
+        options = {"num_steps": MLP_STEPS, "warm_start": MLP_WARM_START} | options
     else:
         model = LinearSwitching(name == "rSLDS", NUM_STATES, latent_dim, obs_dim)
-    options = ({} if num_steps is None else {"num_steps": num_steps}) | ({} if init is None else {"init": init})
     model.fit(data.y_train, progress=False, **options)
     return Fitted(
         model.most_likely_states,
@@ -236,7 +242,7 @@ def run_model(name: str, data: Split, seed: int, num_steps: Optional[int], init:
     pyro.set_rng_seed(seed)
     try:
         start = time.perf_counter()
-        fitted = fit_svi_model(name, data, num_steps, init) if name in ("SLDS", "rSLDS", "SRNN") else fit_em_model(name, data)
+        fitted = fit_svi_model(name, data, num_steps, init) if name in ("SLDS", "rSLDS", "SRNN", "SRNN-mlp") else fit_em_model(name, data)
         fit_seconds = time.perf_counter() - start
         return {**score(fitted, data, seed), "fit_s": fit_seconds}
     except Exception as error:  # report and go on with the other models
@@ -257,13 +263,14 @@ def cell(column: str, value: float) -> str:
     return f"{value:.3f}"
 
 
-def mse_ratio(results: dict) -> Optional[tuple[float, str]]:
-    """SRNN's 10-step MSE over the lowest 10-step MSE among the other models, and that model's name."""
-    baselines = {m: r["mse@10"] for m, r in results.items() if m != "SRNN" and "mse@10" in r}
-    if "mse@10" not in results.get("SRNN", {}) or not baselines:
+def mse_ratio(results: dict, srnn: str = "SRNN") -> Optional[tuple[float, str]]:
+    """The SRNN variant ``srnn``'s 10-step MSE over the lowest 10-step MSE among the linear and mixture models,
+    and that model's name."""
+    baselines = {m: r["mse@10"] for m, r in results.items() if not m.startswith("SRNN") and "mse@10" in r}
+    if "mse@10" not in results.get(srnn, {}) or not baselines:
         return None
     best = min(baselines, key=baselines.get)
-    return results["SRNN"]["mse@10"] / baselines[best], best
+    return results[srnn]["mse@10"] / baselines[best], best
 
 
 def table(title: str, results: dict, floor: float, row_label: str = "model", notes: Sequence[str] = ()) -> str:
@@ -276,9 +283,10 @@ def table(title: str, results: dict, floor: float, row_label: str = "model", not
     lines.append("")
     lines.append(f"D_stsp of the 15 training trials against the held-out trial (the data's floor): {floor:.3g}")
     lines.extend(notes)
-    ratio = mse_ratio(results)
-    if ratio is not None:
-        lines.append(f"SRNN 10-step MSE / best baseline's ({ratio[1]}): {ratio[0]:.3f}")
+    for srnn in ("SRNN", "SRNN-mlp"):
+        ratio = mse_ratio(results, srnn)
+        if ratio is not None:
+            lines.append(f"{srnn} 10-step MSE / best baseline's ({ratio[1]}): {ratio[0]:.3f}")
     return "\n".join(lines) + "\n"
 
 
@@ -304,7 +312,7 @@ def main(argv=None) -> dict:
             results = {model: run_model(model, data, seed, args.srnn_steps, args.init) for model in args.models}
             floor = d_stsp(data.y_test, data.y_train)
             report["results"][f"{name}/seed{seed}"] = {
-                "models": results, "d_stsp_training_trials": floor, "srnn_mse10_ratio": mse_ratio(results)
+                "models": results, "d_stsp_training_trials": floor, "srnn_mse10_ratio": mse_ratio(results), "srnn_mlp_mse10_ratio": mse_ratio(results, "SRNN-mlp")
             }
             labels = "" if args.init is None else f", SVI models anchored to {args.init} labels"
             print(table(f"{name}, seed {seed}{labels}", results, floor), flush=True)

@@ -78,6 +78,7 @@ SHIPPED = {
     "srnn-recurrent": (lambda: SRNNModel(K, P, D), {}),
     "srnn-input-poisson-mlp": (lambda: SRNNModel(K, P, D, input_dim=M, transitions="input", observation="poisson", emission="mlp"),
                                {"observation": "poisson", "inputs": True}),  # fmt: skip
+    "srnn-mlp-dynamics-inputs": (lambda: SRNNModel(K, P, D, input_dim=M, dynamics="mlp", dynamics_hidden=5), {"inputs": True}),
     "slds": (lambda: SLDS(K, P, D), {}),
     "rslds": (lambda: RSLDS(K, P, D), {}),
     "switching-lowrank": (lambda: SwitchingLowRankModel(K, P, 8, D, transitions="recurrent"), {}),

@@ -23,12 +23,15 @@ from .readouts import (
     LowRankPoissonReadout,
     OneToOneReadoutMap,
 )
+from .bank_choice import DYNAMICS_KINDS, make_dynamics
 from .lowrank_bank import LowRankBank
+from .residual_mlp_bank import ResidualMLPBank
 from .rnn_bank import RNNBank
 from .transitions import InputTransitions, RecurrentTransitions, StationaryTransitions, make_transitions
 
 __all__ = [
     "ACTIVATIONS",
+    "DYNAMICS_KINDS",
     "AffineReadoutMap",
     "Covariance",
     "CovarianceFactors",
@@ -44,10 +47,12 @@ __all__ = [
     "OrthogonalBasis",
     "PoissonEmission",
     "RNNBank",
+    "ResidualMLPBank",
     "RecurrentTransitions",
     "SharedCovarianceNormal",
     "StationaryTransitions",
     "UnitNetwork",
+    "make_dynamics",
     "latent_to_units",
     "make_emission",
     "make_mapping",

@@ -20,6 +20,7 @@ from ..data.validation import (
     check_positive,
     check_sequence,
 )
+from ..dynamics.bank_choice import DYNAMICS_KINDS
 from ..dynamics.emissions import LINKS, MAPPINGS, OBSERVATIONS
 from ..dynamics.lowrank import ACTIVATIONS, Covariance
 from ..dynamics.transitions import TRANSITION_KINDS
@@ -52,9 +53,13 @@ class SRNNConfig:
     latent_scale: Optional[float] = None
     encoder_hidden: int = 32
     seed: Optional[int] = 0
+    dynamics: str = "rnn"
+    dynamics_hidden: int = 32
 
     def __post_init__(self):
         self.observation = check_choice(self.observation, "observation", OBSERVATIONS)
+        self.dynamics = check_choice(self.dynamics, "dynamics", DYNAMICS_KINDS)
+        self.dynamics_hidden = check_count(self.dynamics_hidden, "dynamics_hidden")
         self.transitions = check_choice(self.transitions, "transitions", TRANSITION_KINDS)
         self.emission = check_choice(self.emission, "emission", MAPPINGS)
         self.link = check_choice(self.link, "link", tuple(LINKS))

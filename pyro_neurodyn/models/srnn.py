@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..dynamics import RNNBank, make_emission, make_transitions
+from ..dynamics import make_dynamics, make_emission, make_transitions
 from ..guides.encoders import RecurrentEncoder
 from .module_names import unique_module_name
 from .switching_ssm import SwitchingStateSpaceModel
@@ -24,6 +24,9 @@ class SRNNModel(SwitchingStateSpaceModel):
         latent_scale: fixed sigma_h, or None to learn it.
         encoder_hidden: width of the amortized (LSTM) encoder, per direction.
         stickiness: initial bias of the self-transition logits.
+        dynamics: ``"rnn"`` (the paper's ``tanh(W_k h + U_k u + b_k)``) or ``"mlp"`` (residual maps
+            ``h + B_k tanh(A_k h + G_k u + a_k) + b_k``, :class:`~pyro_neurodyn.dynamics.ResidualMLPBank`).
+        dynamics_hidden: H of the ``"mlp"`` maps.
     """
 
     def __init__(
@@ -40,9 +43,11 @@ class SRNNModel(SwitchingStateSpaceModel):
         latent_scale: Optional[float] = None,
         encoder_hidden: int = 32,
         stickiness: float = 0.0,
+        dynamics: str = "rnn",
+        dynamics_hidden: int = 32,
     ):
         super().__init__(
-            dynamics=RNNBank(num_states, latent_dim, input_dim, nonlinearity="tanh"),
+            dynamics=make_dynamics(dynamics, num_states, latent_dim, input_dim, dynamics_hidden),
             transitions=make_transitions(transitions, num_states, latent_dim, input_dim, stickiness),
             emission=make_emission(observation, latent_dim, obs_dim, mapping=emission, link=link),
             encoder=RecurrentEncoder(obs_dim, latent_dim, input_dim, hidden_dim=encoder_hidden),

@@ -158,6 +158,18 @@ def test_variants_train_with_svi(lorenz):
         assert np.isfinite(losses).all()
 
 
+def test_plain_svi_trains_the_parameters_the_collapsed_prior_reads_after_the_model_ran(lorenz):
+    """CollapsedSwitchingPath.log_prob reads the initial-state and noise parameters when the ELBO scores the
+    trace, after the model has returned: latent_factors is a pyro_method so that pyro.infer.SVI sees them
+    there (without labels it once never trained them)."""
+    module = SRNN(2, 3, 3, seed=0).module
+    names = ("init_logits", "init_loc", "init_log_scale", "latent_log_scale")
+    before = {name: getattr(module, name).detach().clone() for name in names}
+    svi = pyro.infer.SVI(module.model, module.guide, pyro.optim.Adam({"lr": 1e-2}), pyro.infer.Trace_ELBO())
+    svi.step(lorenz.y)
+    assert [name for name in names if torch.equal(getattr(module, name), before[name])] == []
+
+
 def test_gaussian_hmm_em_increases_likelihood_and_finds_lobes():
     """EM never decreases log p(y) (up to round-off), and on Lorenz the Gaussian HMM's Viterbi path
     already tracks the lobes (the init='hmm' labels): measured 0.97 on this data, bar 0.9."""

@@ -125,6 +125,7 @@ class SwitchingStateSpaceModel(PyroModule):
         return dist.Independent(self.emission(h), 1)
 
     # ----- derived: the chain's factors of a concrete latent path ---------------------------------------
+    @pyro_method  # CollapsedSwitchingPath.log_prob calls it after the model has returned: Pyro must see the parameters
     def latent_factors(self, h: Tensor, u: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> SwitchingFactors:
         """Chain factors of a latent path ``h (..., T, P)`` (inputs ``u (..., T, M)``): for every step and
         state k, ``emission_logp[..., t, k] = log p(h_t | h_{t-1}, z_t = k)`` ``(..., T, K)``, the transition

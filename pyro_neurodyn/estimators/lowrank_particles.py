@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..data.validation import as_inputs, as_trials, check_count
 from ..infer import VSMC_ELBO
+from .base import module_local
 
 __all__ = ["LowRankFilterResult", "LowRankParticleMethods", "LowRankSample"]
 
@@ -58,6 +59,7 @@ class LowRankParticleMethods:
         :class:`LowRankFilterResult` for the shapes."""
         return self._filter(y, u, num_particles, seed, "filter")
 
+    @module_local
     def _filter(self, y: Any, u: Any, num_particles: Optional[int], seed: Optional[int], action: str) -> LowRankFilterResult:
         y, u = self.validate(y, u)
         if num_particles is not None:
@@ -81,6 +83,7 @@ class LowRankParticleMethods:
             log_evidence=record.log_evidence,
         )
 
+    @module_local
     @torch.no_grad()
     def sample(
         self, num_trials: int, num_steps: int, u: Any = None, *, initial_latents: Any = None, seed: Optional[int] = None

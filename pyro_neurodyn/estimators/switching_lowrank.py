@@ -19,11 +19,11 @@ from dataclasses import asdict
 from typing import Any, Optional, Union
 
 import pyro
-import pyro.optim
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
-from torch import Tensor
+from pyro.optim.clipped_adam import ClippedAdam
+from torch import Tensor, nn
 
 from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
 from ..data.validation import as_trials, check_choice, check_count, check_magnitude, check_positive
@@ -31,12 +31,13 @@ from ..distributions import switching_posterior, switching_viterbi
 from ..dynamics.lowrank import OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
 from ..infer import VSMC_ELBO, FitRun, fit_svi
+from ..infer.local_params import module_local_params
 from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
 from ..data.recording import Recording
-from .base import Estimator
+from .base import Estimator, module_local
 from .configs import SwitchingLowRankRNNConfig, config_arguments
 from .principal_subspace import eye_like, principal_subspace
 from .switching_lowrank_start import affine_labels, fit_state_maps
@@ -90,7 +91,7 @@ class SwitchingLowRankRNN(Estimator):
     ):
         self.config = SwitchingLowRankRNNConfig(**config_arguments(locals()))
         c = self.config
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), module_local_params():
             if seed is not None:
                 torch.manual_seed(seed)
             self.module = SwitchingLowRankModel(
@@ -98,7 +99,7 @@ class SwitchingLowRankRNN(Estimator):
                 transitions=c.transitions, observation=c.observation, stickiness=c.stickiness,
                 latent_scale=c.latent_scale, decay=c.decay, encoder_hidden=c.encoder_hidden,
             )  # fmt: skip
-        self.proposal = SwitchingKalmanProposal(self.module, c.proposal)
+            self.proposal = SwitchingKalmanProposal(self.module, c.proposal)
         self.losses: list[float] = []
         self.method: Optional[str] = None
         self.num_particles = 16
@@ -118,6 +119,7 @@ class SwitchingLowRankRNN(Estimator):
         return self.module.guide
 
     # ----- fitting -----------------------------------------------------------------------------------
+    @module_local
     def fit(
         self,
         y: Any,
@@ -176,24 +178,25 @@ class SwitchingLowRankRNN(Estimator):
         module.encoder.set_input_statistics(y)
         if init_from_data and not self.losses:
             self.initialize_from_data(y, filter_rounds=init_filter_rounds)
-        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / num_steps), "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})", run=run)
         self.method, self._initialized = method, True
-        if method == "vsmc":
+        if method == "collapsed":
+            elbo, model, guide = Trace_ELBO(max_plate_nesting=1), module.model, module.guide
+        else:
             self.num_particles = num_particles
+            # the bound per trial and time step, as LowRankRNN.fit (fit_svi scales minibatches up to all trials)
+            normalizer = 1.0 / (y.shape[0] * y.shape[1])
+            elbo = VSMC_ELBO(num_particles, resampling_gradient=resampling_gradient)
+            model, guide = poutine.scale(module, normalizer), poutine.scale(self.proposal, normalizer)
+        # Adam over the parameters of model and proposal (the proposal reads the model's), the learning rate
+        # decayed 10x over the fit (lrd per step; ClippedAdam's own clip is off)
+        optimizer = ClippedAdam(elbo(module, self.proposal).parameters(), lr=lr, lrd=0.1 ** (1.0 / num_steps), clip_norm=1e6)
         with pyro.validation_enabled(False):
-            if method == "collapsed":
-                elbo = Trace_ELBO(max_plate_nesting=1)
-                fit_svi(module.model, module.guide, elbo, optim, [y], num_steps=num_steps, **common)
-            else:
-                # the bound per trial and time step, as LowRankRNN.fit (fit_svi scales minibatches up to all trials)
-                normalizer = 1.0 / (y.shape[0] * y.shape[1])
-                elbo = VSMC_ELBO(num_particles, resampling_gradient=resampling_gradient)
-                model, guide = poutine.scale(module, normalizer), poutine.scale(self.proposal, normalizer)
-                fit_svi(model, guide, elbo, optim, [y], num_steps=num_steps, **common)
-        run.finish(optim)
+            fit_svi(model, guide, elbo, optimizer, [y], num_steps=num_steps, **common)
+        run.finish()
         return self
 
+    @module_local
     @torch.no_grad()
     def initialize_from_data(self, y: Any, num_rounds: int = 3, filter_rounds: int = 0, num_particles: int = 64) -> "SwitchingLowRankRNN":
         """Start near the data (Gaussian observations; no-op for Poisson): PCA, then hard EM of the maps.
@@ -245,6 +248,7 @@ class SwitchingLowRankRNN(Estimator):
         return self
 
     # ----- decoding ----------------------------------------------------------------------------------
+    @module_local
     @torch.no_grad()
     def posterior_latents(self, y: Any) -> Tensor:
         """Latent path ``(trials, T, R)`` of ``y (trials, T, D)``: the encoder's mean after a collapsed fit, the
@@ -262,17 +266,20 @@ class SwitchingLowRankRNN(Estimator):
         weights = record.log_weights.exp().unsqueeze(-1)  # (T, P, B, 1)
         return (weights * record.states["x"]).sum(1).transpose(0, 1)
 
+    @module_local
     @torch.no_grad()
     def state_marginals(self, y: Any) -> Tensor:
         """Smoothed ``p(z_t = k | x)`` at :meth:`posterior_latents`, ``(trials, T, K)`` (forward-backward), for
         ``y (trials, T, D)``."""
         return switching_posterior(*self.module.latent_factors(self.posterior_latents(y))).marginals
 
+    @module_local
     @torch.no_grad()
     def most_likely_states(self, y: Any) -> Tensor:
         """Viterbi path at :meth:`posterior_latents`, ``(trials, T)`` int64, for ``y (trials, T, D)``."""
         return switching_viterbi(*self.module.latent_factors(self.posterior_latents(y))).states
 
+    @module_local
     @torch.no_grad()
     def log_evidence(self, y: Any, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
         """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` for ``y (trials, T, D)`` (``exp`` is
@@ -286,6 +293,7 @@ class SwitchingLowRankRNN(Estimator):
         with pyro.validation_enabled(False):
             return elbo.log_evidence(self.module, self.proposal, y)
 
+    @module_local
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int) -> SwitchingSample:
         """Generate ``(y, h, z)`` (``h`` the latents x) for ``num_trials`` new trials of ``num_steps`` steps:
@@ -320,8 +328,8 @@ class SwitchingLowRankRNN(Estimator):
         self.losses[:] = payload["losses"]
         self.method, self.num_particles, self._initialized = payload["method"], int(payload["num_particles"]), True
 
-    def _module_prefixes(self) -> dict[str, str]:
-        return {self.module._pyro_name: "model", self.proposal._pyro_name: "proposal"}
+    def _modules_by_name(self) -> dict[str, nn.Module]:
+        return {"model": self.module, "proposal": self.proposal}
 
     # ----- validation --------------------------------------------------------------------------------
     def validate(self, y: Any, u: Any = None) -> tuple[Tensor, None]:

@@ -77,6 +77,14 @@ def test_the_estimators_methods_leave_the_param_store_empty():
     assert len(pyro.get_param_store()) == 0 and not pyro.settings.get("module_local_params")
 
 
+def test_a_fit_leaves_a_users_own_global_parameters_as_they_were():
+    weight = pyro.param("user_weight", torch.ones(3))  # the user's own Pyro code, with the global store
+    y = gaussian_oscillator_data(12, 20, seed=0).y
+    CASES["LowRankRNN"][1](CASES["LowRankRNN"][0](), y)
+    assert list(pyro.get_param_store().keys()) == ["user_weight"]
+    assert pyro.param("user_weight").unconstrained() is weight.unconstrained() and torch.equal(pyro.param("user_weight"), torch.ones(3))
+
+
 def test_a_users_plain_svi_with_the_global_store_trains_a_fitted_model():
     """``pyro.infer.SVI`` with ``pyro.optim`` finds the model's parameters in the global store (under the
     module's own Pyro name) and trains every one the objective reads; the causal filter encoder, which it does

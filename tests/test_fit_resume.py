@@ -133,6 +133,11 @@ def test_resume_refuses_a_file_from_another_fit_or_a_saved_model(tmp_path):
     assert "num_steps" not in str(error.value)
     with pytest.raises(ValueError, match="different num_steps"):
         LowRankRNN(20, 2, 20, readout="one_to_one", seed=7).fit(y, num_steps=3, checkpoint=tmp_path / "fit.ckpt", resume=True, **FIT)
+    # an argument the file does not name (an option added since) matches None only
+    FitRun(rnn, checkpoint=tmp_path / "older.ckpt", arguments={"y": y}).save(0)
+    FitRun(rnn, checkpoint=tmp_path / "older.ckpt", resume=True, arguments={"y": y, "mask": None})
+    with pytest.raises(ValueError, match="different mask"):
+        FitRun(rnn, checkpoint=tmp_path / "older.ckpt", resume=True, arguments={"y": y, "mask": torch.ones(y.shape, dtype=torch.bool)})
     rnn.save(tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match="not a fit in progress"):
         LowRankRNN(20, 2, 20, readout="one_to_one", seed=7).fit(y, num_steps=2, checkpoint=tmp_path / "model.pt", resume=True, **FIT)

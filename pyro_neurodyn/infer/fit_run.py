@@ -157,7 +157,8 @@ class FitRun:
         resume: continue from ``checkpoint``, which must exist and come from a fit of the same data and
             arguments.
         arguments: what the fit depends on (data tensors and options), fingerprinted so that ``resume``
-            can refuse a file written by another fit; name -> value.
+            can refuse a file written by another fit; name -> value. A name the file lacks matches None (an
+            option added since, at its default).
 
     All arguments are checked here, before any work: a wrong ``on_nonfinite``, an existing checkpoint
     without ``resume``, a missing one with it, or a file from another fit raise at once.
@@ -217,9 +218,10 @@ class FitRun:
         progress = payload.get("fit_progress")
         if not isinstance(progress, dict):
             raise CheckpointError(f"{self.path} holds a saved model, not a fit in progress: it cannot be resumed (load it with {self.owner.kind}.load)")
-        differing = sorted(set(progress["fingerprints"]) ^ set(self.fingerprints)) + sorted(
-            name for name in set(progress["fingerprints"]) & set(self.fingerprints) if progress["fingerprints"][name] != self.fingerprints[name]
-        )
+        # an argument that one of the two fits does not name counts as None there: an option added since (a mask,
+        # say) at its default None keeps older files resumable, and one that is given is a difference
+        saved, absent = progress["fingerprints"], fingerprint(None)
+        differing = sorted(name for name in set(saved) | set(self.fingerprints) if saved.get(name, absent) != self.fingerprints.get(name, absent))
         if differing:
             raise ValueError(
                 f"resume=True: {self.path} was written by a fit with different {', '.join(differing)}; resume with the "

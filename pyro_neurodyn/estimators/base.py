@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable, Optional, TypeVar, Union
 
 import torch
@@ -31,7 +32,7 @@ from ..infer import load_checkpoint, save_checkpoint
 from ..infer.local_params import module_local_params
 from .placement import PlacedEstimator, saved_dtype
 
-__all__ = ["Estimator", "module_local"]
+__all__ = ["Estimator", "module_local", "modules_local_to"]
 
 PathLike = Union[str, os.PathLike]
 EstimatorT = TypeVar("EstimatorT", bound="Estimator")
@@ -49,6 +50,13 @@ def module_local(method: MethodT) -> MethodT:
             return method(self, *args, **kwargs)
 
     return local  # type: ignore[return-value]
+
+
+def modules_local_to(fitted: Any) -> AbstractContextManager:
+    """What :func:`module_local` does for a method, for a function that takes an estimator (``posterior_predictive``,
+    ``compare_models``): a block with Pyro's module-local parameters over an :class:`Estimator`'s modules; for any
+    other object (a Pyro model of the user's, an adapter), a block that changes nothing."""
+    return module_local_params(*fitted._placed_modules()) if isinstance(fitted, Estimator) else nullcontext()
 
 
 class Estimator(PlacedEstimator):

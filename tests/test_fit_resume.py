@@ -49,10 +49,18 @@ SCRIPT = textwrap.dedent(
         y = switching_lorenz(4, 30, seed=1).y
         model = SRNN(2, 3, 3, seed=7)
         model.fit(y, num_steps=12, label_steps=6, filter_steps=6, init="kmeans", seed=11, progress=False, **options)
+    elif name == "SRNN windows":  # random windows of two long trials
+        y = switching_lorenz(2, 60, seed=1).y
+        model = SRNN(2, 3, 3, seed=7)
+        model.fit(y, window=10, batch_size=3, num_steps=12, label_steps=6, filter_steps=6, init="kmeans", seed=11, progress=False, **options)
     elif name == "LowRankRNN":
         y = gaussian_oscillator_data(12, 20, seed=3).y
         model = LowRankRNN(20, 2, 20, readout="one_to_one", seed=7)
         model.fit(y, num_particles=4, num_steps=14, batch_size=5, optimizer="adam", seed=11, progress=False, **options)
+    elif name == "LowRankRNN windows":  # 3 steps per epoch of windows
+        y = gaussian_oscillator_data(2, 40, seed=3).y
+        model = LowRankRNN(20, 2, 20, readout="one_to_one", seed=7)
+        model.fit(y, window=8, num_particles=4, num_steps=14, batch_size=3, optimizer="adam", seed=11, progress=False, **options)
     else:
         y = switching_lowrank_data(4, 30, seed=0).y
         model = SwitchingLowRankRNN(20, 2, 2, 8, seed=7)
@@ -64,11 +72,13 @@ SCRIPT = textwrap.dedent(
 # estimator -> SVI step after which the first run is killed: the SRNN's 17th step is the filter phase's
 # 5th (the last checkpoint, at its 4th, is in the same phase; the label and free phases are skipped on
 # resume); the LowRankRNN's 10th is inside its 3rd epoch of 2 minibatches (checkpoint at 8, mid-epoch
-# permutation restored); the SwitchingLowRankRNN's 6th follows its checkpoint at 4.
-KILL_AFTER = {"SRNN": 17, "LowRankRNN": 10, "SwitchingLowRankRNN": 6}
+# permutation restored); the SwitchingLowRankRNN's 6th follows its checkpoint at 4. Fits on random windows: the
+# same kills (the windows drawn after the checkpoint come from the restored RNG; the LowRankRNN's checkpoint at 8
+# is inside its 3rd epoch of 3 steps, its learning-rate schedule restored mid-epoch).
+KILL_AFTER = {"SRNN": 17, "SRNN windows": 17, "LowRankRNN": 10, "LowRankRNN windows": 10, "SwitchingLowRankRNN": 6}
 # losses in the history at the last checkpoint before the kill (the SRNN's filter phase records none)
-LOSSES_AT_CHECKPOINT = {"SRNN": 12, "LowRankRNN": 8, "SwitchingLowRankRNN": 4}
-ESTIMATORS = {"SRNN": SRNN, "LowRankRNN": LowRankRNN, "SwitchingLowRankRNN": SwitchingLowRankRNN}
+LOSSES_AT_CHECKPOINT = {"SRNN": 12, "SRNN windows": 12, "LowRankRNN": 8, "LowRankRNN windows": 8, "SwitchingLowRankRNN": 4}
+ESTIMATORS = {"SRNN": SRNN, "SRNN windows": SRNN, "LowRankRNN": LowRankRNN, "LowRankRNN windows": LowRankRNN, "SwitchingLowRankRNN": SwitchingLowRankRNN}
 
 
 def run_script(tmp_path, *args):

@@ -1,13 +1,18 @@
 """Checkpoints written before the low-rank RNN's unit thresholds were renamed (``h`` -> ``threshold``) still load."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from pyro_neurodyn import LowRankRNN, SwitchingLowRankRNN
+from pyro_neurodyn.data import gaussian_oscillator_data
 from pyro_neurodyn.dynamics import LowRankBank, LowRankTransition
 from pyro_neurodyn.infer import save_checkpoint
+from pyro_neurodyn.infer.checkpoint import _checksum
+
+LEGACY = Path(__file__).parent / "data" / "legacy_optimizer_state"  # files written with pyro.optim (see its README)
 
 
 def _old_style(state: dict) -> dict:
@@ -34,20 +39,20 @@ def test_the_modules_load_a_state_dict_that_names_the_thresholds_h(make):
 
 
 def test_a_lowrank_rnn_checkpoint_with_the_old_names_loads_with_its_optimizer_state(tmp_path):
-    y = torch.randn(3, 12, 6, generator=torch.Generator().manual_seed(0))
-    rnn = LowRankRNN(6, 2, 6, seed=0)
-    rnn.fit(y, num_particles=4, num_steps=2, progress=False)
-    config, state, extra = rnn._checkpoint_contents()
-    assert "model.transition.threshold" in state and "model.transition$$$threshold" in extra["optimizer_state"]
-    old_extra = dict(extra, optimizer_state=_old_style(extra["optimizer_state"]))
-    assert "model.transition.h" in _old_style(state) and "model.transition$$$h" in old_extra["optimizer_state"]
-    save_checkpoint(tmp_path / "old.pt", rnn.kind, config, _old_style(state), **old_extra)
-    loaded = LowRankRNN.load(tmp_path / "old.pt")
-    assert torch.equal(loaded.model.transition.threshold, rnn.model.transition.threshold)
-    moments = loaded._optimizer_state[1][f"{loaded.model._pyro_name}.transition$$$threshold"]
-    saved = extra["optimizer_state"]["model.transition$$$threshold"]["optimizer"]["state"][0]
-    assert all(torch.equal(moments["optimizer"]["state"][0][name], value) for name, value in saved.items())  # Adam moments kept
-    assert torch.equal(loaded.log_evidence(y, num_particles=8, seed=0), rnn.log_evidence(y, num_particles=8, seed=0))
+    """A saved model of checkpoint format 2 (pyro.optim's moments under Pyro's param-store names) from before the rename."""
+    raw = torch.load(LEGACY / "lowrank_rnn_model.ckpt", weights_only=True)
+    assert raw["format_version"] == 2 and "model.transition$$$threshold" in raw["optimizer_state"]
+    old = dict(raw, state_dict=_old_style(raw["state_dict"]), optimizer_state=_old_style(raw["optimizer_state"]))
+    assert "model.transition.h" in old["state_dict"] and "model.transition$$$h" in old["optimizer_state"]
+    old["checksum"] = _checksum(old)
+    torch.save(old, tmp_path / "old.pt")
+    loaded, reference = LowRankRNN.load(tmp_path / "old.pt"), LowRankRNN.load(LEGACY / "lowrank_rnn_model.ckpt")
+    assert torch.equal(loaded.model.transition.threshold, reference.model.transition.threshold)
+    moments = loaded._optimizer_state[1]["optimizer"]["state"]["model.transition.threshold"]
+    saved = raw["optimizer_state"]["model.transition$$$threshold"]["optimizer"]["state"][0]
+    assert all(torch.equal(moments[name], value) for name, value in saved.items())  # RAdam moments kept
+    y = gaussian_oscillator_data(12, 20, seed=3).y
+    assert torch.equal(loaded.log_evidence(y, num_particles=8, seed=0), reference.log_evidence(y, num_particles=8, seed=0))
 
 
 def test_a_switching_lowrank_checkpoint_with_the_old_name_loads(tmp_path):

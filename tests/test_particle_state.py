@@ -10,7 +10,6 @@ from pyro_neurodyn import LowRankRNN
 from pyro_neurodyn.guides import BootstrapProposal, OptimalProposal
 from pyro_neurodyn.infer import VSMC_ELBO, ParticleState, ReadOnlyStateError
 from pyro_neurodyn.infer.particle_state import pass_constant, step_memo
-from pyro_neurodyn.models.module_names import unique_module_name
 
 
 pytestmark = pytest.mark.usefixtures("one_thread_fresh_param_store")
@@ -97,7 +96,7 @@ class Drift(PyroModule):
     """x_t ~ N(x_{t-1} + 1, 1), nothing observed: a model whose state is a plain tensor."""
 
     def __init__(self):
-        super().__init__(name=unique_module_name("drift"))
+        super().__init__()
 
     @pyro_method
     def init(self, state, y):

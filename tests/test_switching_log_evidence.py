@@ -44,8 +44,7 @@ def test_importance_weighted_log_evidence_converges_to_the_exact_likelihood():
     pyro.set_rng_seed(0)
     elbo = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1)
     # only the encoder learns: the model's parameters stay those of the Kalman filter
-    fit_svi(model.model, model.guide, elbo, pyro.optim.Adam({"lr": 0.02}), [y], num_steps=150, progress=False,
-            trainable=model.encoder.parameters())  # fmt: skip
+    fit_svi(model.model, model.guide, elbo, torch.optim.Adam(model.encoder.parameters(), lr=0.02), [y], num_steps=150, progress=False)
     np.testing.assert_allclose(kalman_log_likelihood(y.double().numpy(), **kalman_parameters(model)), exact)
     torch.manual_seed(1)
     np.testing.assert_allclose(model.log_evidence(y, None, 100_000).double().numpy(), exact, atol=0.02)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from kalman import kalman_filter, kalman_log_likelihood, lowrank_kalman_parameters
 from pyro.nn import PyroModule, pyro_method
+from pyro.optim.clipped_adam import ClippedAdam
 from scipy.optimize import minimize_scalar
 from torch import nn
 
@@ -22,7 +23,6 @@ from pyro_neurodyn import LowRankRNN
 from pyro_neurodyn.guides import BootstrapProposal, OptimalProposal
 from pyro_neurodyn.infer import VSMC_ELBO, fit_svi
 from pyro_neurodyn.infer.vsmc import RESAMPLING_GRADIENTS
-from pyro_neurodyn.models.module_names import unique_module_name
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +198,7 @@ class ToyModel(PyroModule):
     """x_0 ~ N(0, 1), x_t ~ N(phi x_{t-1}, sigma^2), y_{t,c} ~ N(x_t, tau^2) for c in a channel plate."""
 
     def __init__(self, phi=0.5, sigma=0.5, tau=1.0):
-        super().__init__(name=unique_module_name("toy"))
+        super().__init__()
         self.phi = nn.Parameter(torch.tensor(phi))
         self.sigma, self.tau = sigma, tau
 
@@ -222,7 +222,7 @@ class ToyOptimalGuide(PyroModule):
     """q(x_t) = p(x_t | x_{t-1}, y_t): Gaussian prior times C Gaussian channels."""
 
     def __init__(self, model):
-        super().__init__(name=unique_module_name("toy_guide"))
+        super().__init__()
         object.__setattr__(self, "toy", model)
 
     @pyro_method
@@ -267,7 +267,7 @@ def simulate_toy_data():
         state, ys = {}, []
         y_dummy = torch.zeros(40, 30, 3)
         for t in range(30):
-            trace = pyro.poutine.trace(model.init if t == 0 else model.step).get_trace(
+            pyro.poutine.trace(model.init if t == 0 else model.step).get_trace(
                 *((state, y_dummy) if t == 0 else (state, t, y_dummy))
             )
             ys.append(state["x"] + model.tau * torch.randn(40, 3))
@@ -299,10 +299,9 @@ def fit_toy_model(y, seed: int):
     mle = minimize_scalar(lambda phi: -toy_kalman(y, phi).sum(), bounds=(0.0, 0.99), method="bounded").x
     model = ToyModel(phi=0.2)
     guide = ToyOptimalGuide(model)
-    losses = fit_svi(
-        model, guide, VSMC_ELBO(30, max_plate_nesting=2), pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.96}), [y],
-        num_steps=60, batch_size=20, seed=seed, progress=False,
-    )
+    elbo = VSMC_ELBO(30, max_plate_nesting=2)
+    optimizer = ClippedAdam(elbo(model, guide).parameters(), lr=0.05, lrd=0.96)
+    losses = fit_svi(model, guide, elbo, optimizer, [y], num_steps=60, batch_size=20, seed=seed, progress=False)
     return model, losses, mle
 
 
@@ -313,7 +312,7 @@ def measure(seed: int) -> dict:
 
 
 def test_svi_with_vsmc_finds_the_maximum_likelihood_estimate(toy_data):
-    """pyro.infer.SVI (through fit_svi, minibatches) with VSMC_ELBO maximizes the bound over phi; with the
+    """SVI (fit_svi, minibatches) with VSMC_ELBO maximizes the bound over phi; with the
     optimal proposal and 50 particles the bound's maximizer is the likelihood's, found by scipy on the
     exact (Kalman) log-likelihood."""
     model, losses, mle = fit_toy_model(toy_data, seed=0)

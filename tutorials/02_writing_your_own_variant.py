@@ -88,7 +88,8 @@ pyro.set_rng_seed(0)
 # ## The variant: ten lines
 #
 # Choose the parts and hand them over. `unique_module_name` gives each instance its own names in Pyro's
-# global parameter store, so a teacher and a student of the same class do not share parameters.
+# global parameter store, so a teacher and a student of the same class do not share parameters when you
+# train with plain `pyro.infer.SVI` (the suite's own fits keep parameters in the modules and need no names).
 
 # %%
 class CuedPoissonSRNN(SwitchingStateSpaceModel):
@@ -194,9 +195,13 @@ print("prior draws of z:", tuple(prior_states.shape), " fraction in state 1:", r
 # %% [markdown]
 # ## Fit it with plain Pyro
 #
-# `model` and `guide` are ordinary Pyro callables, so `pyro.infer.SVI` trains them directly. (The
-# `SRNN` estimator adds an autoregressive-HMM label start, minibatches, a guard against NaN losses and a
-# progress bar on top of exactly this loop.)
+# `model` and `guide` are ordinary Pyro callables, so `pyro.infer.SVI` with a `pyro.optim` optimizer trains
+# them directly, with Pyro's global parameter store as usual. The suite's own loop,
+# `pyro_neurodyn.infer.fit_svi`, trains the same pair with a `torch.optim` optimizer and module-local
+# parameters, leaving the global store alone:
+# `fit_svi(student.model, student.guide, pyro.infer.Trace_ELBO(), torch.optim.Adam(student.parameters(), lr=1e-2), [spikes, cues], num_steps=300)`.
+# (The `SRNN` estimator adds an autoregressive-HMM label start, minibatches, a guard against NaN losses and a
+# progress bar on top of that loop.)
 
 # %%
 student = student.float()
@@ -332,7 +337,7 @@ print(f"bound log p^(y): start {bound_before:.1f}, fitted {bound_after:.1f}, tea
 # The fast and generic ELBOs and their gradients agree to float64 round-off (relative gaps ~1e-15 and
 # ~1e-13), for the cued model and for its per-state-noise variant; the generic form costs several times more already at this size (T = 150, K = 2; the gap grows
 # with T and K, see `benchmarks/bench_srnn.py`). The fit recovers the teacher's cue-driven states (full
-# run: accuracy 1.00; fast run: 0.99). The particle model written from scratch recovers the bistable unit's
+# and fast runs: accuracy 1.00). The particle model written from scratch recovers the bistable unit's
 # gain from a monostable start (fast run: 1.52; full run: 1.50), and its bound rises to that of the teacher's
 # own parameters (fast: from -15 126 to -14 242, the teacher's -14 305; full: from -59 712 to -57 133,
 # the teacher's -57 143).

@@ -8,27 +8,55 @@
     est.save(path); Estimator.load(path)     # weights only, atomic; refuses to overwrite unless asked
     est.to(device, dtype), est.device, est.dtype
 
+The estimator builds its modules, and every method that runs its Pyro programs (decorated with
+:func:`module_local`) runs them, with Pyro's module-local parameters: its modules' parameters never enter
+Pyro's global param store (:mod:`pyro_neurodyn.infer.local_params`).
+
 A subclass sets ``kind`` (the checkpoint's kind) and implements ``validate``, ``check_fitted``,
 ``log_evidence`` and the checkpoint hooks ``_checkpoint_contents`` / ``_restore_checkpoint`` /
-``_module_prefixes`` (which :class:`~pyro_neurodyn.infer.FitRun` also uses for checkpoints during a fit).
+``_modules_by_name`` (which :class:`~pyro_neurodyn.infer.FitRun` also uses for checkpoints during a fit).
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Optional, TypeVar, Union
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.recording import Recording, steps_within
 from ..infer import load_checkpoint, save_checkpoint
+from ..infer.local_params import module_local_params
 from .placement import PlacedEstimator, saved_dtype
 
-__all__ = ["Estimator"]
+__all__ = ["Estimator", "module_local", "modules_local_to"]
 
 PathLike = Union[str, os.PathLike]
 EstimatorT = TypeVar("EstimatorT", bound="Estimator")
+MethodT = TypeVar("MethodT", bound=Callable)
+
+
+def module_local(method: MethodT) -> MethodT:
+    """Decorator of an estimator method: run it with Pyro's module-local parameters over the estimator's modules
+    (``_placed_modules()``; :func:`~pyro_neurodyn.infer.local_params.module_local_params`), so that it neither
+    reads nor writes Pyro's global param store."""
+
+    @functools.wraps(method)
+    def local(self, *args, **kwargs):
+        with module_local_params(*self._placed_modules()):
+            return method(self, *args, **kwargs)
+
+    return local  # type: ignore[return-value]
+
+
+def modules_local_to(fitted: Any) -> AbstractContextManager:
+    """What :func:`module_local` does for a method, for a function that takes an estimator (``posterior_predictive``,
+    ``compare_models``): a block with Pyro's module-local parameters over an :class:`Estimator`'s modules; for any
+    other object (a Pyro model of the user's, an adapter), a block that changes nothing."""
+    return module_local_params(*fitted._placed_modules()) if isinstance(fitted, Estimator) else nullcontext()
 
 
 class Estimator(PlacedEstimator):
@@ -60,8 +88,9 @@ class Estimator(PlacedEstimator):
         """Set parameters, losses and the rest from a loaded checkpoint ``payload``."""
         raise NotImplementedError
 
-    def _module_prefixes(self) -> dict[str, str]:
-        """Pyro parameter-name prefix of each module (unique per process) -> its stable name in checkpoints."""
+    def _modules_by_name(self) -> dict[str, nn.Module]:
+        """Its modules by the stable names their parameters carry in saved optimizer states (``<name>.<path>``,
+        :mod:`~pyro_neurodyn.infer.optimizer_state`)."""
         raise NotImplementedError
 
     # ----- shared --------------------------------------------------------------------------------------
@@ -107,6 +136,7 @@ class Estimator(PlacedEstimator):
             )
         return y, u
 
+    @module_local
     def posterior_predictive(self, y: Any, num_samples: int = 100, u: Any = None, **options: Any):
         """Posterior draws given ``y (trials, T, D)`` (inputs ``u (trials, T, M)``) and replicated recordings:
         ``latents (S, trials, T, P)``, ``y_rep (S, trials, T, D)``, ... (S = ``num_samples``); see

@@ -23,7 +23,6 @@ from dataclasses import asdict
 from typing import Any, Callable, Optional, Sequence, Union
 
 import pyro
-import pyro.optim
 import torch
 from pyro import poutine
 from torch import Tensor
@@ -40,9 +39,10 @@ from ..data.validation import (
 )
 from ..dynamics.legacy_keys import renamed_legacy_threshold
 from ..infer import VSMC_ELBO, FitRun, RandomWindows, fit_svi
-from ..infer.checkpoint import renamed_modules
+from ..infer.local_params import module_local_params
+from ..infer.optimizer_state import from_pyro_optim_state, load_named_state, named_state, parameter_names
 from ..data.recording import Recording
-from .base import Estimator
+from .base import Estimator, module_local
 from .configs import LowRankRNNConfig, config_arguments
 from .lowrank_initialization import check_enough_pairs, impute_missing, initialize_dynamics, initialize_readout, readout_scale
 from .lowrank_network import LowRankNetworkViews
@@ -108,15 +108,15 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         seed: Optional[int] = None,
     ):
         self.config = config = LowRankRNNConfig(**config_arguments(locals()))
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), module_local_params():  # (building the optimal proposal runs the model)
             if seed is not None:
                 torch.manual_seed(seed)
             self.model = build_model(config)
             self.guide = build_guide(config, self.model)
         self.losses: list[float] = []
         self.num_particles = 64
-        self._optimizer_state: Optional[tuple[str, dict]] = None  # (optimizer, its per-parameter state) after a fit
-        self._running_optimizer: Optional[tuple[str, Any]] = None  # (optimizer, its pyro scheduler) during a fit
+        self._optimizer_state: Optional[tuple[str, dict]] = None  # (optimizer, its named state) after a fit
+        self._running_optimizer: Optional[tuple[str, Any, Any]] = None  # (optimizer, the torch optimizer, its scheduler) during a fit
         # the random initialization: filter, log_evidence and save refuse a model that still has it (and no fit)
         self._initial_state = {key: value.detach().clone() for key, value in self.model.state_dict().items()}
 
@@ -134,6 +134,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         return self
 
     # ---------------------------------------------------------------------------------------------
+    @module_local
     def fit(
         self,
         y: Any,
@@ -224,10 +225,13 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         optimizer = check_choice(optimizer, "optimizer", tuple(optimizers))
         num_epochs = math.ceil(num_steps / steps_per_epoch)
         gamma = (lr_end / lr) ** (1.0 / num_epochs)
-        scheduler = pyro.optim.ExponentialLR({"optimizer": optimizers[optimizer], "optim_args": {"lr": lr}, "gamma": gamma})
-        if self._optimizer_state is not None and self._optimizer_state[0] == optimizer:
-            scheduler.set_state(_continued_optimizer_state(self._optimizer_state[1], optimizers[optimizer], lr, gamma))
         elbo = VSMC_ELBO(num_particles, resampling=resampling, ess_threshold=ess_threshold, resampling_gradient=resampling_gradient)
+        torch_optimizer = optimizers[optimizer](elbo(self.model, self.guide).parameters(), lr=lr)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(torch_optimizer, gamma)
+        if self._optimizer_state is not None and self._optimizer_state[0] == optimizer:
+            names = self._parameter_names()
+            continued = _continued_optimizer_state(self._optimizer_state[1], [names[id(p)] for p in torch_optimizer.param_groups[0]["params"]], lr)
+            load_named_state(continued, torch_optimizer, None, names)
         arguments = dict(y=y, u=u, mask=mask, num_particles=num_particles, num_steps=num_steps, batch_size=batch_size, lr=lr, lr_end=lr_end,
                          optimizer=optimizer, resampling=resampling, ess_threshold=ess_threshold,
                          resampling_gradient=resampling_gradient, clip_norm=clip_norm, init_from_data=init_from_data, seed=seed)  # fmt: skip
@@ -252,17 +256,19 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
                 if callback is not None:
                     callback(step, loss)
 
-            self.num_particles, self._running_optimizer = num_particles, (optimizer, scheduler)
+            self.num_particles, self._running_optimizer = num_particles, (optimizer, torch_optimizer, scheduler)
             try:
                 with pyro.validation_enabled(False):
-                    fit_svi(model, guide, elbo, scheduler, [y, u, mask], num_steps=num_steps, batch_size=None if windows else batch_size,
-                            clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run,
+                    fit_svi(model, guide, elbo, torch_optimizer, [y, u, mask], num_steps=num_steps, batch_size=None if windows else batch_size,
+                            clip_norm=clip_norm, seed=seed, progress=False, callback=after_step, run=run, scheduler=scheduler,
                             lengths=None if windows else lengths, batches=windows)  # fmt: skip
-                run.finish(scheduler)
+                run.finish()
             finally:  # also after an error or Ctrl-C: the optimizer's state goes with the parameters it reached
-                self._optimizer_state, self._running_optimizer = (optimizer, scheduler.get_state()), None
+                self._optimizer_state = (optimizer, named_state(torch_optimizer, scheduler, self._parameter_names()))
+                self._running_optimizer = None
         return self
 
+    @module_local
     def initialize_from_data(self, y: Any, u: Any = None, *, smoothing: float = 2.0) -> "LowRankRNN":
         """Start the model near the data (PCA, then a one-step regression); return ``self``.
 
@@ -312,10 +318,10 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         state.update({f"guide.{k}": v for k, v in self.guide.state_dict().items()})
         extra = {"losses": list(self.losses), "num_particles": self.num_particles}
         if self._running_optimizer is not None:  # a checkpoint during a fit: that fit's optimizer
-            name, scheduler = self._running_optimizer
-            extra.update(optimizer=name, optimizer_state=renamed_modules(scheduler.get_state(), self._module_prefixes()))
+            name, optimizer, scheduler = self._running_optimizer
+            extra.update(optimizer=name, optimizer_state=named_state(optimizer, scheduler, self._parameter_names()))
         elif self._optimizer_state is not None:
-            extra.update(optimizer=self._optimizer_state[0], optimizer_state=renamed_modules(self._optimizer_state[1], self._module_prefixes()))
+            extra.update(optimizer=self._optimizer_state[0], optimizer_state=self._optimizer_state[1])
         return asdict(self.config), state, extra
 
     def _restore_checkpoint(self, payload: dict) -> None:
@@ -325,14 +331,18 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         self.losses[:] = payload.get("losses", [])
         self.num_particles = int(payload.get("num_particles", 64))
         if "optimizer_state" in payload:  # a later fit with the same optimizer continues from its moments
-            saved_to_live = {saved: live for live, saved in self._module_prefixes().items()}
-            saved = renamed_legacy_threshold(payload["optimizer_state"], "model.transition$$$h", "model.transition$$$threshold")
-            self._optimizer_state = (payload["optimizer"], renamed_modules(saved, saved_to_live))
+            saved = payload["optimizer_state"]
+            if payload.get("format_version", 1) < 3:  # pyro.optim's per-parameter layout, maybe with the old threshold name
+                saved = from_pyro_optim_state(renamed_legacy_threshold(saved, "model.transition$$$h", "model.transition$$$threshold"))
+            self._optimizer_state = (payload["optimizer"], saved)
 
-    def _module_prefixes(self) -> dict:
-        """Pyro parameter-name prefixes of the model and guide (unique per process, e.g. ``lowrank_rnn_0``)
-        and the names they have in a saved optimizer state."""
-        return {self.model._pyro_name: "model", self.guide._pyro_name: "guide"}
+    def _modules_by_name(self) -> dict:
+        """The model and the guide, whose parameters a saved optimizer state names ``model.<path>`` and ``guide.<path>``."""
+        return {"model": self.model, "guide": self.guide}
+
+    def _parameter_names(self) -> dict[int, str]:
+        """``id(parameter) -> name`` of the parameters the fit optimizes (:func:`~pyro_neurodyn.infer.optimizer_state.parameter_names`)."""
+        return parameter_names(self._modules_by_name())
 
     # ---------------------------------------------------------------------------------------------
     def check_fitted(self, action: str = "this") -> None:
@@ -367,13 +377,10 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
             raise ValueError(f"u has {u.shape[2]} input channels but the model was built with input_dim={input_dim}")
 
 
-def _continued_optimizer_state(state: dict, optimizer: type, lr: float, gamma: float) -> dict:
-    """``PyroOptim.get_state()`` of a previous fit with its moment estimates kept and the learning-rate
-    schedule replaced by a fresh one (``lr``, decaying by ``gamma`` per epoch)."""
-    fresh = torch.optim.lr_scheduler.ExponentialLR(optimizer([torch.zeros(1, requires_grad=True)], lr=lr), gamma).state_dict()
-    continued = {}
-    for name, per_parameter in state.items():
-        optimizer_state = {**per_parameter["optimizer"]}
-        optimizer_state["param_groups"] = [{**group, "lr": lr, "initial_lr": lr} for group in optimizer_state["param_groups"]]
-        continued[name] = {"scheduler": dict(fresh), "optimizer": optimizer_state}
-    return continued
+def _continued_optimizer_state(state: dict, names: list[str], lr: float) -> dict:
+    """A named optimizer state (:mod:`~pyro_neurodyn.infer.optimizer_state`) for a new optimizer of one parameter
+    group over the parameters ``names``: the moment estimates a previous fit left (``state``) kept, the learning
+    rate back at ``lr`` (the new fit's scheduler starts its schedule afresh), the other hyperparameters the new
+    optimizer's own."""
+    moments = {name: value for name, value in state["optimizer"]["state"].items() if name in names}
+    return {"optimizer": {"state": moments, "param_groups": [{"lr": lr, "initial_lr": lr, "params": names}]}, "scheduler": None}

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..data.validation import as_inputs, as_trials, check_count
 from ..infer import VSMC_ELBO
 from ..infer.particle_online_filter import ParticleOnlineFilter, filtered_mean
-from .base import mark_padding
+from .base import mark_padding, module_local
 
 __all__ = ["LowRankFilterResult", "LowRankParticleMethods", "LowRankSample"]
 
@@ -65,6 +65,7 @@ class LowRankParticleMethods:
         For a stream, or the means alone in O(1) memory, :meth:`online` runs the same steps one at a time."""
         return self._filter(y, u, num_particles, seed, "filter")
 
+    @module_local
     def _filter(self, y: Any, u: Any, num_particles: Optional[int], seed: Optional[int], action: str) -> LowRankFilterResult:
         y, u, mask, lengths = self.recording_arrays(y, u)
         if num_particles is not None:
@@ -107,6 +108,7 @@ class LowRankParticleMethods:
             device=self.device, counts=config.observation == "poisson",
         )  # fmt: skip
 
+    @module_local
     @torch.no_grad()
     def sample(
         self, num_trials: int, num_steps: int, u: Any = None, *, initial_latents: Any = None, seed: Optional[int] = None

@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
+from pyro.optim.clipped_adam import ClippedAdam
 from torch import Tensor
 
 from ..data.validation import as_inputs, as_trials, check_count, check_magnitude, check_positive
@@ -31,7 +32,8 @@ from ..infer import FitRun, RandomWindows, fit_svi
 from ..models.srnn import SRNNModel
 from ..data.recording import Recording, observed_entries
 from ..models.switching_ssm import SwitchingSample
-from .base import Estimator
+from ..infer.local_params import module_local_params
+from .base import Estimator, module_local
 from .configs import SRNNConfig, config_arguments
 from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout, session_blocks
 from .srnn_warm_start import warm_start_at_readout_latents
@@ -95,9 +97,10 @@ class SRNN(SwitchingDecoding, Estimator):
     def _build(self, obs_dim: int) -> None:
         c = self.config
         c.obs_dim = obs_dim
-        # a seeded model draws its parameters from its own seed and leaves the caller's RNG as it was
+        # a seeded model draws its parameters from its own seed and leaves the caller's RNG as it was; it is built
+        # with module-local parameters, as the estimators build all their modules (see estimators/base.py)
         seeded = c.seed is not None
-        with torch.random.fork_rng() if seeded else nullcontext():
+        with torch.random.fork_rng() if seeded else nullcontext(), module_local_params():
             if seeded:
                 torch.manual_seed(c.seed)
             self.module = SRNNModel(
@@ -151,6 +154,7 @@ class SRNN(SwitchingDecoding, Estimator):
         return y, u
 
     # ----- fitting -----------------------------------------------------------------------------------
+    @module_local
     def fit(
         self,
         y: Any,
@@ -283,25 +287,31 @@ class SRNN(SwitchingDecoding, Estimator):
                 initialize_linear_readout(self.module.emission, fill_missing(y, mask, lengths), self.config.latent_dim, lengths, blocks)
                 if warm_start:
                     warm_start_at_readout_latents(module, y, u, labels, mask, lengths, steps=warm_start, lr=lr, label_weight=label_weight)
+        # Adam with the learning rate decayed 10x over the whole fit (lrd per step; ClippedAdam's own clip is off).
+        # The main phases train model and smoothing encoder; the filter phase only the causal encoder, with an
+        # optimizer of its own that starts again from lr (its losses, of another objective, stay out of .losses).
+        # Freezing by the optimizer's parameters (not poutine.block): the model's parameters are also read
+        # lazily inside CollapsedSwitchingPath.log_prob, outside any block.
         decay = 0.1 ** (1.0 / max(num_steps + filter_steps, 1))
-        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 1e6})
+        filter_parameters = list(module.filter_encoder.parameters())
+        filter_ids = {id(p) for p in filter_parameters}
+        main_parameters = [p for p in module.parameters() if id(p) not in filter_ids]
+        main_optimizer = ClippedAdam(main_parameters, lr=lr, lrd=decay, clip_norm=1e6)
         common = dict(batch_size=batch_size if windows is None else None, batches=windows, clip_norm=clip_norm, progress=progress,
                       num_threads=num_threads, run=run, lengths=lengths if windows is None else None)  # fmt: skip
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
         with pyro.validation_enabled(False):  # speed; the caller's setting is restored afterwards
             if labels is not None and label_steps:
-                fit_svi(module.model, module.guide, elbo, optim, [y, u, labels, mask, lengths], num_steps=label_steps,
+                fit_svi(module.model, module.guide, elbo, main_optimizer, [y, u, labels, mask, lengths], num_steps=label_steps,
                         desc="SRNN (labels)", label_weight=label_weight, **common)  # fmt: skip
             if num_steps - label_steps and not run.stopped:
-                fit_svi(module.model, module.guide, elbo, optim, [y, u, None, mask, lengths], num_steps=num_steps - label_steps,
+                fit_svi(module.model, module.guide, elbo, main_optimizer, [y, u, None, mask, lengths], num_steps=num_steps - label_steps,
                         desc="SRNN", **common)  # fmt: skip
             if filter_steps and not run.stopped:
-                # Train only the causal encoder (its losses, of another objective, stay out of .losses).
-                # Freezing by the optimizer's parameter list (not poutine.block): the model's parameters are
-                # also read lazily inside CollapsedSwitchingPath.log_prob, outside any block.
-                fit_svi(module.model, module.filter_guide, elbo, optim, [y, u, None, mask, lengths], num_steps=filter_steps, desc="SRNN (filter)",
-                        record_losses=False, trainable=module.filter_encoder.parameters(), callback=self._count_filter_step, **common)  # fmt: skip
-        run.finish(optim)
+                filter_optimizer = ClippedAdam(filter_parameters, lr=lr, lrd=decay, clip_norm=1e6)
+                fit_svi(module.model, module.filter_guide, elbo, filter_optimizer, [y, u, None, mask, lengths], num_steps=filter_steps,
+                        desc="SRNN (filter)", record_losses=False, callback=self._count_filter_step, **common)  # fmt: skip
+        run.finish()
         return self
 
     def _count_filter_step(self, step: int, loss: float) -> None:
@@ -310,6 +320,7 @@ class SRNN(SwitchingDecoding, Estimator):
 
     # ----- decoding: posterior_latents, state_marginals, most_likely_states, filter_marginals, reconstruct, online
     #       (SwitchingDecoding) --------------------------------------------------------------------------
+    @module_local
     @torch.no_grad()
     def log_evidence(self, y: Any, u: Any = None, *, num_particles: int = 100, seed: Optional[int] = None) -> Tensor:
         """Importance-weighted estimates of ``log p(y | u)`` per trial, ``(trials,)``, for ``y (trials, time, channels)``
@@ -322,6 +333,7 @@ class SRNN(SwitchingDecoding, Estimator):
             pyro.set_rng_seed(seed)
         return module.log_evidence(y, u, num_particles, mask=mask, lengths=lengths)
 
+    @module_local
     @torch.no_grad()
     def forecast(self, y_prefix: Any, steps: int, num_samples: int = 100, u: Any = None) -> Tensor:
         """Sample ``steps`` future observations after each trial's prefix ``y_prefix (trials, t, channels)``:
@@ -342,6 +354,7 @@ class SRNN(SwitchingDecoding, Estimator):
         u_future = None if u_all is None else u_all[:, prefix_length:]
         return module.simulate(h[..., -1, :], z_now, steps, u_future).y
 
+    @module_local
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int, u: Any = None) -> SwitchingSample:
         """Generate ``(y, h, z)`` for ``num_trials`` new trials of ``num_steps`` steps from the model, inputs
@@ -363,5 +376,5 @@ class SRNN(SwitchingDecoding, Estimator):
         self.losses[:] = payload["losses"]
         self.filter_steps_done = payload.get("filter_steps_done")  # None in files written before it was recorded
 
-    def _module_prefixes(self) -> dict[str, str]:
-        return {self.module._pyro_name: "srnn"}
+    def _modules_by_name(self) -> dict[str, SRNNModel]:
+        return {"srnn": self.module}

@@ -40,15 +40,17 @@ from torch import Tensor
 from ..distributions import LinearGaussianPath, switching_filter, switching_posterior, switching_viterbi
 from ..guides.chunked_encoding import chunked_path, resolve_chunking
 from ..infer.switching_online_filter import SwitchingOnlineFilter
-from .base import mark_padding
+from .base import mark_padding, module_local
 
 __all__ = ["SwitchingDecoding"]
 
 
 class SwitchingDecoding:
     """The decoding methods (see the module docstring). The estimator provides ``recording_arrays``,
-    ``_fitted_module()``, ``config`` (``obs_dim``, ``observation``) and ``filter_steps_done`` (steps the causal
-    encoder was trained for; None: unknown, e.g. a model saved before this was recorded)."""
+    ``_fitted_module()``, ``_placed_modules()`` (the methods run with module-local parameters,
+    :func:`~pyro_neurodyn.estimators.base.module_local`), ``config`` (``obs_dim``, ``observation``) and
+    ``filter_steps_done`` (steps the causal encoder was trained for; None: unknown, e.g. a model saved before
+    this was recorded)."""
 
     filter_steps_done: Optional[int] = None
 
@@ -68,6 +70,7 @@ class SwitchingDecoding:
         path, u, lengths = self._latent_path(y, u, causal=causal, chunk_size=chunk_size, overlap=overlap)
         return self._fitted_module().latent_factors(path.mean, u, lengths), lengths
 
+    @module_local
     @torch.no_grad()
     def posterior_latents(self, y: Any, u: Any = None, *, chunk_size: Optional[int] = None, overlap: Optional[int] = None) -> Tensor:
         """The encoder's mean latent path ``(trials, time, latent_dim)`` for ``y (trials, time, channels)`` (or a
@@ -76,6 +79,7 @@ class SwitchingDecoding:
         path, _, lengths = self._latent_path(y, u, causal=False, chunk_size=chunk_size, overlap=overlap)
         return mark_padding(path.mean, lengths, float("nan"))
 
+    @module_local
     @torch.no_grad()
     def state_marginals(self, y: Any, u: Any = None, *, chunk_size: Optional[int] = None, overlap: Optional[int] = None) -> Tensor:
         """Smoothed ``p(z_t = k | h, y)`` at the posterior mean latents, ``(trials, time, K)``, for
@@ -85,6 +89,7 @@ class SwitchingDecoding:
         factors, lengths = self._decoding_factors(y, u, False, chunk_size, overlap)
         return mark_padding(switching_posterior(*factors).marginals, lengths, float("nan"))
 
+    @module_local
     @torch.no_grad()
     def most_likely_states(self, y: Any, u: Any = None, *, chunk_size: Optional[int] = None, overlap: Optional[int] = None) -> Tensor:
         """Viterbi state path at the posterior mean latents, ``(trials, time)`` int64, for ``y (trials, time,
@@ -93,6 +98,7 @@ class SwitchingDecoding:
         factors, lengths = self._decoding_factors(y, u, False, chunk_size, overlap)
         return mark_padding(switching_viterbi(*factors).states, lengths, -1)
 
+    @module_local
     @torch.no_grad()
     def filter_marginals(self, y: Any, u: Any = None, *, chunk_size: Optional[int] = None, overlap: Optional[int] = None) -> Tensor:
         """Filtered ``p(z_t = k | h_{1:t})`` at the causal encoder's posterior-mean path ``h_t = E_q[h_t | y_{1:t}]``,
@@ -104,6 +110,7 @@ class SwitchingDecoding:
         factors, lengths = self._decoding_factors(y, u, True, chunk_size, overlap)
         return mark_padding(switching_filter(*factors), lengths, float("nan"))
 
+    @module_local
     @torch.no_grad()
     def reconstruct(self, y: Any, u: Any = None, *, chunk_size: Optional[int] = None, overlap: Optional[int] = None) -> Tensor:
         """Emission mean at the posterior mean latents, ``(trials, time, channels)``, for ``y (trials, time,

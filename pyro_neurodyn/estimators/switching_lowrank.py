@@ -19,11 +19,11 @@ from dataclasses import asdict
 from typing import Any, Optional, Union
 
 import pyro
-import pyro.optim
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
-from torch import Tensor
+from pyro.optim.clipped_adam import ClippedAdam
+from torch import Tensor, nn
 
 from ..analysis.fixed_points import FixedPoints, latent_map_fixed_points
 from ..data.validation import as_trials, check_choice, check_count, check_magnitude, check_positive
@@ -31,6 +31,7 @@ from ..distributions import switching_posterior, switching_viterbi
 from ..dynamics.lowrank import OrthogonalBasis, orthogonal_basis
 from ..guides.proposals import SwitchingKalmanProposal
 from ..infer import VSMC_ELBO, FitRun, fit_svi
+from ..infer.local_params import module_local_params
 from ..infer.particle_online_filter import ParticleOnlineFilter, filtered_state_probabilities
 from ..infer.vsmc import RESAMPLING_GRADIENTS
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
@@ -38,7 +39,7 @@ from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
 from ..data.recording import Recording
 from ..data.recording import equal_length_windows, observed_entries
-from .base import Estimator, mark_padding
+from .base import Estimator, mark_padding, module_local
 from .lowrank_initialization import impute_missing
 from .configs import SwitchingLowRankRNNConfig, config_arguments
 from .principal_subspace import eye_like, principal_subspace
@@ -93,7 +94,7 @@ class SwitchingLowRankRNN(Estimator):
     ):
         self.config = SwitchingLowRankRNNConfig(**config_arguments(locals()))
         c = self.config
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), module_local_params():
             if seed is not None:
                 torch.manual_seed(seed)
             self.module = SwitchingLowRankModel(
@@ -101,7 +102,7 @@ class SwitchingLowRankRNN(Estimator):
                 transitions=c.transitions, observation=c.observation, stickiness=c.stickiness,
                 latent_scale=c.latent_scale, decay=c.decay, encoder_hidden=c.encoder_hidden,
             )  # fmt: skip
-        self.proposal = SwitchingKalmanProposal(self.module, c.proposal)
+            self.proposal = SwitchingKalmanProposal(self.module, c.proposal)
         self.losses: list[float] = []
         self.method: Optional[str] = None
         self.num_particles = 16
@@ -121,6 +122,7 @@ class SwitchingLowRankRNN(Estimator):
         return self.module.guide
 
     # ----- fitting -----------------------------------------------------------------------------------
+    @module_local
     def fit(
         self,
         y: Any,
@@ -180,25 +182,28 @@ class SwitchingLowRankRNN(Estimator):
         module.encoder.set_input_statistics(y, None, mask)
         if init_from_data and not self.losses:
             self._initialize(y, mask, lengths, 3, init_filter_rounds, 64)
-        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / num_steps), "clip_norm": 1e6})
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})",
                       run=run, lengths=lengths)  # fmt: skip
         self.method, self._initialized = method, True
-        if method == "vsmc":
+        if method == "collapsed":
+            elbo, model, guide = Trace_ELBO(max_plate_nesting=1), module.model, module.guide
+            data = [y, None, None, mask, lengths]
+        else:
             self.num_particles = num_particles
+            # the bound per trial and time step, as LowRankRNN.fit (fit_svi scales minibatches up to all trials)
+            normalizer = 1.0 / (y.shape[0] * y.shape[1])
+            elbo = VSMC_ELBO(num_particles, resampling_gradient=resampling_gradient)
+            model, guide = poutine.scale(module, normalizer), poutine.scale(self.proposal, normalizer)
+            data = [y, None, observed_entries(y, mask, lengths)]
+        # Adam over the parameters of model and proposal (the proposal reads the model's), the learning rate
+        # decayed 10x over the fit (lrd per step; ClippedAdam's own clip is off)
+        optimizer = ClippedAdam(elbo(module, self.proposal).parameters(), lr=lr, lrd=0.1 ** (1.0 / num_steps), clip_norm=1e6)
         with pyro.validation_enabled(False):
-            if method == "collapsed":
-                elbo = Trace_ELBO(max_plate_nesting=1)
-                fit_svi(module.model, module.guide, elbo, optim, [y, None, None, mask, lengths], num_steps=num_steps, **common)
-            else:
-                # the bound per trial and time step, as LowRankRNN.fit (fit_svi scales minibatches up to all trials)
-                normalizer = 1.0 / (y.shape[0] * y.shape[1])
-                elbo = VSMC_ELBO(num_particles, resampling_gradient=resampling_gradient)
-                model, guide = poutine.scale(module, normalizer), poutine.scale(self.proposal, normalizer)
-                fit_svi(model, guide, elbo, optim, [y, None, observed_entries(y, mask, lengths)], num_steps=num_steps, **common)
-        run.finish(optim)
+            fit_svi(model, guide, elbo, optimizer, data, num_steps=num_steps, **common)
+        run.finish()
         return self
 
+    @module_local
     @torch.no_grad()
     def initialize_from_data(self, y: Any, num_rounds: int = 3, filter_rounds: int = 0, num_particles: int = 64) -> "SwitchingLowRankRNN":
         """Start near the data (Gaussian observations; no-op for Poisson): PCA, then hard EM of the maps.
@@ -258,6 +263,7 @@ class SwitchingLowRankRNN(Estimator):
         return self
 
     # ----- decoding ----------------------------------------------------------------------------------
+    @module_local
     @torch.no_grad()
     def posterior_latents(self, y: Any) -> Tensor:
         """Latent path ``(trials, T, R)`` of ``y (trials, T, D)`` or a Recording: the encoder's mean after a collapsed
@@ -278,6 +284,7 @@ class SwitchingLowRankRNN(Estimator):
         weights = record.log_weights.exp().unsqueeze(-1)  # (T, P, B, 1)
         return (weights * record.states["x"]).sum(1).transpose(0, 1)
 
+    @module_local
     @torch.no_grad()
     def state_marginals(self, y: Any) -> Tensor:
         """Smoothed ``p(z_t = k | x)`` at :meth:`posterior_latents`, ``(trials, T, K)`` (forward-backward), for
@@ -286,6 +293,7 @@ class SwitchingLowRankRNN(Estimator):
         factors = self.module.latent_factors(self._latent_path(y, mask, lengths), None, lengths)
         return mark_padding(switching_posterior(*factors).marginals, lengths, float("nan"))
 
+    @module_local
     @torch.no_grad()
     def most_likely_states(self, y: Any) -> Tensor:
         """Viterbi path at :meth:`posterior_latents`, ``(trials, T)`` int64, for ``y (trials, T, D)`` or a Recording
@@ -315,6 +323,7 @@ class SwitchingLowRankRNN(Estimator):
             device=parameter.device, counts=config.observation == "poisson",
         )  # fmt: skip
 
+    @module_local
     @torch.no_grad()
     def log_evidence(self, y: Any, *, num_particles: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
         """Per-trial particle-filter estimates of ``log p(y)`` ``(trials,)`` for ``y (trials, T, D)`` or a Recording (of
@@ -328,6 +337,7 @@ class SwitchingLowRankRNN(Estimator):
         with pyro.validation_enabled(False):
             return elbo.log_evidence(self.module, self.proposal, y, None, observed_entries(y, mask, lengths))
 
+    @module_local
     @torch.no_grad()
     def sample(self, num_trials: int, num_steps: int) -> SwitchingSample:
         """Generate ``(y, h, z)`` (``h`` the latents x) for ``num_trials`` new trials of ``num_steps`` steps:
@@ -362,8 +372,8 @@ class SwitchingLowRankRNN(Estimator):
         self.losses[:] = payload["losses"]
         self.method, self.num_particles, self._initialized = payload["method"], int(payload["num_particles"]), True
 
-    def _module_prefixes(self) -> dict[str, str]:
-        return {self.module._pyro_name: "model", self.proposal._pyro_name: "proposal"}
+    def _modules_by_name(self) -> dict[str, nn.Module]:
+        return {"model": self.module, "proposal": self.proposal}
 
     # ----- validation --------------------------------------------------------------------------------
     def validate(self, y: Any, u: Any = None) -> tuple[Tensor, None]:

@@ -22,6 +22,9 @@ Format versions (``"format_version"``, independent of the package version in ``"
 
 * 1 -- the original format: no ``"format_version"`` entry and no checksum; still read, unchecked.
 * 2 -- adds ``"format_version"`` and ``"checksum"`` (``"sha256:<hex digest>"``).
+* 3 -- optimizer states (a fit's progress, a ``LowRankRNN``'s moments) are one ``torch.optim`` optimizer's,
+  keyed by parameter names (:mod:`~pyro_neurodyn.infer.optimizer_state`), instead of ``pyro.optim``'s
+  per-parameter ones keyed by param-store names; the readers convert formats 1 and 2.
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ import torch
 
 from .. import __version__
 
-__all__ = ["CheckpointError", "FORMAT_VERSION", "fingerprint", "load_checkpoint", "renamed_modules", "save_checkpoint"]
+__all__ = ["CheckpointError", "FORMAT_VERSION", "fingerprint", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "pyro_neurodyn-checkpoint"
-FORMAT_VERSION = 2  # the checkpoint layout this code writes; it reads 1 .. FORMAT_VERSION
+FORMAT_VERSION = 3  # the checkpoint layout this code writes; it reads 1 .. FORMAT_VERSION
 PathLike = Union[str, os.PathLike]
 
 _RESERVED = ("format", "format_version", "version", "kind", "config", "state_dict", "checksum")
@@ -232,16 +235,6 @@ def save_checkpoint(path: PathLike, kind: str, config: dict, state_dict: dict, *
             os.remove(temporary)
     _fsync_directory(path.parent)
     return path
-
-
-def renamed_modules(state: dict, prefixes: dict) -> dict:
-    """``state`` keyed by Pyro parameter names ``module.rest`` with each ``module`` renamed by ``prefixes``
-    (Pyro module names are unique per process, e.g. ``srnn_3``; files store stable names instead)."""
-    renamed = {}
-    for name, value in state.items():
-        module, dot, rest = name.partition(".")
-        renamed[prefixes.get(module, module) + dot + rest] = value
-    return renamed
 
 
 # ----- reading -------------------------------------------------------------------------------------

@@ -9,16 +9,18 @@ and when it stops early (interrupt, non-finite loss), one file holding
 
 * everything the estimator's ``save`` holds (config, parameters, loss history): the file loads as a
   model with ``Estimator.load(PATH)`` at any moment, and
-* ``"fit_progress"``: the phase and step reached, the optimizer's state (moments, learning-rate
-  schedule), the RNG states (torch, numpy, Python), the minibatch permutation, where this fit's losses
-  begin in the history, and a fingerprint of the data and the fit's arguments.
+* ``"fit_progress"``: the phase and step reached, the state of the phase's optimizer and learning-rate
+  scheduler (moments, learning rates; keyed by parameter names, :mod:`~pyro_neurodyn.infer.optimizer_state`),
+  the RNG states (torch, numpy, Python), the minibatch permutation, where this fit's losses begin in the
+  history, and a fingerprint of the data and the fit's arguments.
 
 Writes are atomic and ``fsync``'d (:func:`~pyro_neurodyn.infer.save_checkpoint`): a fit killed at any
 moment leaves the previous checkpoint or the new one, never a partial file.
 
 **Resumption.** ``resume=True`` checks that the file was written by a fit of the same data and
 arguments, then, at the start of the phase the file was written in (earlier phases are skipped),
-restores parameters, history, optimizer, RNG and minibatch order, and goes on. A fit killed with
+restores parameters, history, optimizer, RNG and minibatch order, and goes on (a file of checkpoint format
+1 or 2 holds ``pyro.optim``'s per-parameter optimizer state, converted on the way). A fit killed with
 SIGKILL and resumed ends with the same parameters as the uninterrupted fit (bitwise, on the same
 machine and thread count). An existing file is never replaced by a new fit: ``resume=False`` with an
 existing ``PATH`` is a :class:`FileExistsError` before any work is done.
@@ -48,10 +50,13 @@ import numpy as np
 import pyro
 import pyro.util
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from ..data.validation import check_count
-from .checkpoint import CheckpointError, fingerprint, load_checkpoint, renamed_modules, save_checkpoint
+from .checkpoint import CheckpointError, fingerprint, load_checkpoint, save_checkpoint
+from .optimizer_state import from_pyro_optim_state, load_named_state, named_state, parameter_names, scaled_learning_rates
 
 __all__ = ["FitRun", "MAX_ROLLBACKS", "NONFINITE_ACTIONS", "ROLLBACK_INTERVAL", "Resumable"]
 
@@ -73,8 +78,8 @@ class Resumable(Protocol):
     def _restore_checkpoint(self, payload: dict) -> None:
         """Take parameters and loss history (and whatever ``save`` stores) from a loaded payload."""
 
-    def _module_prefixes(self) -> dict[str, str]:
-        """Pyro parameter-name prefixes of its modules (unique per process) -> stable names for files."""
+    def _modules_by_name(self) -> dict[str, nn.Module]:
+        """Its modules by the stable names their parameters carry in saved optimizer states (``<name>.<path>``)."""
 
 
 @dataclass
@@ -132,7 +137,8 @@ class Minibatches:
 
 @dataclass
 class _Snapshot:
-    """An in-memory copy of a phase's state (for ``on_nonfinite="rollback"``)."""
+    """An in-memory copy of a phase's state (for ``on_nonfinite="rollback"``): the optimizer's parameters
+    and ``{"optimizer": its state_dict(), "scheduler": the scheduler's or None}``."""
 
     step: int
     params: list[Tensor]
@@ -151,7 +157,8 @@ class FitRun:
         resume: continue from ``checkpoint``, which must exist and come from a fit of the same data and
             arguments.
         arguments: what the fit depends on (data tensors and options), fingerprinted so that ``resume``
-            can refuse a file written by another fit; name -> value.
+            can refuse a file written by another fit; name -> value. A name the file lacks matches None (an
+            option added since, at its default).
 
     All arguments are checked here, before any work: a wrong ``on_nonfinite``, an existing checkpoint
     without ``resume``, a missing one with it, or a file from another fit raise at once.
@@ -183,6 +190,9 @@ class FitRun:
         self._phase = -1
         self._estimator_restored = False
         self._saved: Optional[dict] = None  # the payload being resumed from, until it is consumed
+        self._optimizer: Optional[Optimizer] = None  # the current phase's optimizer, scheduler and minibatches
+        self._scheduler: Optional[LRScheduler] = None
+        self._batches: Optional[Minibatches] = None
         self._check_checkpoint(resume)
 
     # ----- checks before any work ----------------------------------------------------------------
@@ -208,9 +218,10 @@ class FitRun:
         progress = payload.get("fit_progress")
         if not isinstance(progress, dict):
             raise CheckpointError(f"{self.path} holds a saved model, not a fit in progress: it cannot be resumed (load it with {self.owner.kind}.load)")
-        differing = sorted(set(progress["fingerprints"]) ^ set(self.fingerprints)) + sorted(
-            name for name in set(progress["fingerprints"]) & set(self.fingerprints) if progress["fingerprints"][name] != self.fingerprints[name]
-        )
+        # an argument that one of the two fits does not name counts as None there: an option added since (a mask,
+        # say) at its default None keeps older files resumable, and one that is given is a difference
+        saved, absent = progress["fingerprints"], fingerprint(None)
+        differing = sorted(name for name in set(saved) | set(self.fingerprints) if saved.get(name, absent) != self.fingerprints.get(name, absent))
         if differing:
             raise ValueError(
                 f"resume=True: {self.path} was written by a fit with different {', '.join(differing)}; resume with the "
@@ -219,19 +230,25 @@ class FitRun:
         self._saved = payload
 
     # ----- phases ------------------------------------------------------------------------------------
-    def begin_phase(self, optim: pyro.optim.PyroOptim, batches: Minibatches) -> Optional[int]:
-        """Called at the start of each phase: the step to start from (0 for a fresh phase), or None if the
-        phase was already complete in the checkpoint being resumed. When resuming, the first call restores
-        the estimator's parameters and history, and the call for the phase the file was written in
-        restores optimizer, RNG and minibatch order."""
+    def begin_phase(self, optimizer: Optimizer, scheduler: Optional[LRScheduler], batches: Minibatches) -> Optional[int]:
+        """Called at the start of each phase with the phase's optimizer, its scheduler (or None) and minibatch
+        order, which the run's checkpoints, snapshots and rollbacks then use: the step to start from (0 for a
+        fresh phase), or None if the phase was already complete in the checkpoint being resumed. When
+        resuming, the first call restores the estimator's parameters and history, and the call for the phase
+        the file was written in restores optimizer, scheduler, RNG and minibatch order."""
         self._phase += 1
+        self._optimizer, self._scheduler, self._batches = optimizer, scheduler, batches
         if self._saved is None:
             return 0
         progress = self._saved["fit_progress"]
         self._restore_estimator()
         if self._phase < progress["phase"]:
             return None
-        optim.set_state(renamed_modules(progress["optimizer_state"], {stable: live for live, stable in self.owner._module_prefixes().items()}))
+        names = parameter_names(self.owner._modules_by_name())
+        saved = progress["optimizer_state"]
+        if self._saved.get("format_version", 1) < 3:  # pyro.optim's per-parameter layout
+            saved = from_pyro_optim_state(saved, [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups])
+        load_named_state(saved, optimizer, scheduler, names)
         _set_rng_state(progress["rng"])
         batches.order, batches.position = progress["batch_order"].clone(), int(progress["batch_position"])
         self._saved = None
@@ -244,7 +261,7 @@ class FitRun:
         self.fit_start = int(self._saved["fit_progress"]["fit_start"])
         self._estimator_restored = True
 
-    def finish(self, optim: Optional[pyro.optim.PyroOptim] = None) -> None:
+    def finish(self) -> None:
         """Called when the fit ends normally: restore a completed fit being resumed, write the final checkpoint."""
         if self._saved is not None:  # every phase was complete in the file: take its state and RNG
             self._restore_estimator()
@@ -252,24 +269,28 @@ class FitRun:
             self._saved = None
             return
         self._phase += 1  # past the last phase: a resumed complete fit skips them all
-        self.save(optim, None, 0)
+        self._batches = None
+        self.save(0)
 
     # ----- steps -------------------------------------------------------------------------------------
     def record(self, loss: float) -> None:
         """Append a completed step's loss (a float) to the history."""
         self.history.append(loss)
 
-    def after_step(self, optim: pyro.optim.PyroOptim, batches: Minibatches, step: int) -> None:
+    def after_step(self, step: int) -> None:
         """``step`` steps of the current phase are complete: write a checkpoint every ``checkpoint_every``."""
         if self.path is not None and step % self.every == 0:
-            self.save(optim, batches, step)
+            self.save(step)
 
-    def save(self, optim: Optional[pyro.optim.PyroOptim], batches: Optional[Minibatches], step: int) -> None:
+    def save(self, step: int) -> None:
         """Write the estimator and the fit's progress (phase, ``step`` steps into it) to the checkpoint file."""
         if self.path is None:
             return
         config, state_dict, extra = self.owner._checkpoint_contents()
-        optimizer_state = {} if optim is None else renamed_modules(optim.get_state(), self.owner._module_prefixes())
+        optimizer_state = None
+        if self._optimizer is not None:
+            optimizer_state = named_state(self._optimizer, self._scheduler, parameter_names(self.owner._modules_by_name()))
+        batches = self._batches
         progress = {
             "phase": self._phase, "step": step, "optimizer_state": optimizer_state, "rng": _rng_state(),
             "batch_order": torch.zeros(0, dtype=torch.long) if batches is None else batches.order.clone(),
@@ -279,25 +300,30 @@ class FitRun:
         save_checkpoint(self.path, self.owner.kind, config, state_dict, overwrite=True, fit_progress=progress, **extra)
 
     # ----- non-finite losses -------------------------------------------------------------------------
-    def snapshot(self, params: list[Tensor], optim: pyro.optim.PyroOptim, step: int) -> Optional[_Snapshot]:
-        """An in-memory copy of the parameters and optimizer state, kept only for ``on_nonfinite="rollback"``
+    def _parameters(self) -> list[Tensor]:
+        return [p for group in self._optimizer.param_groups for p in group["params"]]
+
+    def snapshot(self, step: int) -> Optional[_Snapshot]:
+        """An in-memory copy of the phase optimizer's parameters and state, kept only for ``on_nonfinite="rollback"``
         (the minibatch stream is not rewound: the replayed steps see new batches)."""
         if self.on_nonfinite != "rollback":
             return None
-        return _Snapshot(step, [p.detach().clone() for p in params], copy.deepcopy(optim.get_state()), len(self.history))
+        state = {"optimizer": self._optimizer.state_dict(), "scheduler": None if self._scheduler is None else self._scheduler.state_dict()}
+        return _Snapshot(step, [p.detach().clone() for p in self._parameters()], copy.deepcopy(state), len(self.history))
 
-    def handle_nonfinite(self, error: Exception, snapshot: Optional[_Snapshot], params: list[Tensor], optim) -> Optional[int]:
+    def handle_nonfinite(self, error: Exception, snapshot: Optional[_Snapshot]) -> Optional[int]:
         """After a non-finite step: re-raise, stop (None), or roll back to ``snapshot`` and return its step."""
         if self.on_nonfinite == "raise":
             raise error
         if self.on_nonfinite == "rollback" and snapshot is not None and self.rollbacks < MAX_ROLLBACKS:
             self.rollbacks += 1
             with torch.no_grad():
-                for param, saved in zip(params, snapshot.params):
+                for param, saved in zip(self._parameters(), snapshot.params):
                     param.copy_(saved)
-            optim.optim_objs.clear()  # new per-parameter optimizers, loaded from the snapshot at the next step
-            optim.grad_clip.clear()
-            optim.set_state(_scaled_learning_rates(snapshot.optimizer_state, 0.5))
+            state = scaled_learning_rates(snapshot.optimizer_state, 0.5)  # a copy: the snapshot serves the next rollback too
+            self._optimizer.load_state_dict(state["optimizer"])
+            if self._scheduler is not None:
+                self._scheduler.load_state_dict(state["scheduler"])
             del self.history[snapshot.history_length :]
             warnings.warn(f"{error} Rolled back to step {snapshot.step} with half the learning rate "
                           f"(rollback {self.rollbacks} of at most {MAX_ROLLBACKS}).", RuntimeWarning, stacklevel=4)  # fmt: skip
@@ -330,16 +356,6 @@ def deferred_keyboard_interrupt() -> Iterator[list[bool]]:
 
 
 # ----- helpers -----------------------------------------------------------------------------------------
-def _scaled_learning_rates(state: dict, factor: float) -> dict:
-    """A copy of ``PyroOptim.get_state()`` with every parameter group's learning rate times ``factor``."""
-    scaled = copy.deepcopy(state)
-    for per_parameter in scaled.values():
-        optimizer_state = per_parameter.get("optimizer", per_parameter)  # a scheduler's state nests its optimizer's
-        for group in optimizer_state["param_groups"]:
-            group["lr"] *= factor
-    return scaled
-
-
 def _rng_state() -> dict:
     """``pyro.util.get_rng_state()`` (torch, Python, numpy) with numpy's key array as a tensor: a weights-only
     checkpoint holds no ndarray."""

@@ -21,17 +21,21 @@ filter (one propagate-weight-resample step per update, its particles the carried
 The base class validates every update before the subclass sees it (shape, batch size fixed by the first
 update after a reset, NaN/inf, counts for count models, inputs present exactly when the model takes
 them; a ``ValueError`` naming ``y_t`` or ``u_t`` otherwise), converts to the model's dtype and device,
-and runs the step without autograd. For a switching model the belief is ``p(z_t = k | y_{1:t}, u_{1:t})``;
+and runs the step without autograd and with Pyro's module-local parameters over the ``modules`` the
+subclass names (:mod:`~pyro_neurodyn.infer.local_params`): like the estimators' methods, an update neither
+reads nor writes Pyro's global param store. For a switching model the belief is ``p(z_t = k | y_{1:t}, u_{1:t})``;
 a filter of a model without discrete states returns whatever its docstring says (e.g. a filtered mean).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from .local_params import module_local_params
 
 __all__ = ["OnlineFilter"]
 
@@ -44,13 +48,17 @@ class OnlineFilter(ABC):
         num_states: K, the size of the belief :meth:`update` returns.
         dtype, device: what inputs are converted to (the model's).
         counts: ``y_t`` must hold non-negative integers (a Poisson model).
+        modules: the modules the steps run (e.g. the model and the encoder or proposal); every update runs with
+            their parameters module-local.
 
     Attributes:
         num_updates: updates since construction or the last :meth:`reset`.
     """
 
-    def __init__(self, obs_dim: int, input_dim: int, num_states: int, *, dtype: torch.dtype, device: Any = None, counts: bool = False):
+    def __init__(self, obs_dim: int, input_dim: int, num_states: int, *, dtype: torch.dtype, device: Any = None, counts: bool = False,
+                 modules: Sequence[nn.Module] = ()):  # fmt: skip
         self.obs_dim, self.input_dim, self.num_states = obs_dim, input_dim, num_states
+        self.modules = list(modules)
         self.dtype, self.device, self.counts = dtype, torch.device(device or "cpu"), counts
         self.reset()
 
@@ -80,7 +88,9 @@ class OnlineFilter(ABC):
         ``(B, M)``; only if the model takes inputs) of the next step; return the belief at that step,
         ``(K,)`` or ``(B, K)`` (for a switching model ``p(z_t = k | y_{1:t}, u_{1:t})``)."""
         y, unbatched = self._observation(y_t)
-        belief = self._step(y, self._inputs(u_t, y.shape[0]))
+        u = self._inputs(u_t, y.shape[0])
+        with module_local_params(*self.modules):
+            belief = self._step(y, u)
         self.num_updates += 1
         return belief[0] if unbatched else belief
 

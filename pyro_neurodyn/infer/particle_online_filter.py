@@ -33,6 +33,7 @@ import pyro
 import torch
 from torch import Tensor
 
+from .local_params import pyro_modules
 from .online_filter import OnlineFilter
 from .particle_state import ParticleState
 from .vsmc import VSMC_ELBO, _protocol_methods
@@ -102,7 +103,7 @@ class ParticleOnlineFilter(OnlineFilter):
         self._refresh_constants = bool(getattr(guide, "constants_read_data", False))
         self.seed = seed
         self._plate = self.elbo.particle_plate()
-        super().__init__(obs_dim, input_dim, num_states, dtype=dtype, device=device, counts=counts)
+        super().__init__(obs_dim, input_dim, num_states, dtype=dtype, device=device, counts=counts, modules=pyro_modules(model, guide))
 
     def _reset_state(self) -> None:
         self._state = ParticleState()

@@ -53,7 +53,8 @@ class SwitchingOnlineFilter(OnlineFilter):
             raise ValueError("encoder: online filtering needs a causal encoder (RecurrentEncoder(..., causal=True)); a bidirectional one reads the future")
         self.model, self.encoder = model, encoder
         parameter = next(encoder.parameters())
-        super().__init__(obs_dim, encoder.input_dim, model.num_states, dtype=parameter.dtype, device=parameter.device, counts=counts)
+        super().__init__(obs_dim, encoder.input_dim, model.num_states, dtype=parameter.dtype, device=parameter.device, counts=counts,
+                         modules=(model, encoder))  # fmt: skip
 
     def _reset_state(self) -> None:
         self._carry: Optional[tuple] = None  # the encoder's recurrent state

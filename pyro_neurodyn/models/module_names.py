@@ -1,10 +1,12 @@
-"""Unique names for top-level PyroModules.
+"""Unique Pyro names for the suite's top-level PyroModules, for Pyro's *global* param store.
 
-PyroModule parameters live in Pyro's global param store under their module path. Two instances of
-the same model class with the same (default, empty) name therefore share parameters: a freshly built
-model silently picks up the trained values of an earlier one. Every top-level model of the suite is
-created with ``super().__init__(name=unique_module_name("srnn"))`` so that cannot happen, while
-``state_dict`` keys stay name-free and checkpoints load into any instance.
+The suite's own fits and methods run with module-local parameters (:mod:`pyro_neurodyn.infer.local_params`)
+and need no names. A user's own Pyro code with the global store does: ``pyro.infer.SVI`` with ``pyro.optim``
+finds a PyroModule's parameters there by the module's Pyro name, so two instances of one class with the same
+(default, empty) name would share them: a freshly built model would silently be trained as, or take the
+values of, an earlier one. Every top-level model and proposal of the suite is therefore created with
+``super().__init__(name=unique_module_name("srnn"))``. The names appear only in the global store and in the
+``"param"`` sites of traces, never in ``state_dict`` keys or checkpoints, so files load into any instance.
 """
 
 import itertools

@@ -68,7 +68,8 @@ class SwitchingStateSpaceModel(PyroModule):
         filter_encoder: optional causal encoder of the same kind (q(h_t | y_{1:t})), the guide of
             :meth:`filter_guide`, used to filter and forecast from a prefix.
         latent_scale: fixed sigma_h, or ``None`` to learn it (initialized at ``init_latent_scale``).
-        name: prefix of the module's parameters in Pyro's param store (unique by default).
+        name: prefix of the module's parameters in Pyro's global param store (unique by default; see
+            :mod:`~pyro_neurodyn.models.module_names`).
 
     Pyro methods: :meth:`model` and :meth:`guide` (arguments ``y (trials, T, D)``, ``u (trials, T, M)``
     or None, ``labels (trials, T)`` and ``label_weight`` for the supervised start of a fit).

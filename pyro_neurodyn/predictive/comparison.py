@@ -28,6 +28,7 @@ import torch
 import xarray as xr
 
 from ..data.validation import check_count
+from ..estimators.base import modules_local_to
 from .protocol import predictive_model
 
 __all__ = ["ModelComparison", "compare_models", "heldout_elpd"]
@@ -107,7 +108,7 @@ def compare_models(
         y, u = adapter.validate(y_test, inputs_test)
         if seed is not None:
             pyro.set_rng_seed(seed)
-        with torch.no_grad():
+        with torch.no_grad(), modules_local_to(model):  # an estimator's modules as in its methods (estimators.base.module_local)
             elpd[name] = heldout_elpd(adapter.log_evidence(y, u, num_particles), num_particles)
         models[name] = model
     return ModelComparison(compare(elpd, method=method), models, elpd)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..data.recording import Recording
 from ..data.validation import check_count
-from ..estimators.base import Estimator, mark_padding
+from ..estimators.base import Estimator, mark_padding, modules_local_to
 from .protocol import predictive_model
 
 __all__ = ["PosteriorPredictive", "posterior_predictive"]
@@ -63,8 +63,14 @@ def posterior_predictive(
 
     Per model: SRNN: h ~ q(h | y) (encoder), z ~ p(z | h) exactly (forward filtering, backward
     sampling), y_rep ~ p(y | h). LowRankRNN: z by backward simulation from the particle filter,
-    y_rep ~ p(y | z). Both replicate through ``pyro.infer.Predictive``.
+    y_rep ~ p(y | z). Both replicate through ``pyro.infer.Predictive``. An estimator's modules run with module-local
+    parameters, as in its methods (:func:`~pyro_neurodyn.estimators.base.module_local`).
     """
+    with modules_local_to(fitted):
+        return _posterior_predictive(fitted, y, num_samples, inputs, num_particles, seed)
+
+
+def _posterior_predictive(fitted: Any, y: Any, num_samples: int, inputs: Any, num_particles: int, seed: Optional[int]) -> PosteriorPredictive:
     adapter = predictive_model(fitted)
     num_samples = check_count(num_samples, "num_samples")
     num_particles = check_count(num_particles, "num_particles")

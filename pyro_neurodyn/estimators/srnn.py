@@ -33,7 +33,7 @@ from ..data.recording import Recording, observed_entries
 from ..models.switching_ssm import SwitchingSample
 from .base import Estimator
 from .configs import SRNNConfig, config_arguments
-from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout, session_blocks
+from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout
 from .switching_decoding import SwitchingDecoding
 
 
@@ -223,7 +223,7 @@ class SRNN(SwitchingDecoding, Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        session = y.session if isinstance(y, Recording) else None
+        data = y
         y, u, mask, lengths = self.recording_arrays(y, u)
         num_steps = check_count(num_steps, "num_steps")
         num_particles = check_count(num_particles, "num_particles")
@@ -233,7 +233,7 @@ class SRNN(SwitchingDecoding, Estimator):
         filter_steps = num_steps // 3 if filter_steps is None else check_count(filter_steps, "filter_steps", minimum=0)
         if label_steps > num_steps:
             raise ValueError(f"label_steps ({label_steps}) must not exceed num_steps ({num_steps})")
-        blocks = session_blocks(None if session is None else session.to(y.device), mask)  # sessions with disjoint channels
+        blocks = self.recording_blocks(data, mask)  # sessions with disjoint channels
         if isinstance(init, str) and init == "auto":
             init = None if blocks is not None else "arhmm"
         arguments = dict(y=y, u=u, mask=mask, lengths=lengths, num_steps=num_steps, lr=lr, init=init if isinstance(init, (str, type(None))) else torch.as_tensor(init),

@@ -164,7 +164,8 @@ class LinearGaussianPath(TorchDistribution):
         :func:`time_blocked_normal`, so that a path's first t steps come from the same numbers whatever T (a
         padded trial's own steps do not depend on the padding after them). The noise comes from a generator seeded
         by one draw of the global RNG, which therefore advances by the same amount whatever T: the draws after a
-        sample (the next particle batch, a forecast's states) do not depend on T either (7 us a call)."""
+        sample (the next particle batch, a forecast's states) do not depend on T either (7 us a call; a CPU generator
+        keeps 32 bits of the seed, so two calls share their noise with probability 2^-32)."""
         generator = torch.Generator(device=self.loc.device)
         generator.manual_seed(int(torch.randint(2**63 - 1, ())))
         noise = time_blocked_normal(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device, generator=generator)

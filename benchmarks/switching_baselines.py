@@ -124,10 +124,10 @@ class LinearSwitching(SRNN):
 
     def _build(self, obs_dim: int) -> None:
         c = self.config
-        c["obs_dim"] = obs_dim
+        c.obs_dim = obs_dim
         cls = RSLDS if self.recurrent else SLDS
-        module = cls(c["num_states"], c["latent_dim"], obs_dim, encoder_hidden=c["encoder_hidden"])
-        causal = RecurrentEncoder(obs_dim, c["latent_dim"], hidden_dim=c["encoder_hidden"], causal=True)
+        module = cls(c.num_states, c.latent_dim, obs_dim, encoder_hidden=c.encoder_hidden)
+        causal = RecurrentEncoder(obs_dim, c.latent_dim, hidden_dim=c.encoder_hidden, causal=True)
         to_pyro_module_(causal)
         module.filter_encoder = causal
         self.module = module

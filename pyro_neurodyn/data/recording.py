@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .validation import check_positive
 
-__all__ = ["Recording", "equal_length_windows", "observed_entries", "steps_within"]
+__all__ = ["Recording", "equal_length_windows", "observed_entries", "session_blocks", "steps_within"]
 
 Index = Union[int, slice, Sequence[int], np.ndarray, Tensor]
 
@@ -51,6 +51,19 @@ def equal_length_windows(y: Tensor, lengths: Optional[Tensor]) -> Tensor:
     width = int(lengths.min())
     windows = [y[b, start : start + width] for b in range(y.shape[0]) for start in range(0, int(lengths[b]) - width + 1, width)]
     return torch.stack(windows)
+
+
+def session_blocks(session: Optional[Tensor], mask: Optional[Tensor]) -> Optional[list[tuple[Tensor, Tensor]]]:
+    """``[(trials of session s, channels it recorded), ...]`` when several sessions recorded disjoint channel sets
+    (``Recording.from_sessions`` without matching), None otherwise. ``session (trials,)``, ``mask (trials, T, D)``."""
+    if session is None or mask is None or len(torch.unique(session)) < 2:
+        return None
+    blocks = []
+    for s in torch.unique(session):
+        trials = torch.nonzero(session == s).flatten()
+        blocks.append((trials, torch.nonzero(mask[trials].flatten(0, 1).any(0)).flatten()))
+    channels = torch.cat([block[1] for block in blocks])
+    return blocks if len(torch.unique(channels)) == len(channels) else None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from .collapsed_switching_path import CollapsedSwitchingPath
 from .diagonal_normal import DiagonalNormal, gaussian_log_density
-from .linear_gaussian_path import LinearGaussianPath, linear_recurrence
+from .linear_gaussian_path import LinearGaussianPath, linear_recurrence, time_blocked_normal
 from .state_component import StateComponent
 from .switching import (
     SwitchingBackwardKernel,
@@ -36,4 +36,5 @@ __all__ = [
     "switching_posterior",
     "switching_sample",
     "switching_viterbi",
+    "time_blocked_normal",
 ]

@@ -11,7 +11,35 @@ from torch import Tensor
 
 from ..data.recording import steps_within
 
-__all__ = ["LinearGaussianPath", "linear_recurrence"]
+__all__ = ["LinearGaussianPath", "linear_recurrence", "time_blocked_normal"]
+
+FIRST_NOISE_BLOCK = 8  # time steps of the first block of time_blocked_normal; each later block doubles the steps drawn
+
+
+def time_blocked_normal(
+    shape: torch.Size, *, dtype: Optional[torch.dtype] = None, device=None, generator: Optional[torch.Generator] = None
+) -> Tensor:
+    """Standard normal noise of ``shape (..., T, P)`` whose first t steps do not depend on T.
+
+    The time axis (dim -2) is drawn in blocks at fixed positions, ``[0, 8), [8, 16), [16, 32), [32, 64), ...``
+    (each block as long as all before it), one ``torch.randn((..., block, P))`` per block in time order, the
+    last cut at T. With the same state of the RNG (``generator``, default torch's global one) and leading shape
+    ``(...)``, every path's first t steps therefore get the same numbers for any T >= t: a ragged trial padded to T_max or to T_max + k draws the same noise
+    on its own steps. O(log T) calls and at most 2x the numbers of one draw (measured on 1 thread: 9.7 ms
+    against 7.9 ms for (100, 15, 200, 3), 2.2 against 1.5 ms for (1, 1, 100000, 3), 17 against 12 ms for
+    (100000, 3, 6, 1)); a block per fixed number of steps would cost T / block calls (37 ms at T = 1e5
+    with 16-step blocks).
+    """
+    shape = torch.Size(shape)
+    num_steps, pieces, drawn, block = shape[-2], [], 0, FIRST_NOISE_BLOCK
+    while drawn < num_steps:
+        pieces.append(torch.randn(shape[:-2] + (block, shape[-1]), dtype=dtype, device=device, generator=generator))
+        drawn += block
+        block = drawn
+    if not pieces:  # T = 0
+        return torch.empty(shape, dtype=dtype, device=device)
+    noise = pieces[0] if len(pieces) == 1 else torch.cat(pieces, -2)
+    return noise[..., :num_steps, :]
 
 
 def _sequential(coef: Tensor, inputs: Tensor) -> Tensor:
@@ -132,9 +160,20 @@ class LinearGaussianPath(TorchDistribution):
         return linear_recurrence(self.coef, self.loc)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
-        """Reparameterized paths ``sample_shape + (..., T, P)``."""
-        shape = self._extended_shape(sample_shape)
-        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        """Reparameterized paths ``sample_shape + (..., T, P)``: :meth:`from_noise` of standard normal noise drawn by
+        :func:`time_blocked_normal`, so that a path's first t steps come from the same numbers whatever T (a
+        padded trial's own steps do not depend on the padding after them). The noise comes from a generator seeded
+        by one draw of the global RNG, which therefore advances by the same amount whatever T: the draws after a
+        sample (the next particle batch, a forecast's states) do not depend on T either (7 us a call; a CPU generator
+        keeps 32 bits of the seed, so two calls share their noise with probability 2^-32)."""
+        generator = torch.Generator(device=self.loc.device)
+        generator.manual_seed(int(torch.randint(2**63 - 1, ())))
+        noise = time_blocked_normal(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device, generator=generator)
+        return self.from_noise(noise)
+
+    def from_noise(self, noise: Tensor) -> Tensor:
+        """The path ``h_t = coef_t h_{t-1} + loc_t + scale_t noise_t`` of standard normal ``noise (*S, ..., T, P)``:
+        ``(*S, ..., T, P)``, differentiable in the parameters."""
         return linear_recurrence(self.coef, self.loc + self.scale * noise)
 
     def conditional_means(self, value: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 import torch
 from torch import Tensor, nn
 
-from ..data.recording import Recording, steps_within
+from ..data.recording import Recording, session_blocks, steps_within
 from ..infer import load_checkpoint, save_checkpoint
 from ..infer.local_params import module_local_params
 from .placement import PlacedEstimator, saved_dtype
@@ -124,6 +124,15 @@ class Estimator(PlacedEstimator):
         mask = None if bool(recording.mask.all()) else recording.mask  # complete data: the arrays' exact path
         lengths = None if bool((recording.lengths == y.shape[1]).all()) else recording.lengths
         return y, u, mask, lengths
+
+    @staticmethod
+    def recording_blocks(data: Any, mask: Optional[Tensor]) -> Optional[list[tuple[Tensor, Tensor]]]:
+        """``[(trials, channels), ...]`` of each session when ``data`` is a Recording of sessions that recorded disjoint
+        channels (``Recording.from_sessions`` without matching; :func:`~pyro_neurodyn.data.recording.session_blocks`),
+        None otherwise. ``mask (trials, T, D)``: the data's mask as :meth:`recording_arrays` gives it (its device)."""
+        if not isinstance(data, Recording) or mask is None:
+            return None
+        return session_blocks(data.session.to(mask.device), mask)
 
     def complete_recording(self, recording: Recording, u: Any = None) -> tuple[Tensor, Optional[Tensor]]:
         """``(y, u)`` of a Recording for a method that does not take masks yet: accepted when it is complete and of

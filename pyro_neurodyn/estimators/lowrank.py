@@ -197,6 +197,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
+        data = y
         y, u, mask, lengths = self.recording_arrays(y, u)
         init_from_data = check_flag(init_from_data, "init_from_data")
         if init_from_data and not self.losses:
@@ -239,7 +240,7 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
             arguments["window"] = window
         run = FitRun(self, on_nonfinite=on_nonfinite, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, arguments=arguments)
         if init_from_data and not self.losses:
-            self._initialize(y, u, mask, smoothing=2.0)
+            self._initialize(y, u, mask, smoothing=2.0, blocks=self.recording_blocks(data, mask))
 
         # the paper's normalization: the bound per trial and time step (fit_svi then scales minibatches, or
         # random windows, up to all the data), so learning rates transfer and RAdam's first, unrectified steps stay small
@@ -291,22 +292,27 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         encoder proposal and the dynamics do not escape within a usual budget.
 
         Missing entries of a :class:`~pyro_neurodyn.data.Recording` start at their channel's observed mean, and
-        steps with no observed entry (padding) are left out of the subspace and of the one-step pairs.
+        steps with no observed entry (padding) are left out of the subspace and of the one-step pairs. Sessions
+        that recorded disjoint channels (``Recording.from_sessions``) start each its readout rows at the subspace
+        of its own trials and channels, and its trials' latents are their projections on it (the dynamics, shared,
+        are regressed on all sessions' latents): pooled, the session with the most variance would take every
+        direction. Measured on a teacher seen by three sessions of different neurons: tests/test_sessions.py.
 
         Args:
             y: recordings ``(trials, T, D)`` or a Recording. u: inputs ``(trials, T, Du)``.
             smoothing: std in time steps of the Gaussian filter on Poisson counts (ignored for Gaussian).
         """
+        data = y
         y, u, mask, _ = self.recording_arrays(y, u)
         smoothing = check_positive(smoothing, "smoothing")
         check_enough_pairs(y)
-        return self._initialize(y, u, mask, smoothing)
+        return self._initialize(y, u, mask, smoothing, self.recording_blocks(data, mask))
 
-    def _initialize(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor], smoothing: float) -> "LowRankRNN":
+    def _initialize(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor], smoothing: float, blocks: Optional[list] = None) -> "LowRankRNN":
         gaussian = self.config.observation == "gaussian"
         steps = None if mask is None else mask.any(-1)  # (B, T) steps with an observation
         m = readout_scale(impute_missing(y, mask), gaussian, smoothing)
-        latents = initialize_readout(self.model, m, self.config.rank, gaussian, steps)
+        latents = initialize_readout(self.model, m, self.config.rank, gaussian, steps, blocks)
         with torch.no_grad():  # the inputs the units see, with the initial decay
             inputs = None if u is None else unit_inputs(self.model.transition, u, self.config.filter_inputs)
         initialize_dynamics(self.model, latents, inputs, steps)

@@ -56,10 +56,13 @@ def readout_scale(y: Tensor, gaussian: bool, smoothing: float) -> Tensor:
 
 
 @torch.no_grad()
-def initialize_readout(model: LowRankRNNModel, m: Tensor, rank: int, gaussian: bool, steps: Optional[Tensor] = None) -> Tensor:
+def initialize_readout(
+    model: LowRankRNNModel, m: Tensor, rank: int, gaussian: bool, steps: Optional[Tensor] = None, blocks: Optional[list] = None
+) -> Tensor:
     """Step 1 on the mean scale ``m (B, T, D)`` (its steps where ``steps (B, T)`` is True; None: all); returns the
-    projected latents ``(B, T, R)``."""
-    subspace = principal_subspace(m, rank, steps)
+    projected latents ``(B, T, R)``. With ``blocks`` (sessions with disjoint channels, ``[(trials, channels), ...]``)
+    each session's readout rows start at the subspace of its own trials (:func:`.principal_subspace.principal_subspace`)."""
+    subspace = principal_subspace(m, rank, steps, blocks)
     top, mean = subspace.directions, subspace.mean  # (D, R), (D,)
     readout = model.readout
     if readout.reads_units:

@@ -55,7 +55,7 @@ def aligned_session_labels(
     label: Callable[[Tensor, Tensor], Tensor], y: Tensor, within: Tensor, blocks: list, num_states: int, latent_dim: int
 ) -> Tensor:
     """Labels ``(trials, T)`` of ``y (trials, T, D)``: ``label(trials, channels)`` labels each session's block (the
-    ``(trials, channels)`` pairs of :func:`~.srnn_start.session_blocks`), then every session's states are renamed
+    ``(trials, channels)`` pairs of :func:`~pyro_neurodyn.data.recording.session_blocks`), then every session's states are renamed
     to match session 0's (module docstring). ``within (trials, T)``: the trials' own steps."""
     labels = torch.zeros(y.shape[:2], dtype=torch.int64)
     reference = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Optional, Union
 
 import pyro
@@ -35,7 +35,7 @@ from ..models.switching_ssm import SwitchingSample
 from ..infer.local_params import module_local_params
 from .base import Estimator, module_local
 from .configs import SRNNConfig, config_arguments
-from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout, session_blocks
+from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout
 from .srnn_warm_start import warm_start_at_readout_latents
 from .switching_decoding import SwitchingDecoding
 
@@ -242,7 +242,7 @@ class SRNN(SwitchingDecoding, Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
-        session = y.session if isinstance(y, Recording) else None
+        data = y
         y, u, mask, lengths = self.recording_arrays(y, u)
         num_steps = check_count(num_steps, "num_steps")
         num_particles = check_count(num_particles, "num_particles")
@@ -255,7 +255,7 @@ class SRNN(SwitchingDecoding, Estimator):
         filter_steps = num_steps // 3 if filter_steps is None else check_count(filter_steps, "filter_steps", minimum=0)
         if label_steps > num_steps:
             raise ValueError(f"label_steps ({label_steps}) must not exceed num_steps ({num_steps})")
-        blocks = session_blocks(None if session is None else session.to(y.device), mask)  # sessions with disjoint channels
+        blocks = self.recording_blocks(data, mask)  # sessions with disjoint channels
         if isinstance(init, str) and init == "auto":
             init = None if blocks is not None else "arhmm"
         arguments = dict(y=y, u=u, mask=mask, lengths=lengths, num_steps=num_steps, lr=lr, init=init if isinstance(init, (str, type(None))) else torch.as_tensor(init),
@@ -336,23 +336,61 @@ class SRNN(SwitchingDecoding, Estimator):
     @module_local
     @torch.no_grad()
     def forecast(self, y_prefix: Any, steps: int, num_samples: int = 100, u: Any = None) -> Tensor:
-        """Sample ``steps`` future observations after each trial's prefix ``y_prefix (trials, t, channels)``:
-        ``(num_samples, trials, steps, channels)``.
+        """Sample ``steps`` future observations after each trial's prefix: ``(num_samples, trials, steps, channels)``.
 
-        Filters with the causal encoder (h_{1:t} ~ q(h | y_{1:t}), then p(z_t | h_{1:t}) exactly), then
-        samples z and h forward from the model. ``u`` must cover prefix and forecast: ``(trials, t + steps, M)``.
+        Filters with the causal encoder (h_{1:t} ~ q(h | y_{1:t}), then p(z_t | h_{1:t}) exactly), then samples z and
+        h forward from the model from each trial's last observed step.
+
+        Args:
+            y_prefix: prefixes ``(trials, t, channels)``, or a :class:`~pyro_neurodyn.data.Recording` of ragged
+                prefixes: trial b's forecast then starts after its own last step ``lengths[b] - 1`` (the padding
+                after it is never read), and its missing entries are read as missing by the encoder (its
+                ``mask``). A trial's forecast depends on its own prefix only.
+            steps: steps to forecast. num_samples: draws per trial.
+            u: inputs covering prefix and forecast: ``(trials, t + steps, M)`` (or longer) for arrays; for a
+                Recording, step s of trial b at ``u[b, s]``, ``lengths[b] + steps`` steps of each trial needed.
+                A Recording's own inputs (``Recording.u``, which must then cover its trials' forecasts too) are
+                used when ``u`` is None; giving both is a ValueError.
         """
         steps, num_samples = check_count(steps, "steps"), check_count(num_samples, "num_samples")
-        y_prefix = as_trials(y_prefix, "y_prefix", counts=self.config.observation == "poisson", min_steps=1)
-        prefix_length = y_prefix.shape[1]
-        u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps, dtype=self.dtype, device=self.device)
-        y_prefix, u_prefix = self.validate(y_prefix, None if u_all is None else u_all[:, :prefix_length], name="y_prefix", min_steps=1)
+        if isinstance(y_prefix, Recording):
+            y, u_prefix, mask, lengths, u_future = self._ragged_prefix(y_prefix, steps, u)
+        else:
+            y = as_trials(y_prefix, "y_prefix", counts=self.config.observation == "poisson", min_steps=1)
+            prefix_length = y.shape[1]
+            u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps, dtype=self.dtype, device=self.device)
+            y, u_prefix = self.validate(y, None if u_all is None else u_all[:, :prefix_length], name="y_prefix", min_steps=1)
+            mask, lengths, u_future = None, None, None if u_all is None else u_all[:, prefix_length : prefix_length + steps]
         module = self._fitted_module()
-        h = module.filter_encoder(y_prefix, u_prefix).rsample((num_samples,))  # (S, trials, t, P)
-        belief = switching_filter(*module.latent_factors(h, u_prefix))[..., -1, :]
-        z_now = torch.distributions.Categorical(probs=belief).sample()
-        u_future = None if u_all is None else u_all[:, prefix_length:]
-        return module.simulate(h[..., -1, :], z_now, steps, u_future).y
+        h = module.filter_encoder(y, u_prefix, mask, lengths).rsample((num_samples,))  # (S, trials, T, P)
+        filtered = switching_filter(*module.latent_factors(h, u_prefix, lengths))  # (S, trials, T, K)
+        trials = torch.arange(y.shape[0], device=y.device)
+        last = torch.full_like(trials, y.shape[1] - 1) if lengths is None else lengths - 1  # each trial's last step
+        z_now = torch.distributions.Categorical(probs=filtered[:, trials, last]).sample()
+        return module.simulate(h[:, trials, last], z_now, steps, u_future).y
+
+    def _ragged_prefix(self, recording: Recording, steps: int, u: Any) -> tuple:
+        """``(y, u_prefix, mask, lengths, u_future)`` of :meth:`forecast` for a Recording of prefixes: ``y (B, T, D)`` cut
+        to the longest prefix T, ``u_prefix (B, T, M)`` or None, ``mask``/``lengths`` as :meth:`recording_arrays` gives
+        them, and the inputs of each trial's forecast ``u_future[b, j] = u[b, lengths[b] + j]``, ``(B, steps, M)``."""
+        if u is not None and recording.u is not None:
+            raise ValueError("u: the Recording carries its own inputs (Recording.u); pass u=None, or a Recording without inputs")
+        inputs = recording.u if u is None else u
+        recording = replace(recording[:], u=None)  # cut to its longest trial; the inputs are read from `inputs`
+        num_trials, prefix_length = recording.y.shape[:2]
+        if inputs is None:
+            return (*self.recording_arrays(recording), None)
+        inputs = as_trials(inputs, "u", min_steps=1, dtype=self.dtype, device=self.device)
+        needed = recording.lengths.to(inputs.device) + steps
+        if inputs.shape[0] != num_trials or bool((needed > inputs.shape[1]).any()):
+            longest = int(torch.argmax(needed))
+            raise ValueError(
+                f"u must cover each trial's prefix and forecast, lengths + steps: ({num_trials}, >= {int(needed[longest])}, M) "
+                f"(trial {longest}: {int(needed[longest]) - steps} + {steps} steps), got {tuple(inputs.shape)}"
+            )
+        y, u_prefix, mask, lengths = self.recording_arrays(replace(recording, u=inputs[:, :prefix_length]))
+        future = (needed - steps).unsqueeze(-1) + torch.arange(steps, device=inputs.device)  # (B, steps)
+        return y, u_prefix, mask, lengths, inputs.gather(1, future.unsqueeze(-1).expand(-1, -1, inputs.shape[-1]))
 
     @module_local
     @torch.no_grad()

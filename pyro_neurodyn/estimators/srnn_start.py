@@ -15,7 +15,7 @@ from scipy.cluster.vq import kmeans2
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor, nn
 
-from ..data.recording import equal_length_windows, steps_within
+from ..data.recording import equal_length_windows, session_blocks, steps_within
 from ..data.validation import as_state_labels
 from ..models.autoregressive_hmm import AutoregressiveHMM, principal_component_scores
 from ..models.gaussian_emission_hmm import GaussianEmissionHMM
@@ -159,19 +159,6 @@ def label_features(y: Tensor, config: SRNNConfig) -> Tensor:
         return y
     smooth = torch.as_tensor(gaussian_filter1d(y.double().sqrt().cpu().numpy(), 1.0, axis=1))
     return principal_component_scores(smooth, config.latent_dim).to(device=y.device, dtype=y.dtype)
-
-
-def session_blocks(session: Optional[Tensor], mask: Optional[Tensor]) -> Optional[list[tuple[Tensor, Tensor]]]:
-    """``[(trials of session s, channels it recorded), ...]`` when several sessions recorded disjoint channel sets
-    (``Recording.from_sessions`` without matching), None otherwise. ``session (trials,)``, ``mask (trials, T, D)``."""
-    if session is None or mask is None or len(torch.unique(session)) < 2:
-        return None
-    blocks = []
-    for s in torch.unique(session):
-        trials = torch.nonzero(session == s).flatten()
-        blocks.append((trials, torch.nonzero(mask[trials].flatten(0, 1).any(0)).flatten()))
-    channels = torch.cat([block[1] for block in blocks])
-    return blocks if len(torch.unique(channels)) == len(channels) else None
 
 
 @torch.no_grad()

@@ -164,6 +164,7 @@ class SwitchingLowRankRNN(Estimator):
                 :class:`~pyro_neurodyn.infer.FitRun`. Without ``on_nonfinite="raise"``'s error, and after
                 Ctrl-C, the model keeps its last good parameters and the losses of its completed steps.
         """
+        recording = y  # as given (a Recording carries its sessions)
         y, _, mask, lengths = self.recording_arrays(y)
         method = check_choice(method, "method", METHODS)
         num_steps = check_count(num_steps, "num_steps")
@@ -181,7 +182,7 @@ class SwitchingLowRankRNN(Estimator):
         module = self.module
         module.encoder.set_input_statistics(y, None, mask)
         if init_from_data and not self.losses:
-            self._initialize(y, mask, lengths, 3, init_filter_rounds, 64)
+            self._initialize(y, mask, lengths, 3, init_filter_rounds, 64, self.recording_blocks(recording, mask))
         common = dict(batch_size=batch_size, clip_norm=clip_norm, progress=progress, num_threads=num_threads, desc=f"SwitchingLowRankRNN ({method})",
                       run=run, lengths=lengths)  # fmt: skip
         self.method, self._initialized = method, True
@@ -225,27 +226,37 @@ class SwitchingLowRankRNN(Estimator):
            It pays in long VSMC fits (``benchmarks/bench_switching_lowrank.py``); the maps right after it
            are no closer (20 trials: saddle 0.079 -> 0.111), so it is off by default.
 
-        From a :class:`~pyro_neurodyn.data.Recording`, missing entries start at their channel's observed mean and
-        ragged trials are cut into windows of the shortest trial's length (:func:`~pyro_neurodyn.data.recording.equal_length_windows`).
+        From a :class:`~pyro_neurodyn.data.Recording`, missing entries start at their channel's observed mean (the
+        subspace is that of the steps with an observation, and the filter rounds read the observed entries only), and
+        ragged trials' latents are cut into windows of the shortest trial's length
+        (:func:`~pyro_neurodyn.data.recording.equal_length_windows`). Sessions that recorded disjoint channels
+        (``Recording.from_sessions``) start each its readout rows at the subspace of its own trials and channels,
+        its trials' latents being their projections on it (:func:`.principal_subspace.principal_subspace`); the
+        labels and maps, shared, come from all sessions' latents. Measured: tests/test_sessions.py.
         """
+        recording = y  # as given (a Recording carries its sessions)
         y, _, mask, lengths = self.recording_arrays(y)
         num_rounds = check_count(num_rounds, "num_rounds")
         filter_rounds = check_count(filter_rounds, "filter_rounds", minimum=0)
         num_particles = check_count(num_particles, "num_particles")
-        return self._initialize(y, mask, lengths, num_rounds, filter_rounds, num_particles)
+        return self._initialize(y, mask, lengths, num_rounds, filter_rounds, num_particles, self.recording_blocks(recording, mask))
 
     @torch.no_grad()
-    def _initialize(self, y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor], num_rounds: int, filter_rounds: int, num_particles: int) -> "SwitchingLowRankRNN":
-        y = equal_length_windows(impute_missing(y, mask), lengths)
+    def _initialize(
+        self, y: Tensor, mask: Optional[Tensor], lengths: Optional[Tensor], num_rounds: int, filter_rounds: int, num_particles: int,
+        blocks: Optional[list] = None,
+    ) -> "SwitchingLowRankRNN":  # fmt: skip
         self._initialized = True
         if self.config.observation != "gaussian":
             return self
         module, rank = self.module, self.config.rank
-        subspace = principal_subspace(y, rank)
+        filled = impute_missing(y, mask)
+        subspace = principal_subspace(filled, rank, None if mask is None else mask.any(-1), blocks)
         module.emission.mapping.weight.copy_(subspace.directions)
         module.emission.mapping.bias.copy_(subspace.mean)
-        module.emission.log_scale.fill_(0.5 * float(subspace.residual_variance.log()))
-        latents = subspace.project(y)  # (B, T, R)
+        module.emission.log_scale.copy_(0.5 * subspace.residual_variance.log().expand_as(module.emission.log_scale))
+        latents = equal_length_windows(subspace.project(filled), lengths)  # (B, T, R), or windows (N, W, R) of ragged trials
+        y, observed = equal_length_windows(filled, lengths), None if mask is None else equal_length_windows(mask, lengths)
         features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
         hmm = GaussianEmissionHMM(self.config.num_states, 1).to(features)  # in the data's dtype, on its device
         hmm.fit_em(features, seed=self.config.seed)
@@ -257,7 +268,7 @@ class SwitchingLowRankRNN(Estimator):
             fit_state_maps(self.module, latents, labels, learn_scale=self.config.latent_scale is None)
             labels = switching_viterbi(*module.latent_factors(latents)).states
         for _ in range(filter_rounds):
-            latents = self._filtered_means(y, SwitchingKalmanProposal(module, "posterior_moments"), num_particles)
+            latents = self._filtered_means(y, SwitchingKalmanProposal(module, "posterior_moments"), num_particles, observed)
             labels = switching_viterbi(*module.latent_factors(latents)).states
             fit_state_maps(self.module, latents, labels, learn_scale=self.config.latent_scale is None)
         return self

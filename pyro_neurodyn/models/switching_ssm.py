@@ -233,7 +233,17 @@ class SwitchingStateSpaceModel(PyroModule):
         intermediate, ``(batch, trials, T, num_states, P)`` or ``(batch, trials, T, D)``, near 2^25
         numbers), so memory stays bounded however many particles are asked for. ``mask`` and ``lengths``
         as in :meth:`model`: the evidence of the observed entries of each trial up to its length.
+
+        Padding does not change the draws: the steps after the longest trial are cut off first, and the encoder's
+        noise is drawn in blocks at fixed time positions (:func:`~pyro_neurodyn.distributions.time_blocked_normal`),
+        so with the same RNG state a trial's own steps get the same numbers however far its batch is padded (the
+        same Recording padded further gives the same estimates; a trial trimmed to its length, in a batch of the
+        same size and particle batches, gets its padded value up to rounding).
         """
+        if lengths is not None:  # what follows the longest trial is padding that nothing reads
+            num_steps = int(lengths.max())
+            y, mask = y[:, :num_steps], None if mask is None else mask[:, :num_steps]
+            u = None if u is None else u[:, :num_steps]
         if particle_batch is None:
             per_particle = y.shape[0] * y.shape[1] * max(self.num_states * self.latent_dim, y.shape[-1])
             particle_batch = max(1, PARTICLE_BATCH_NUMBERS // per_particle)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Optional, Union
 
 import pyro
@@ -30,11 +30,12 @@ from ..data.validation import as_inputs, as_trials, check_count, check_magnitude
 from ..distributions import switching_filter
 from ..infer import FitRun, RandomWindows, fit_svi
 from ..models.srnn import SRNNModel
-from ..data.recording import Recording, observed_entries
+from ..data.recording import observed_entries
 from ..models.switching_ssm import SwitchingSample
 from ..infer.local_params import module_local_params
 from .base import Estimator, module_local
 from .configs import SRNNConfig, config_arguments
+from .srnn_forecast_inputs import forecast_inputs
 from .srnn_start import InitLabels, fill_missing, initial_labels, initialize_linear_readout
 from .srnn_warm_start import warm_start_at_readout_latents
 from .switching_decoding import SwitchingDecoding
@@ -353,14 +354,7 @@ class SRNN(SwitchingDecoding, Estimator):
                 used when ``u`` is None; giving both is a ValueError.
         """
         steps, num_samples = check_count(steps, "steps"), check_count(num_samples, "num_samples")
-        if isinstance(y_prefix, Recording):
-            y, u_prefix, mask, lengths, u_future = self._ragged_prefix(y_prefix, steps, u)
-        else:
-            y = as_trials(y_prefix, "y_prefix", counts=self.config.observation == "poisson", min_steps=1)
-            prefix_length = y.shape[1]
-            u_all = None if u is None else as_trials(u, "u", min_steps=prefix_length + steps, dtype=self.dtype, device=self.device)
-            y, u_prefix = self.validate(y, None if u_all is None else u_all[:, :prefix_length], name="y_prefix", min_steps=1)
-            mask, lengths, u_future = None, None, None if u_all is None else u_all[:, prefix_length : prefix_length + steps]
+        y, u_prefix, mask, lengths, u_future = forecast_inputs(self, y_prefix, steps, u)
         module = self._fitted_module()
         h = module.filter_encoder(y, u_prefix, mask, lengths).rsample((num_samples,))  # (S, trials, T, P)
         filtered = switching_filter(*module.latent_factors(h, u_prefix, lengths))  # (S, trials, T, K)
@@ -368,29 +362,6 @@ class SRNN(SwitchingDecoding, Estimator):
         last = torch.full_like(trials, y.shape[1] - 1) if lengths is None else lengths - 1  # each trial's last step
         z_now = torch.distributions.Categorical(probs=filtered[:, trials, last]).sample()
         return module.simulate(h[:, trials, last], z_now, steps, u_future).y
-
-    def _ragged_prefix(self, recording: Recording, steps: int, u: Any) -> tuple:
-        """``(y, u_prefix, mask, lengths, u_future)`` of :meth:`forecast` for a Recording of prefixes: ``y (B, T, D)`` cut
-        to the longest prefix T, ``u_prefix (B, T, M)`` or None, ``mask``/``lengths`` as :meth:`recording_arrays` gives
-        them, and the inputs of each trial's forecast ``u_future[b, j] = u[b, lengths[b] + j]``, ``(B, steps, M)``."""
-        if u is not None and recording.u is not None:
-            raise ValueError("u: the Recording carries its own inputs (Recording.u); pass u=None, or a Recording without inputs")
-        inputs = recording.u if u is None else u
-        recording = replace(recording[:], u=None)  # cut to its longest trial; the inputs are read from `inputs`
-        num_trials, prefix_length = recording.y.shape[:2]
-        if inputs is None:
-            return (*self.recording_arrays(recording), None)
-        inputs = as_trials(inputs, "u", min_steps=1, dtype=self.dtype, device=self.device)
-        needed = recording.lengths.to(inputs.device) + steps
-        if inputs.shape[0] != num_trials or bool((needed > inputs.shape[1]).any()):
-            longest = int(torch.argmax(needed))
-            raise ValueError(
-                f"u must cover each trial's prefix and forecast, lengths + steps: ({num_trials}, >= {int(needed[longest])}, M) "
-                f"(trial {longest}: {int(needed[longest]) - steps} + {steps} steps), got {tuple(inputs.shape)}"
-            )
-        y, u_prefix, mask, lengths = self.recording_arrays(replace(recording, u=inputs[:, :prefix_length]))
-        future = (needed - steps).unsqueeze(-1) + torch.arange(steps, device=inputs.device)  # (B, steps)
-        return y, u_prefix, mask, lengths, inputs.gather(1, future.unsqueeze(-1).expand(-1, -1, inputs.shape[-1]))
 
     @module_local
     @torch.no_grad()

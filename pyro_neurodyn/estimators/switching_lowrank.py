@@ -34,16 +34,14 @@ from ..infer import VSMC_ELBO, FitRun, fit_svi
 from ..infer.local_params import module_local_params
 from ..infer.particle_online_filter import ParticleOnlineFilter, filtered_state_probabilities
 from ..infer.vsmc import RESAMPLING_GRADIENTS
-from ..models.gaussian_emission_hmm import GaussianEmissionHMM
 from ..models.switching_lowrank import SwitchingLowRankModel
 from ..models.switching_ssm import SwitchingSample
 from ..data.recording import Recording
-from ..data.recording import equal_length_windows, observed_entries
+from ..data.recording import observed_entries
 from .base import Estimator, mark_padding, module_local
-from .lowrank_initialization import impute_missing
 from .configs import SwitchingLowRankRNNConfig, config_arguments
-from .principal_subspace import eye_like, principal_subspace
-from .switching_lowrank_start import affine_labels, fit_state_maps
+from .principal_subspace import eye_like
+from .switching_lowrank_start import filtered_means, start_from_data
 
 __all__ = ["SwitchingLowRankRNN"]
 
@@ -249,28 +247,7 @@ class SwitchingLowRankRNN(Estimator):
         self._initialized = True
         if self.config.observation != "gaussian":
             return self
-        module, rank = self.module, self.config.rank
-        filled = impute_missing(y, mask)
-        subspace = principal_subspace(filled, rank, None if mask is None else mask.any(-1), blocks)
-        module.emission.mapping.weight.copy_(subspace.directions)
-        module.emission.mapping.bias.copy_(subspace.mean)
-        module.emission.log_scale.copy_(0.5 * subspace.residual_variance.log().expand_as(module.emission.log_scale))
-        latents = equal_length_windows(subspace.project(filled), lengths)  # (B, T, R), or windows (N, W, R) of ragged trials
-        y, observed = equal_length_windows(filled, lengths), None if mask is None else equal_length_windows(mask, lengths)
-        features = (latents[:, 1:] - latents[:, :-1]).norm(dim=-1, keepdim=True)
-        hmm = GaussianEmissionHMM(self.config.num_states, 1).to(features)  # in the data's dtype, on its device
-        hmm.fit_em(features, seed=self.config.seed)
-        labels = torch.cat([hmm.most_likely_states(features), hmm.most_likely_states(features)[:, -1:]], 1)
-        labels = affine_labels(self.module, latents, labels)
-        module.init_loc.copy_(latents[:, 0].mean(0).expand_as(module.init_loc))
-        module.init_log_scale.copy_(latents[:, 0].std(0).clamp_min(1e-3).log())
-        for _ in range(num_rounds):
-            fit_state_maps(self.module, latents, labels, learn_scale=self.config.latent_scale is None)
-            labels = switching_viterbi(*module.latent_factors(latents)).states
-        for _ in range(filter_rounds):
-            latents = self._filtered_means(y, SwitchingKalmanProposal(module, "posterior_moments"), num_particles, observed)
-            labels = switching_viterbi(*module.latent_factors(latents)).states
-            fit_state_maps(self.module, latents, labels, learn_scale=self.config.latent_scale is None)
+        start_from_data(self.module, self.config, y, mask, lengths, num_rounds, filter_rounds, num_particles, blocks)
         return self
 
     # ----- decoding ----------------------------------------------------------------------------------
@@ -286,14 +263,7 @@ class SwitchingLowRankRNN(Estimator):
         self.check_fitted()
         if self.method == "collapsed":
             return self.module.encoder(y, None, mask, lengths).mean
-        return self._filtered_means(y, self.proposal, self.num_particles, observed_entries(y, mask, lengths))
-
-    def _filtered_means(self, y: Tensor, proposal: SwitchingKalmanProposal, num_particles: int, mask: Optional[Tensor] = None) -> Tensor:
-        """The particle filter's weighted means ``E[x_t | y_{<=t}]`` ``(trials, T, R)`` (observing ``y`` where ``mask``)."""
-        with pyro.validation_enabled(False):
-            record = VSMC_ELBO(num_particles).filter(self.module, proposal, y, None, mask)
-        weights = record.log_weights.exp().unsqueeze(-1)  # (T, P, B, 1)
-        return (weights * record.states["x"]).sum(1).transpose(0, 1)
+        return filtered_means(self.module, self.proposal, y, self.num_particles, observed_entries(y, mask, lengths))
 
     @module_local
     @torch.no_grad()

@@ -86,7 +86,7 @@ def chunked_path(
         covers the trial (``T <= C + 2 O``).
     """
     if encoder.causal:
-        return carried_state_path(encoder, y, u, mask, lengths, chunk_size=chunk_size)
+        return carried_state_path(encoder, encoder.standardized_inputs(y, u, mask), lengths, chunk_size)
     num_trials, num_steps = y.shape[:2]
     width = chunk_size + 2 * overlap
     if num_steps <= width:
@@ -112,20 +112,13 @@ def chunked_path(
     return encoder.path(stitched, lengths)
 
 
-def carried_state_path(
-    encoder: RecurrentEncoder,
-    y: Tensor,
-    u: Optional[Tensor] = None,
-    mask: Optional[Tensor] = None,
-    lengths: Optional[Tensor] = None,
-    *,
-    chunk_size: int,
-) -> LinearGaussianPath:
-    """A causal ``encoder(y, u, mask, lengths)`` read ``chunk_size`` steps at a time, the recurrent state carried
-    across chunks: the same path as one pass (shapes as in :func:`chunked_path`), with the encoder's intermediates
-    held for one chunk at a time. A forward recurrence never reads the padding after a trial's end, so ``lengths``
-    only reaches the path's density."""
-    x = encoder.standardized_inputs(y, u, mask)  # (B, T, C)
+
+def carried_state_path(encoder: RecurrentEncoder, x: Tensor, lengths: Optional[Tensor], chunk_size: int) -> LinearGaussianPath:
+    """The path of a causal ``encoder`` over standardized inputs ``x (B, T, D + M)``
+    (:meth:`~pyro_neurodyn.guides.RecurrentEncoder.standardized_inputs`), read ``chunk_size`` steps at a time
+    with the recurrent state carried across chunks: the same path as one pass, with the encoder's intermediates
+    held for one chunk at a time. A forward recurrence never reads the padding after a trial's end, so
+    ``lengths (B,)`` only reaches the path's density."""
     readout = x.new_empty(x.shape[:2] + (3, encoder.latent_dim))
     carry = None
     for start in range(0, x.shape[1], chunk_size):

@@ -207,7 +207,7 @@ print("prior draws of z:", tuple(prior_states.shape), " fraction in state 1:", r
 student = student.float()
 pyro.set_rng_seed(1)
 svi = pyro.infer.SVI(student.model, student.guide, pyro.optim.ClippedAdam({"lr": 1e-2, "clip_norm": 100.0}), pyro.infer.Trace_ELBO())
-num_steps = 300 if FAST else 1500
+num_steps = 500 if FAST else 1500  # fast mode: 300 steps left fit seed 1 at 0.85 (seeds 0, 2, 3: 1.00)
 losses = [svi.step(spikes, cues) / spikes.numel() for _ in range(num_steps)]
 print(f"loss per count: first {losses[0]:.3f}, last {losses[-1]:.3f}")
 
@@ -345,7 +345,7 @@ print(f"bound log p^(y): start {bound_before:.1f}, fitted {bound_after:.1f}, tea
 # %%
 assert check.passed and variant_check.passed, (check, variant_check)
 assert losses[-1] < losses[0]
-assert accuracy >= 0.9, accuracy
+assert accuracy >= 0.9, accuracy  # fast mode, 500 steps: 1.000 for fit seeds 0-6
 assert bound_after > bound_before, (bound_before, bound_after)
 # fitted gains with this code over data-and-fit seeds 0-7 in fast mode (20 trials x 50 bins, 60 steps):
 # 1.452-1.522; over seeds 0-5 in full mode (40 x 100, 150 steps): 1.501-1.526. The bounds are twice the

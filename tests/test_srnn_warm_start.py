@@ -58,7 +58,7 @@ def test_dynamics_fit_to_true_latents_recovers_each_states_rotation(rotation):
     # with process noise 0.05 on the unit circle has a standard error near 0.05 / sqrt(792) = 0.002 (seeds 0-2 of
     # the fit gave 0.316 / -0.317), and tanh's curvature at |h| <= 0.4 bends it less than 0.01: bound 0.02
     torch.testing.assert_close(angles, torch.tensor([1.0, -1.0]) * 2 * math.pi / 20, rtol=0, atol=0.02)
-    assert float(module.latent_log_scale.exp()) < 0.5 * float(residual)  # noise well below the step: dynamics explain it
+    assert module.latent_log_scale.exp().item() < 0.5 * float(residual)  # noise well below the step: dynamics explain it
 
 
 def test_encoder_fit_to_latents_and_readout_latents_invert_the_readout(rotation):

@@ -22,11 +22,12 @@ from torch import Tensor, nn
 
 from .legacy_keys import LegacyThresholdKey
 from .lowrank import ACTIVATIONS, LatentMap
+from .state_maps import StateMaps
 
 __all__ = ["LowRankBank"]
 
 
-class LowRankBank(LegacyThresholdKey):
+class LowRankBank(StateMaps, LegacyThresholdKey):
     """K low-rank maps ``f_k(x, u) = a x + V_k phi(U_k x + W_k u, b_k)`` (see the module docstring).
 
     Args:
@@ -78,7 +79,7 @@ class LowRankBank(LegacyThresholdKey):
     def state_map(self, state: int) -> Callable[[Tensor], Tensor]:
         """The k-th map alone, ``x (..., R) -> (..., R)`` (autonomous, zero input), e.g. for flow fields."""
         self._check_state(state)
-        return lambda x: self.forward(x, None if not self.input_dim else x.new_zeros(x.shape[:-1] + (self.input_dim,)))[..., state, :]
+        return super().state_map(state)
 
     def latent_map(self, state: int) -> LatentMap:
         """``(a, V_k, U_k, threshold[k], activation)`` of state k, detached (the arguments of the fixed-point finder)."""

@@ -16,8 +16,10 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .state_maps import StateMaps
 
-class ResidualMLPBank(nn.Module):
+
+class ResidualMLPBank(StateMaps, nn.Module):
     """K maps ``f_k(h, u) = h + B_k tanh(A_k h + G_k u + a_k) + b_k``, all evaluated in one batched op.
 
     Args:
@@ -44,7 +46,3 @@ class ResidualMLPBank(nn.Module):
                 raise ValueError(f"this dynamics bank takes inputs of dim {self.input_dim}, but u is None")
             pre = pre + torch.einsum("khm,...m->...kh", self.input_weight, u)
         return h.unsqueeze(-2) + torch.einsum("kph,...kh->...kp", self.out_weight, torch.tanh(pre)) + self.out_bias
-
-    def state_map(self, state: int):
-        """The k-th map alone, ``h (..., P) -> (..., P)`` (autonomous), e.g. for flow fields."""
-        return lambda h: self.forward(h, None if not self.input_dim else h.new_zeros(h.shape[:-1] + (self.input_dim,)))[..., state, :]

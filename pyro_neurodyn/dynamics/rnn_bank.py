@@ -9,10 +9,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import linear
 
+from .state_maps import StateMaps
+
 NONLINEARITIES = {"tanh": torch.tanh, "identity": lambda x: x}
 
 
-class RNNBank(nn.Module):
+class RNNBank(StateMaps, nn.Module):
     r"""K maps ``f_k(h, u) = phi(W_k h + U_k u + b_k)``, all evaluated in one batched op.
 
     ``phi = tanh`` gives the K RNNs of a switching RNN; ``phi = identity`` the K linear dynamics of an
@@ -49,7 +51,3 @@ class RNNBank(nn.Module):
                 raise ValueError(f"this RNN bank takes inputs of dim {self.input_dim}, but u is None")
             pre = pre + linear(u, self.input_weight.flatten(0, 1))
         return NONLINEARITIES[self.nonlinearity](pre.unflatten(-1, (self.num_states, self.latent_dim)))
-
-    def state_map(self, state: int):
-        """The k-th map alone, ``h (..., P) -> (..., P)`` (autonomous), e.g. for flow fields."""
-        return lambda h: self.forward(h, None if not self.input_dim else h.new_zeros(h.shape[:-1] + (self.input_dim,)))[..., state, :]

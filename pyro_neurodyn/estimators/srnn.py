@@ -250,7 +250,8 @@ class SRNN(SwitchingDecoding, Estimator):
         lr = check_positive(lr, "lr")
         label_weight = check_positive(label_weight, "label_weight")
         warm_start = check_count(warm_start, "warm_start", minimum=0)
-        if warm_start and (self.config.observation, self.config.emission) != ("gaussian", "linear"):
+        pca_readout = (self.config.observation, self.config.emission) == ("gaussian", "linear")  # the readout starts at the PCA
+        if warm_start and not pca_readout:
             raise ValueError(f"warm_start needs observation='gaussian' and emission='linear' (it starts from the PCA readout), got {self.config.observation!r} and {self.config.emission!r}")
         label_steps = num_steps if label_steps is None else check_count(label_steps, "label_steps", minimum=0)
         filter_steps = num_steps // 3 if filter_steps is None else check_count(filter_steps, "filter_steps", minimum=0)
@@ -284,7 +285,7 @@ class SRNN(SwitchingDecoding, Estimator):
         module.encoder.set_input_statistics(y, u, observed)
         module.filter_encoder.set_input_statistics(y, u, observed)
         if not self.losses:
-            if self.config.observation == "gaussian" and self.config.emission == "linear":
+            if pca_readout:
                 initialize_linear_readout(self.module.emission, fill_missing(y, mask, lengths), self.config.latent_dim, lengths, blocks)
                 if warm_start:
                     warm_start_at_readout_latents(module, y, u, labels, mask, lengths, steps=warm_start, lr=lr, label_weight=label_weight)

@@ -24,8 +24,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..data.recording import steps_within
-from ..distributions import switching_log_marginal, switching_posterior
+from ..distributions import switching_log_marginal
+from ..models.switching_ssm import label_log_match
 from .srnn_start import fill_missing
 
 
@@ -53,18 +53,13 @@ def fit_dynamics_to_latents(
         skip |= {id(p) for p in module.filter_encoder.parameters()}
     params = [p for p in module.parameters() if id(p) not in skip]
     optimizer = torch.optim.Adam(params, lr=lr)
-    within = None if lengths is None else steps_within(lengths, h0.shape[1])
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
         factors = module.latent_factors(h0, u, lengths)
         loss = -switching_log_marginal(*factors).sum()
         if labels is not None and label_weight > 0:
-            log_marginals = switching_posterior(*factors, log_space=True).marginals
-            log_match = log_marginals.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-            if within is not None:
-                log_match = torch.where(within, log_match, 0.0)
-            loss = loss - label_weight * log_match.sum()
+            loss = loss - label_weight * label_log_match(factors, labels, lengths).sum()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))

@@ -189,11 +189,7 @@ class SwitchingStateSpaceModel(PyroModule):
             h = pyro.sample("h", self.latent_prior(num_trials, num_steps, u, lengths))
             if labels is not None and label_weight > 0:
                 # supervised start (SRNN paper): reward smoothed p(z_t = label_t | h) of the given labels
-                log_marginals = switching_posterior(*self.latent_factors(h, u, lengths), log_space=True).marginals
-                log_match = log_marginals.gather(-1, labels.expand(log_marginals.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-                if lengths is not None:
-                    log_match = torch.where(steps_within(lengths, num_steps), log_match, 0.0)
-                pyro.factor("labels", label_weight * log_match.sum(-1))
+                pyro.factor("labels", label_weight * label_log_match(self.latent_factors(h, u, lengths), labels, lengths))
             observed = observed_entries(y, mask, lengths)
             pyro.sample("y", dist.Independent(mask_observation(self.observation(h, u), observed), 1), obs=y)
 
@@ -328,3 +324,14 @@ class SwitchingStateSpaceModel(PyroModule):
         h = torch.cat([h_1.unsqueeze(-2), rest.h], -2)
         z = torch.cat([z_1.unsqueeze(-1), rest.z], -1)
         return SwitchingSample(self.observation(h, u).sample(), h, z)
+
+
+def label_log_match(factors: SwitchingFactors, labels: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+    """``sum_t log p(z_t = label_t | h)``, the smoothed posterior's log probability of the given labels, per trial
+    ``(...)``: chain ``factors`` of paths ``(..., T, P)``, ``labels (trials, T)`` int64, ``lengths (trials,)``
+    (steps ``t >= lengths`` of padded trials count 0). The SRNN's label term (``SwitchingStateSpaceModel.model``)."""
+    log_marginals = switching_posterior(*factors, log_space=True).marginals  # (..., T, K)
+    log_match = log_marginals.gather(-1, labels.expand(log_marginals.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+    if lengths is not None:
+        log_match = torch.where(steps_within(lengths, log_match.shape[-1]), log_match, 0.0)
+    return log_match.sum(-1)

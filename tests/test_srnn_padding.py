@@ -118,6 +118,28 @@ def test_a_ragged_forecast_equals_the_trial_forecast_alone_in_distribution(fitte
     assert float(((from_padding.mean(0) - alone.mean(0)) / standard_error).abs().max()) > 20
 
 
+def test_a_forecast_from_a_one_step_prefix(fitted, lorenz):
+    """One observed step is a prefix too (a Recording of one-step trials, or an array ``(B, 1, D)``): trial 0 cut to
+    one step within a ragged batch forecasts as the whole batch cut to one step does (same seed), a complete
+    one-step Recording as the array, and the chain factors of a one-step path are the first step's of a longer one."""
+    trials, masks = ragged_trials(lorenz)
+    rec = Recording.from_trials([trials[0][:1]] + trials[1:], masks=[masks[0][:1]] + masks[1:], dtype=torch.float64)
+    pyro.set_rng_seed(1)
+    forecast = fitted.forecast(rec, 5, num_samples=7)
+    pyro.set_rng_seed(1)
+    torch.testing.assert_close(fitted.forecast(recording(trials, masks, cut=1), 5, num_samples=7)[:, 0], forecast[:, 0], rtol=1e-12, atol=0)
+    pyro.set_rng_seed(1)
+    complete = fitted.forecast(Recording.from_trials([t[:1] for t in trials], dtype=torch.float64), 5, num_samples=7)
+    pyro.set_rng_seed(1)
+    torch.testing.assert_close(fitted.forecast(lorenz[:, :1], 5, num_samples=7), complete, rtol=0, atol=0)
+    assert complete.shape == (7, 4, 5, 3) and bool(complete.isfinite().all())
+    h = torch.randn(2, 4, 6, 3, dtype=torch.float64)
+    whole, first = fitted.module.latent_factors(h), fitted.module.latent_factors(h[..., :1, :])
+    assert first.trans_logits.shape == (2, 4, 0, 2, 2)
+    torch.testing.assert_close(first.emission_logp, whole.emission_logp[..., :1, :], rtol=0, atol=0)
+    torch.testing.assert_close(first.init_logits, whole.init_logits, rtol=0, atol=0)
+
+
 @pytest.fixture(scope="module")
 def with_inputs(lorenz):
     """An SRNN with one input channel (6 steps: the draws, not the fit, are under test) and its inputs."""

@@ -17,9 +17,11 @@ from matplotlib import pyplot as plt
 
 from pyro_neurodyn import LowRankRNN, SwitchingLowRankRNN
 from pyro_neurodyn.analysis import affine_alignment, fixed_points, fixed_points_in_reference, latent_map_fixed_points
-from pyro_neurodyn.data import oscillator_teacher, switching_lowrank_data
+from pyro_neurodyn.data import Recording, oscillator_teacher, switching_lowrank_data
 from pyro_neurodyn.dynamics import LowRankBank, LowRankTransition
+from pyro_neurodyn.dynamics.covariance import CovarianceFactors
 from pyro_neurodyn.guides import SwitchingKalmanProposal
+from pyro_neurodyn.guides.proposals import _full, moment_matched_normal
 from pyro_neurodyn.infer import VSMC_ELBO
 from pyro_neurodyn.metrics import state_accuracy
 from pyro_neurodyn.models import SwitchingLowRankModel
@@ -164,6 +166,40 @@ def test_switching_proposal_has_the_moments_of_the_exact_mixture_posterior():
     x = q.rsample()
     reference = torch.distributions.MultivariateNormal(mean, covariance).log_prob(x.double())
     torch.testing.assert_close(q.log_prob(x).double(), reference, atol=1e-3, rtol=1e-4)
+
+
+def test_moment_matched_proposal_of_components_far_apart_in_float32():
+    """Two components 3e4 noise scales apart (particles of two states diverging through a long unobserved
+    stretch): the bracket ``I + sum_k w_k e_k e_k^T`` is rank one plus I, and formed in float32 the I is lost
+    to round-off (a Cholesky of it failed). The factor must still be finite and give the mixture's covariance,
+    computed here in float64: ``F F^T + sum_k w_k (m_k - mu)(m_k - mu)^T``."""
+    torch.manual_seed(0)
+    means = torch.stack([torch.zeros(64, 2), 3e3 * torch.randn(64, 2)], -2)  # (64, K = 2, R = 2), sigma = 0.1
+    log_weights = torch.log_softmax(torch.randn(64, 2), -1)
+    factors = CovarianceFactors.from_std(torch.full((2,), 0.1))
+    q = moment_matched_normal(means, log_weights, _full(factors))
+    weights, means64 = log_weights.double().exp(), means.double()
+    deviation = means64 - (weights.unsqueeze(-1) * means64).sum(-2, keepdim=True)
+    covariance = 0.01 * torch.eye(2, dtype=torch.float64) + torch.einsum("...k,...ki,...kj->...ij", weights, deviation, deviation)
+    factor = q.factors.scale.double()
+    assert bool(torch.isfinite(factor).all()) and bool((factor.diagonal(dim1=-2, dim2=-1) > 0).all())
+    torch.testing.assert_close(factor @ factor.mT, covariance, rtol=1e-4, atol=1e-2)  # float32 entries up to ~1e7
+    # the small singular direction carries a relative error ~ float32 eps x cond ~ 6e-8 x 3e4 = 2e-3 (measured 1.9e-3)
+    assert float(q.factors.half_log_det.double().sub(0.5 * torch.linalg.slogdet(covariance).logabsdet).abs().max()) < 1e-2
+
+
+def test_posterior_moments_proposal_runs_through_a_long_unobserved_stretch():
+    """End to end, the case that raised ``linalg.cholesky: ... not positive-definite``: Poisson counts, 100 and
+    300 unobserved steps, the model started from the data (model seed 1 diverged in the gap)."""
+    data = switching_lowrank_data(2, 400, seed=0)
+    counts = torch.poisson(torch.ones_like(data.y), generator=torch.Generator().manual_seed(0))
+    for gap in (100, 300):
+        y = counts.clone()
+        y[:, 50 : 50 + gap] = float("nan")
+        recording = Recording.from_trials(list(y))  # NaN = missing
+        model = SwitchingLowRankRNN(data.y.shape[-1], 2, 2, 20, observation="poisson", proposal="posterior_moments", seed=1)
+        model.initialize_from_data(recording)
+        assert not bool(torch.isnan(model.log_evidence(recording)).any())
 
 
 # ----- fits on the two-regime teacher ----------------------------------------------------------------

@@ -111,16 +111,17 @@ class Estimator(PlacedEstimator):
         estimator._restore_checkpoint(payload)
         return estimator
 
-    def recording_arrays(self, y: Any, u: Any = None) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    def recording_arrays(self, y: Any, u: Any = None, **validate_options) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
         """``(y, u, mask, lengths)`` for the model: from a :class:`~pyro_neurodyn.data.Recording` (which carries its
         own inputs: ``u`` must then be None) ``y (B, T_max, D)``, ``u``, ``mask (B, T_max, D)``, ``lengths (B,)``;
-        from arrays, :meth:`validate`'s ``(y, u)`` and None, None. Converted to the model's device and dtype."""
+        from arrays, :meth:`validate`'s ``(y, u)`` and None, None. Converted to the model's device and dtype.
+        ``validate_options`` go to :meth:`validate` (the SRNN's forecast passes ``min_steps=1``)."""
         if not isinstance(y, Recording):
-            return (*self.validate(y, u), None, None)
+            return (*self.validate(y, u, **validate_options), None, None)
         if u is not None:
             raise ValueError("u: a Recording carries its own inputs (Recording.u); pass u=None")
         recording = y.to(device=self.device, dtype=self.dtype)
-        y, u = self.validate(recording.y, recording.u)
+        y, u = self.validate(recording.y, recording.u, **validate_options)
         mask = None if bool(recording.mask.all()) else recording.mask  # complete data: the arrays' exact path
         lengths = None if bool((recording.lengths == y.shape[1]).all()) else recording.lengths
         return y, u, mask, lengths

@@ -344,7 +344,7 @@ class SRNN(SwitchingDecoding, Estimator):
         h forward from the model from each trial's last observed step.
 
         Args:
-            y_prefix: prefixes ``(trials, t, channels)``, or a :class:`~pyro_neurodyn.data.Recording` of ragged
+            y_prefix: prefixes ``(trials, t, channels)``, ``t >= 1``, or a :class:`~pyro_neurodyn.data.Recording` of ragged
                 prefixes: trial b's forecast then starts after its own last step ``lengths[b] - 1`` (the padding
                 after it is never read), and its missing entries are read as missing by the encoder (its
                 ``mask``). A trial's forecast depends on its own prefix only.

@@ -44,7 +44,7 @@ def _ragged_prefix_inputs(srnn: "SRNN", recording: Recording, steps: int, u: Any
     recording = replace(recording[:], u=None)  # cut to its longest trial; the inputs are read from `inputs`
     num_trials, prefix_length = recording.y.shape[:2]
     if inputs is None:
-        return (*srnn.recording_arrays(recording), None)
+        return (*srnn.recording_arrays(recording, min_steps=1), None)
     inputs = as_trials(inputs, "u", min_steps=1, dtype=srnn.dtype, device=srnn.device)
     needed = recording.lengths.to(inputs.device) + steps
     if inputs.shape[0] != num_trials or bool((needed > inputs.shape[1]).any()):
@@ -53,6 +53,6 @@ def _ragged_prefix_inputs(srnn: "SRNN", recording: Recording, steps: int, u: Any
             f"u must cover each trial's prefix and forecast, lengths + steps: ({num_trials}, >= {int(needed[longest])}, M) "
             f"(trial {longest}: {int(needed[longest]) - steps} + {steps} steps), got {tuple(inputs.shape)}"
         )
-    y, u_prefix, mask, lengths = srnn.recording_arrays(replace(recording, u=inputs[:, :prefix_length]))
+    y, u_prefix, mask, lengths = srnn.recording_arrays(replace(recording, u=inputs[:, :prefix_length]), min_steps=1)
     future = (needed - steps).unsqueeze(-1) + torch.arange(steps, device=inputs.device)  # (B, steps)
     return y, u_prefix, mask, lengths, inputs.gather(1, future.unsqueeze(-1).expand(-1, -1, inputs.shape[-1]))

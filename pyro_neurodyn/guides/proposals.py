@@ -334,12 +334,25 @@ def moment_matched_normal(means: Tensor, log_weights: Tensor, factors: Covarianc
     covariance is ``F (I + sum_k w_k e_k e_k^T) F^T = (F L)(F L)^T``, ``L`` the Cholesky factor of the
     bracket, so the per-particle factor ``F L`` ``(..., R, R)`` is exactly ``F`` when the components
     coincide (one state): the same draws as :class:`SharedCovarianceNormal` with ``F``.
+
+    ``L`` comes from the QR factorization of ``[I; sqrt(w_k) e_k^T]`` ``(R + K, R)``, whose ``R^T R`` is the
+    bracket, not from a Cholesky of the bracket itself: when the components lie many noise scales apart
+    (particles of diverging states through a long unobserved stretch, ``|e_k| ~ 3e4``), forming
+    ``sum_k w_k e_k e_k^T`` in float32 loses the identity to round-off and the Cholesky fails.
     """
     weights = log_weights.exp()
     mean = (weights.unsqueeze(-1) * means).sum(-2)
     white = (means - mean.unsqueeze(-2)) @ factors.inverse.mT  # (..., K, R)
     eye = torch.eye(means.shape[-1], dtype=means.dtype, device=means.device)
-    spread_tril = torch.linalg.cholesky(eye + torch.einsum("...k,...ki,...kj->...ij", weights, white, white))
+    spread_tril = _cholesky_of_identity_plus_gram(eye, weights.sqrt().unsqueeze(-1) * white)
     inverse = torch.linalg.solve_triangular(spread_tril, factors.inverse.expand(spread_tril.shape), upper=False)
     half_log_det = factors.half_log_det + spread_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return SharedCovarianceNormal(mean, CovarianceFactors(factors.scale @ spread_tril, inverse, half_log_det))
+
+
+def _cholesky_of_identity_plus_gram(eye: Tensor, rows: Tensor) -> Tensor:
+    """The lower Cholesky factor of ``I + rows^T rows`` (``rows`` ``(..., K, R)``), from the QR factorization of
+    ``[I; rows]`` with the signs of R's diagonal made positive; it never forms the Gram matrix."""
+    stacked = torch.cat([eye.expand(*rows.shape[:-2], *eye.shape), rows], -2)  # (..., R + K, R)
+    upper = torch.linalg.qr(stacked).R
+    return (upper.diagonal(dim1=-2, dim2=-1).sign().unsqueeze(-1) * upper).mT

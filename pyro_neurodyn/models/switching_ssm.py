@@ -137,6 +137,9 @@ class SwitchingStateSpaceModel(PyroModule):
         trimmed trial's exactly (the transitions after its end are normalized rows: they sum to one)."""
         u_first, u_next = (None, None) if u is None else (u[..., 0, :], u[..., 1:, :])
         init_logits, first_logp = self.first_step_factors(h[..., 0, :], u_first)
+        if h.shape[-2] == 1:  # one step (a forecast from one observed step): no transitions
+            no_transitions = first_logp.new_zeros(first_logp.shape[:-1] + (0,) + first_logp.shape[-1:] * 2)  # (..., 0, K, K)
+            return SwitchingFactors(init_logits, no_transitions, first_logp.unsqueeze(-2))
         trans_logits, step_logp = self.step_factors(h[..., :-1, :], h[..., 1:, :], u_next)
         if trans_logits.dim() == 2:
             trans_logits = trans_logits.expand(h.shape[:-2] + (h.shape[-2] - 1,) + trans_logits.shape)

@@ -156,16 +156,26 @@ class RecurrentEncoder(nn.Module):
 
     def _ragged_features(self, x: Tensor, lengths: Tensor) -> Tensor:
         """Bidirectional features ``(B, T, 2H)`` of padded sequences ``x (B, T, C)``, each direction reading only its
-        trial's ``lengths (B,)`` steps: the forward half from ``x`` as it is (the padding after a trial's end cannot
-        reach its steps), the backward half from ``x`` right-aligned (the padding then comes before the trial's
-        start). One call of the LSTM on both layouts: measured 2x faster than packed sequences (which PyTorch
-        runs step by step on the CPU), 3x slower than the same batch without padding."""
-        num_trials, num_steps = x.shape[:2]
+        trial's ``lengths (B,)`` steps: the forward weights run over ``x`` as it is (the padding after a trial's end
+        cannot reach its steps), the backward weights run forward in time over each trial reversed within its own
+        length, ``x[b, L_b - 1 - t]`` (the padding then comes after the reversed trial), and their outputs are
+        put back in time order. Each direction runs once over the batch, as in the bidirectional call on
+        unpadded trials; the padding's features are not meaningful. Packed sequences, which PyTorch runs step by
+        step on the CPU, were 2x slower than running both directions over two layouts, which this halves again."""
+        num_steps = x.shape[-2]
         steps = torch.arange(num_steps, device=x.device)
-        shift = (num_steps - lengths.to(x.device)).unsqueeze(-1)  # (B, 1)
-        right_aligned = x.gather(1, ((steps - shift) % num_steps).unsqueeze(-1).expand_as(x))
-        both, _ = self.rnn(torch.cat([x, right_aligned]))
-        hidden = both.shape[-1] // 2
-        back_index = ((steps + shift) % num_steps).unsqueeze(-1).expand(num_trials, num_steps, hidden)
-        backward = both[num_trials:, :, hidden:].gather(1, back_index)
-        return torch.cat([both[:num_trials, :, :hidden], backward], -1)
+        reversal = ((lengths.to(x.device).unsqueeze(-1) - 1 - steps) % num_steps).unsqueeze(-1)  # (B, T, 1), an involution on t < L_b
+        forward = self._one_direction(x, reverse=False)
+        backward = self._one_direction(x.gather(1, reversal.expand_as(x)), reverse=True)
+        return torch.cat([forward, backward.gather(1, reversal.expand_as(backward))], -1)
+
+    def _one_direction(self, x: Tensor, reverse: bool) -> Tensor:
+        """Features ``(B, T, H)`` of one direction's weights (the ``_reverse`` ones if ``reverse``) of the bidirectional
+        recurrence, run forward in time over ``x (B, T, C)`` from a zero state."""
+        rnn = self.rnn
+        suffix = "_l0_reverse" if reverse else "_l0"
+        weights = [getattr(rnn, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        zeros = x.new_zeros(1, x.shape[0], rnn.hidden_size)
+        if isinstance(rnn, nn.LSTM):
+            return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+        return torch.gru(x, zeros, weights, True, 1, 0.0, self.training, False, True)[0]

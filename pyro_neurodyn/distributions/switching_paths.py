@@ -110,7 +110,7 @@ def switching_viterbi(init_logits: Tensor, trans_logits: Tensor, emission_logp: 
         chain = _state_major_chain(init_logits.detach(), trans_logits.detach(), emission, len(batch_shape))
         alpha_1, mats = _potentials(chain)
         scores = alpha_1 if num_steps == 1 else alpha_1.unsqueeze(1) + reduce_chain(mats, max_plus_matmul)
-        log_joint = scores.flatten(0, scores.dim() - len(batch_shape) - 1).max(0).values
+        log_joint = scores.flatten(0, scores.dim() - len(batch_shape) - 1).max(0).values + chain.emission_shift
         _check_possible(log_joint.detach())
         (chosen,) = torch.autograd.grad(log_joint.sum(), emission)
     return ViterbiPath(chosen.argmax(-1), log_joint.detach().expand(batch_shape).clone())

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pyro_neurodyn import LowRankRNN, SwitchingLowRankRNN
+from pyro_neurodyn.data import Recording
 from pyro_neurodyn.infer import VSMC_ELBO
 from pyro_neurodyn.infer.particle_online_filter import ParticleOnlineFilter
 
@@ -65,6 +66,23 @@ def test_lowrank_online_equals_offline_filter(case):
     beliefs = [stream.update(y[0, t], None if u is None else u[0, t]) for t in range(y.shape[1])]
     assert beliefs[0].shape == (2,)
     torch.testing.assert_close(torch.stack(beliefs), single, **tolerance)
+
+
+@pytest.mark.parametrize("case", ["optimal", "bootstrap", "poisson, encoder"])
+def test_missing_entries_online_equal_the_offline_filter_of_the_recording(case):
+    """NaN entries of ``y_t`` are missing: the online beliefs equal the offline filter of the Recording with those
+    entries missing (same seed; one entry in five, and every channel of steps 10-14 of stream 0), bitwise for the
+    Kalman-type and bootstrap proposals, to float32 rounding for the encoder (module docstring)."""
+    rnn, y, u = lowrank(**CASES[case])
+    missing = y.clone()
+    missing[torch.rand(y.shape, generator=torch.Generator().manual_seed(0)) < 0.2] = float("nan")
+    missing[0, 10:15] = float("nan")
+    tolerance = dict(rtol=0, atol=0) if rnn.config.proposal != "encoder" else dict(rtol=1e-5, atol=1e-5)
+    offline = rnn.filter(Recording.from_trials(list(missing)), num_particles=16, seed=3)
+    online = rnn.online(num_particles=16, seed=3)
+    torch.testing.assert_close(online.run(missing), offline.means, **tolerance)
+    complete = rnn.online(num_particles=16, seed=3).run(torch.nan_to_num(missing))
+    assert float((complete - offline.means).abs().max()) > 1e-2  # the missing entries read as 0 are not missing
 
 
 def test_encoder_window_is_the_receptive_field():

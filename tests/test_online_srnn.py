@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pyro_neurodyn import SRNN
+from pyro_neurodyn.data import Recording
 from pyro_neurodyn.distributions import switching_filter, switching_filter_step
 from pyro_neurodyn.guides import RecurrentEncoder
 from pyro_neurodyn.infer import OnlineFilter
@@ -82,6 +83,20 @@ def test_srnn_online_equals_filter_marginals_float32(fitted):
     torch.testing.assert_close(torch.stack([single.update(y[0, t].numpy()) for t in range(60)]), expected[0], rtol=0, atol=1e-5)
 
 
+def test_missing_entries_online_equal_the_offline_filter_of_the_recording(fitted):
+    """NaN entries of ``y_t`` are missing: the beliefs equal ``filter_marginals`` of the Recording with those entries
+    missing (one entry in ten, and every channel of steps 20-24 of trial 1), and differ from reading them as 0."""
+    model, y = fitted
+    missing = y.clone()
+    missing[torch.rand(y.shape, generator=torch.Generator().manual_seed(0)) < 0.1] = float("nan")
+    missing[1, 20:25] = float("nan")
+    expected = model.filter_marginals(Recording.from_trials(list(missing)))
+    online = model.online()
+    torch.testing.assert_close(online.run(missing), expected, rtol=0, atol=1e-5)
+    as_zeros = model.online().run(torch.nan_to_num(missing))
+    assert float((as_zeros - expected).abs().max()) > 1e-2
+
+
 def test_the_filter_keeps_no_history_and_reset_restarts(fitted):
     model, y = fitted
     online = model.online()
@@ -107,8 +122,8 @@ def test_online_input_errors(fitted):
         online.update(torch.zeros(4))
     with pytest.raises(ValueError, match="y_t must be"):
         online.update(torch.zeros(1, 1, 3))
-    with pytest.raises(ValueError, match="y_t contains NaN"):
-        online.update(torch.tensor([0.0, float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="y_t contains infinite values"):
+        online.update(torch.tensor([0.0, float("inf"), 1.0]))
     with pytest.raises(ValueError, match="u_t: this model takes no inputs"):
         online.update(torch.zeros(3), torch.zeros(1))
     with pytest.raises(TypeError, match="y_t must be a numeric array"):

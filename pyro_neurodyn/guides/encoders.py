@@ -129,9 +129,10 @@ class RecurrentEncoder(nn.Module):
             scale = softplus(raw_scale) + self.min_scale
         return LinearGaussianPath(torch.tanh(coef), loc, scale, lengths=lengths)
 
-    def step(self, y_t: Tensor, u_t: Optional[Tensor], carry: Optional[tuple]) -> tuple[Tensor, Tensor, tuple]:
+    def step(self, y_t: Tensor, u_t: Optional[Tensor], carry: Optional[tuple], mask_t: Optional[Tensor] = None) -> tuple[Tensor, Tensor, tuple]:
         """One step of a causal encoder: ``y_t (B, D)``, ``u_t (B, M)`` or None, the recurrent ``carry`` of the
-        previous step (None before the first) -> ``coef_t (B, P)``, ``loc_t (B, P)`` and the new carry.
+        previous step (None before the first), ``mask_t (B, D)`` bool or None (unobserved entries read as the
+        channel's mean, as in :meth:`forward`) -> ``coef_t (B, P)``, ``loc_t (B, P)`` and the new carry.
 
         The mean path is then ``m_t = coef_t * m_{t-1} + loc_t`` (``m_0 = 0``), the mean of :meth:`forward` on
         ``y_{1:t}``: the same weights applied by the single-step cell function (``torch.lstm_cell`` /
@@ -142,7 +143,7 @@ class RecurrentEncoder(nn.Module):
         if not self.causal:
             raise ValueError("step needs a causal encoder (RecurrentEncoder(..., causal=True)): a bidirectional one reads the future")
         rnn = self.rnn
-        x = self.standardized_inputs(y_t, u_t)
+        x = self.standardized_inputs(y_t, u_t, mask_t)
         weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
         if isinstance(rnn, nn.LSTM):
             if carry is None:

@@ -11,16 +11,18 @@ carried, then one step of the exact forward recursion over the K states,
 filter (one propagate-weight-resample step per update, its particles the carried state,
 :class:`~pyro_neurodyn.infer.particle_online_filter.ParticleOnlineFilter`). What a subclass writes:
 
-* :meth:`OnlineFilter._step`: ``y (B, D)``, ``u (B, M)`` or None -> the belief ``(B, K)`` at the new step,
-  updating the subclass's carried state (its recurrent state, messages, particles: a fixed size, never a
-  history over time);
+* :meth:`OnlineFilter._step`: ``y (B, D)``, ``u (B, M)`` or None, ``mask (B, D)`` bool or None -> the belief
+  ``(B, K)`` at the new step, updating the subclass's carried state (its recurrent state, messages, particles: a
+  fixed size, never a history over time);
 * :meth:`OnlineFilter._reset_state`: back to before the first observation;
 * :meth:`OnlineFilter.state_tensors`: the carried tensors by name (what the filter remembers; its size
   does not grow with the number of updates).
 
 The base class validates every update before the subclass sees it (shape, batch size fixed by the first
-update after a reset, NaN/inf, counts for count models, inputs present exactly when the model takes
+update after a reset, infinite values, counts for count models, inputs present exactly when the model takes
 them; a ``ValueError`` naming ``y_t`` or ``u_t`` otherwise), converts to the model's dtype and device,
+reads NaN entries of ``y_t`` as missing (a ``mask`` with False there, the entry itself set to 0; None when every
+entry is observed: the complete-data path, as the offline methods of a Recording without missing entries),
 and runs the step without autograd and with Pyro's module-local parameters over the ``modules`` the
 subclass names (:mod:`~pyro_neurodyn.infer.local_params`): like the estimators' methods, an update neither
 reads nor writes Pyro's global param store. For a switching model the belief is ``p(z_t = k | y_{1:t}, u_{1:t})``;
@@ -64,8 +66,10 @@ class OnlineFilter(ABC):
 
     # ----- what a subclass implements -------------------------------------------------------------------
     @abstractmethod
-    def _step(self, y: Tensor, u: Optional[Tensor]) -> Tensor:
-        """One update: ``y (B, D)``, ``u (B, M)`` or None (validated) -> belief ``(B, K)``; updates the carried state."""
+    def _step(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor]) -> Tensor:
+        """One update: ``y (B, D)``, ``u (B, M)`` or None, ``mask (B, D)`` (True = observed; None: all observed), validated
+        -> belief ``(B, K)``; updates the carried state. A missing entry must contribute nothing, as in the offline
+        methods given a Recording with that entry missing."""
 
     @abstractmethod
     def _reset_state(self) -> None:
@@ -86,11 +90,12 @@ class OnlineFilter(ABC):
     def update(self, y_t: Any, u_t: Any = None) -> Tensor:
         """Take the observation ``y_t`` (``(D,)`` or ``(B, D)`` for B streams) and the inputs ``u_t`` (``(M,)`` or
         ``(B, M)``; only if the model takes inputs) of the next step; return the belief at that step,
-        ``(K,)`` or ``(B, K)`` (for a switching model ``p(z_t = k | y_{1:t}, u_{1:t})``)."""
-        y, unbatched = self._observation(y_t)
+        ``(K,)`` or ``(B, K)`` (for a switching model ``p(z_t = k | y_{1:t}, u_{1:t})``). NaN entries of ``y_t`` are
+        missing: they contribute nothing (a step with every channel missing moves the belief by the dynamics alone)."""
+        y, mask, unbatched = self._observation(y_t)
         u = self._inputs(u_t, y.shape[0])
         with module_local_params(*self.modules):
-            belief = self._step(y, u)
+            belief = self._step(y, u, mask)
         self.num_updates += 1
         return belief[0] if unbatched else belief
 
@@ -105,8 +110,9 @@ class OnlineFilter(ABC):
         beliefs = [self.update(y[..., t, :], None if u is None else u[..., t, :]) for t in range(y.shape[-2])]
         return torch.stack(beliefs, -2)
 
-    def _observation(self, y_t: Any) -> tuple[Tensor, bool]:
-        """``y_t`` checked and converted: ``(B, D)`` and whether it came unbatched."""
+    def _observation(self, y_t: Any) -> tuple[Tensor, Optional[Tensor], bool]:
+        """``y_t`` checked and converted: ``(B, D)`` (missing entries 0), its mask ``(B, D)`` (None if complete) and
+        whether it came unbatched."""
         y = _as_tensor(y_t, "y_t", self.dtype, self.device)
         if y.dim() not in (1, 2) or y.shape[-1] != self.obs_dim:
             raise ValueError(f"y_t must be (D,) or (B, D) with D = obs_dim = {self.obs_dim}, got shape {tuple(y.shape)}")
@@ -123,11 +129,13 @@ class OnlineFilter(ABC):
                 f"{'single' if self._batch_layout[0] else f'batches of {self._batch_layout[1]}'} observations: keep the "
                 "shape of the first update, or call reset() to start a new recording"
             )
-        if not bool(torch.isfinite(y).all()):
-            raise ValueError(f"y_t contains NaN or infinite values at update {self.num_updates}: an online filter needs every channel observed")
+        if bool(torch.isinf(y).any()):
+            raise ValueError(f"y_t contains infinite values at update {self.num_updates} (NaN marks a missing entry)")
+        observed = ~torch.isnan(y)
+        y = torch.where(observed, y, y.new_zeros(()))
         if self.counts and not bool(((y >= 0) & (y == y.round())).all()):
             raise ValueError(f"y_t must hold non-negative integer counts for this model, got {y.tolist()}")
-        return y, unbatched
+        return y, None if bool(observed.all()) else observed, unbatched
 
     def _inputs(self, u_t: Any, batch: int) -> Optional[Tensor]:
         """``u_t`` checked against the model and the batch: ``(B, M)`` or None."""

@@ -110,6 +110,7 @@ class ParticleOnlineFilter(OnlineFilter):
         self.log_weights: Optional[Tensor] = None  # log W_{t-1} (S, B), before resampling
         self._y: Optional[Tensor] = None  # the last L steps, (B, L', D)
         self._u: Optional[Tensor] = None
+        self._mask: Optional[Tensor] = None  # their mask (B, L', D), None while every entry of the window is observed
         if self.seed is not None:
             with torch.random.fork_rng(devices=self._rng_devices()):
                 torch.manual_seed(self.seed)
@@ -123,23 +124,30 @@ class ParticleOnlineFilter(OnlineFilter):
     def state_tensors(self) -> dict[str, Tensor]:
         if self.log_weights is None:
             return {}
-        buffers = {"y_window": self._y} if self._u is None else {"y_window": self._y, "u_window": self._u}
-        return {**self.particles, "log_weights": self.log_weights, **buffers}
+        buffers = {"y_window": self._y, "u_window": self._u, "mask_window": self._mask}
+        return {**self.particles, "log_weights": self.log_weights, **{name: x for name, x in buffers.items() if x is not None}}
 
-    def _step(self, y: Tensor, u: Optional[Tensor]) -> Tensor:
+    def _step(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor]) -> Tensor:
         rng = torch.random.fork_rng(devices=self._rng_devices()) if self.seed is not None else nullcontext()
         with rng, pyro.validation_enabled(False):
             if self.seed is not None:
                 self._set_rng_state(self._rng_state)
-            belief = self._filter_step(y, u)
+            belief = self._filter_step(y, u, mask)
             if self.seed is not None:
                 self._rng_state = self._get_rng_state()
         return belief
 
-    def _filter_step(self, y: Tensor, u: Optional[Tensor]) -> Tensor:
+    def _filter_step(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor]) -> Tensor:
+        """The model and proposal read ``(y, u)`` windows, and the mask window as a third argument while any entry of
+        the window is missing (the low-rank models' ``mask``)."""
         first = self.log_weights is None
+        if mask is not None and self._mask is None:
+            self._mask = torch.ones_like(self._y, dtype=torch.bool) if self._y is not None else None
         self._y = _push(self._y, y, self.window)
         self._u = None if u is None else _push(self._u, u, self.window)
+        if mask is not None or self._mask is not None:
+            self._mask = _push(self._mask, torch.ones_like(y, dtype=torch.bool) if mask is None else mask, self.window)
+            self._mask = None if bool(self._mask.all()) else self._mask
         state = self._state
         if not first:
             self.log_weights = self.elbo.resample(state, self.log_weights)
@@ -147,7 +155,8 @@ class ParticleOnlineFilter(OnlineFilter):
             state.constants.pop(self.guide, None)
         t = self._y.shape[1] - 1  # the local time index of y_t in the buffer (0 only at the first update)
         with getattr(self.model, "_pyro_context", nullcontext()):
-            self.log_weights, _, _ = self.elbo.particle_step(self._functions[0 if first else 1], state, t, (self._y, self._u), {}, self.log_weights, self._plate)
+            data = (self._y, self._u) if self._mask is None else (self._y, self._u, self._mask)
+            self.log_weights, _, _ = self.elbo.particle_step(self._functions[0 if first else 1], state, t, data, {}, self.log_weights, self._plate)
         return self.belief(state, self.log_weights)
 
     def _rng_devices(self) -> list:

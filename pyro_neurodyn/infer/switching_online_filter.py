@@ -72,12 +72,12 @@ class SwitchingOnlineFilter(OnlineFilter):
         """The current posterior-mean latent ``E_q[h_t | y_{1:t}]`` ``(B, P)`` (None before the first update)."""
         return self._mean
 
-    def _step(self, y: Tensor, u: Optional[Tensor]) -> Tensor:
+    def _step(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor]) -> Tensor:
         with getattr(self.model, "_pyro_context", nullcontext()):  # a PyroModule: read each parameter once per update
-            return self._filter_step(y, u)
+            return self._filter_step(y, u, mask)
 
-    def _filter_step(self, y: Tensor, u: Optional[Tensor]) -> Tensor:
-        coef, loc, self._carry = self.encoder.step(y, u, self._carry)
+    def _filter_step(self, y: Tensor, u: Optional[Tensor], mask: Optional[Tensor]) -> Tensor:
+        coef, loc, self._carry = self.encoder.step(y, u, self._carry, mask)  # a missing entry reads as the channel's mean
         if self._mean is None:
             mean = loc
             init_logits, emission_logp = self.model.first_step_factors(mean, u)

@@ -155,7 +155,7 @@ def test_online_needs_a_fitted_causal_encoder(tmp_path):
         SRNN(obs_dim=3).online()
     y = torch.randn(1, 30, 3)
     model = SRNN(num_states=2, latent_dim=2, obs_dim=3).fit(y, num_steps=1, filter_steps=0, init=None, progress=False)
-    for action in (model.online, lambda: model.filter_marginals(y)):
+    for action in (model.online, lambda: model.filter_marginals(y), lambda: model.forecast(y, 3)):
         with pytest.raises(RuntimeError, match=r"never trained \(filter_steps=0\)"):
             action()
     model.save(tmp_path / "m.pt")  # the count travels with the model

@@ -354,6 +354,7 @@ class SRNN(SwitchingDecoding, Estimator):
                 A Recording's own inputs (``Recording.u``, which must then cover its trials' forecasts too) are
                 used when ``u`` is None; giving both is a ValueError.
         """
+        self._check_filter_encoder("forecast")
         steps, num_samples = check_count(steps, "steps"), check_count(num_samples, "num_samples")
         y, u_prefix, mask, lengths, u_future = forecast_inputs(self, y_prefix, steps, u)
         module = self._fitted_module()

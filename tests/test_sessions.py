@@ -2,7 +2,8 @@
 
 Ground truth: a teacher (two regimes that differ only in their rotation direction) seen by three sessions
 of ten different neurons each; held-out states are known. The baseline beside the joint fit is the same
-union of channels read as one session (pooled starting labels and readout), which is at chance. The low-rank
+union of channels read as one session (pooled starting labels and readout), which is at chance; where each
+session has too little data alone, the baseline is each session's own fit. The low-rank
 models (an oscillator teacher, the switching low-rank teacher, each seen by three sessions) are scored by
 held-out log evidence, their per-session readout start against the pooled one.
 """
@@ -15,6 +16,7 @@ import pyro
 import pytest
 import torch
 
+from benchmarks import multi_session
 from pyro_neurodyn import SRNN, LowRankRNN, SwitchingLowRankRNN
 from pyro_neurodyn.data import Recording, gaussian_oscillator_data, rotation_switching_data, switching_lowrank_data
 from pyro_neurodyn.estimators.session_labels import dynamics_signatures
@@ -112,6 +114,32 @@ def test_a_joint_fit_with_matched_session_labels_finds_the_shared_regimes():
     # per-session labels were matched on the signed rotation rate one seed's session sat at 0.74: the check bites.
     assert min(joint) >= 0.95, f"joint fit {joint}; the union read as one session: {pooled}"
     assert max(pooled) < 0.85, f"the pooled baseline is expected to fail on this data: {pooled}"
+
+
+def data_limited_accuracies(seed: int) -> dict:
+    """Held-out state accuracy per session of the joint fit and of each session's own fit, data seed 0 of
+    benchmarks/multi_session.py's data-limited setting (``DATA_LIMITED``), model and fit seed ``seed``. Also
+    ``measure`` for ``python benchmarks/quality_spread.py tests/test_sessions.py --function data_limited_accuracies
+    --seeds 0 1 2 --threads 1 --kernels native default``."""
+    joint, single, _, _ = multi_session.joint_and_single(0, **multi_session.DATA_LIMITED, fit_seed=seed)
+    return {**{f"joint{s}": a for s, a in enumerate(joint)}, **{f"single{s}": a for s, a in enumerate(single)}}
+
+
+def test_sessions_that_each_saw_too_little_learn_the_shared_dynamics_together():
+    """Every session sees both regimes, but only 2 training trials of 100 steps through 5 noisy neurons: alone, a
+    session may not learn the dynamics; the joint fit has three times the data for them (same SVI steps, labels)."""
+    numbers = data_limited_accuracies(0)
+    joint, single = [numbers[f"joint{s}"] for s in range(3)], [numbers[f"single{s}"] for s in range(3)]
+    # measured (python benchmarks/multi_session.py's data-limited command, data seeds 0-4, fit seeds 0-2, one
+    # thread): on data seed 0 the joint fit labels every session at 0.939-0.991, session 0 alone at 0.504-0.525
+    # (its own fit fails with every fit seed, also with labels for all steps: 0.541, 0.546), so the worst
+    # session gains 0.41-0.48. Over all 15 runs the joint fit reached >= 0.939 in every session in 14 and fell to
+    # chance in one (data seed 2, fit seed 2); single-session fits >= 0.95 in 26 of 45. With scalar kernels
+    # (quality_spread command above) fit seeds 0 and 1 agree within 0.02, but fit seed 2's joint fit lost session
+    # 0 (0.546): the joint fit can fail too. This test's fit seed 0: joint 0.979-0.99, single 0.509-0.526 in
+    # session 0 with both kernel sets. The bounds leave 0.09 and 0.16 to spare.
+    assert min(joint) >= 0.85, f"joint fit {joint}; each session alone {single}"
+    assert min(joint) >= min(single) + 0.25, f"joint fit {joint} is expected to beat the worst single-session fit: {single}"
 
 
 def single_regime_segments(data, trials, state: int, min_length: int = 40) -> list:

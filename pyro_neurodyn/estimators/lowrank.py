@@ -294,9 +294,10 @@ class LowRankRNN(LowRankParticleMethods, LowRankNetworkViews, Estimator):
         Missing entries of a :class:`~pyro_neurodyn.data.Recording` start at their channel's observed mean, and
         steps with no observed entry (padding) are left out of the subspace and of the one-step pairs. Sessions
         that recorded disjoint channels (``Recording.from_sessions``) start each its readout rows at the subspace
-        of its own trials and channels, and its trials' latents are their projections on it (the dynamics, shared,
-        are regressed on all sessions' latents): pooled, the session with the most variance would take every
-        direction. Measured on a teacher seen by three sessions of different neurons: tests/test_sessions.py.
+        of its own trials and channels, and its trials' latents are their projections on it, each session's frame
+        turned (orthogonally, reflections included) onto the first session's so that its one-step dynamics follow
+        the first's (:mod:`.session_frames`; the dynamics, shared, are regressed on all sessions' latents): pooled,
+        the session with the most variance would take every direction. Measured on a teacher seen by three sessions of different neurons: tests/test_sessions.py.
 
         Args:
             y: recordings ``(trials, T, D)`` or a Recording. u: inputs ``(trials, T, Du)``.

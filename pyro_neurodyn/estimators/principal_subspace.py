@@ -8,8 +8,10 @@ the smallest eigenvalue when R = D), and the projected latents ``x^ = (m - b) P`
 Sessions that recorded disjoint channels (``Recording.from_sessions``; ``blocks`` of
 :func:`~pyro_neurodyn.data.recording.session_blocks`) each get the subspace of their own trials on their own
 channels: P's rows of session s are its top-R directions, b and the noise its own, and a trial of session s
-is projected through its session's rows only. Pooled, the channels of the session with the most variance
-would take every principal direction and leave the other sessions' rows at zero (the SRNN's readout start,
+is projected through its session's rows only. Then every session's frame is turned onto the first session's by
+the orthogonal map ``Q_s`` under which its one-step dynamics best follow the first's (:mod:`.session_frames`): its
+rows become ``P_s Q_s^T`` (still orthonormal), its latents ``Q_s x^_s`` (every prediction unchanged). Pooled, the
+channels of the session with the most variance would take every principal direction and leave the other sessions' rows at zero (the SRNN's readout start,
 :func:`~.srnn_start.initialize_linear_readout`, does the same per session).
 """
 
@@ -66,7 +68,10 @@ def _session_subspaces(m: Tensor, rank: int, steps: Optional[Tensor], blocks: li
     for (_, channels), part in zip(blocks, parts):
         mean[channels], residual[channels] = part.mean, part.residual_variance
         directions[channels, : part.directions.shape[-1]] = part.directions  # fewer channels than the rank: zero columns
-    return PrincipalSubspace(mean, directions, residual, blocks)
+    from .session_frames import matched_frames  # (session_frames -> session_labels -> this module)
+
+    latents = PrincipalSubspace(mean, directions, residual, blocks).project(m)
+    return PrincipalSubspace(mean, matched_frames(directions, latents, steps, blocks), residual, blocks)
 
 
 def principal_axes(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:

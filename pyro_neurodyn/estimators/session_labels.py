@@ -17,7 +17,7 @@ signature distances.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .principal_subspace import principal_axes
 
-__all__ = ["aligned_session_labels", "dynamics_signatures"]
+__all__ = ["aligned_session_labels", "dynamics_signatures", "one_step_map"]
 
 
 def dynamics_signatures(latents: Tensor, labels: Tensor, within: Tensor, num_states: int) -> np.ndarray:
@@ -34,21 +34,28 @@ def dynamics_signatures(latents: Tensor, labels: Tensor, within: Tensor, num_sta
     least-squares map ``x_{t+1} ~ A_k x_t + b_k`` over the steps labelled k, and its signed rotation rate
     ``(A_k[1, 0] - A_k[0, 1]) / 2`` (0 for P = 1), from ``latents (trials, T, P)``, ``labels (trials, T)`` and
     ``within (trials, T)`` (the trials' own steps). A state with too few steps gets NaN (matched last)."""
-    pairs = within[:, 1:] & within[:, :-1]
-    current, following, state = latents[:, :-1][pairs].double(), latents[:, 1:][pairs].double(), labels[:, 1:][pairs]
     dim = latents.shape[-1]
     signatures = np.full((num_states, 2 * dim + 1), np.nan)
     for k in range(num_states):
-        chosen = state == k
-        if int(chosen.sum()) <= dim + 1:
+        if int((within[:, 1:] & within[:, :-1] & (labels[:, 1:] == k)).sum()) <= dim + 1:  # pairs ending in state k
             continue
-        design = torch.cat([current[chosen], torch.ones_like(current[chosen][:, :1])], -1)
-        coefficients = torch.linalg.lstsq(design, following[chosen]).solution  # (P + 1, P)
-        linear_map = coefficients[:dim].T.numpy()  # A_k (P, P)
+        linear_map = one_step_map(latents.double(), within, labels == k)[0].cpu().numpy()  # A_k (P, P)
         eigenvalues = np.linalg.eigvals(linear_map)
         rotation = 0.5 * (linear_map[1, 0] - linear_map[0, 1]) if dim > 1 else 0.0
         signatures[k] = np.concatenate([np.sort(np.abs(eigenvalues)), np.sort(np.abs(np.angle(eigenvalues))), [rotation]])
     return signatures
+
+
+def one_step_map(latents: Tensor, within: Tensor, select: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """``(A (P, P), b (P,))``: least squares ``x_{t+1} ~ A x_t + b`` over the pairs of ``latents (trials, T, P)``
+    whose two steps are both True in ``within (trials, T)`` (and whose later step is True in ``select (trials, T)``)."""
+    pairs = within[:, 1:] & within[:, :-1]
+    if select is not None:
+        pairs = pairs & select[:, 1:]
+    current, following = latents[:, :-1][pairs], latents[:, 1:][pairs]
+    design = torch.cat([current, torch.ones_like(current[:, :1])], -1)
+    coefficients = torch.linalg.lstsq(design, following).solution  # (P + 1, P)
+    return coefficients[:-1].T, coefficients[-1]
 
 
 def aligned_session_labels(

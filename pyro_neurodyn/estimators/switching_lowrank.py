@@ -229,8 +229,10 @@ class SwitchingLowRankRNN(Estimator):
         ragged trials' latents are cut into windows of the shortest trial's length
         (:func:`~pyro_neurodyn.data.recording.equal_length_windows`). Sessions that recorded disjoint channels
         (``Recording.from_sessions``) start each its readout rows at the subspace of its own trials and channels,
-        its trials' latents being their projections on it (:func:`.principal_subspace.principal_subspace`); the
-        labels and maps, shared, come from all sessions' latents. Measured: tests/test_sessions.py.
+        its trials' latents being their projections on it (:func:`.principal_subspace.principal_subspace`), each
+        session's frame turned (orthogonally, reflections included) onto the first session's so that its one-step
+        dynamics follow the first's (:mod:`.session_frames`); the labels and maps, shared, come from all sessions'
+        latents. Measured: tests/test_sessions.py.
         """
         recording = y  # as given (a Recording carries its sessions)
         y, _, mask, lengths = self.recording_arrays(y)

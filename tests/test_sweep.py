@@ -79,13 +79,16 @@ def sweep(local_ray, data, tmp_path_factory):
     """A 2 x 2 sweep (num_states x seeds) whose (2, 0) trial raises on its first attempt (FailureConfig retries
     it) and whose (2, 1) trial interrupts the sweep; then the same call resumes it."""
     folder = tmp_path_factory.mktemp("sweep")
+    handlers_before = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)]
     build = LoggedBuild(str(folder / "builds.log"), os.getpid(), fail_first=(2, 0), interrupt_first=(2, 1))
     arguments = dict(seeds=[0, 1], fit_kwargs=FIT, storage=folder / "storage", num_particles=PARTICLES, max_failures=1, verbose=0)
     with pytest.raises(SweepInterrupted, match="interrupted with [1-4] of 4 trials unfinished") as interrupted:
         run_sweep(build, {"num_states": [1, 2]}, *data, **arguments)
     builds_before_resume = calls(build.log)
     result = run_sweep(build, {"num_states": [1, 2]}, *data, **arguments)
-    return SimpleNamespace(build=build, arguments=arguments, interrupted=interrupted.value.result.table, builds_before_resume=builds_before_resume, result=result)
+    handlers_after = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)]
+    return SimpleNamespace(build=build, arguments=arguments, interrupted=interrupted.value.result.table, builds_before_resume=builds_before_resume,
+                           result=result, handlers=(handlers_before, handlers_after))  # fmt: skip
 
 
 def test_table_has_one_row_per_point_and_seed_and_a_failed_trial_is_retried(sweep):
@@ -104,6 +107,13 @@ def test_table_has_one_row_per_point_and_seed_and_a_failed_trial_is_retried(swee
     assert table.groupby("point")["best_seed"].sum().tolist() == [1, 1]
     for label, entry in result.comparison.iterrows():
         assert entry["elpd"] == pytest.approx(table[table["point"] == label]["heldout_log_evidence"].max())
+
+
+def test_a_sweep_leaves_the_signal_handlers_as_it_found_them(sweep):
+    """Ray Tune installs its own SIGINT and SIGUSR1 handlers for a run and, unless a signal arrives, leaves them: a fit
+    in the same process afterwards could not be stopped with Ctrl-C (its handler logs and returns)."""
+    before, after = sweep.handlers
+    assert after == before and before[0] is signal.default_int_handler
 
 
 def test_an_interrupted_sweep_resumes_without_refitting_finished_trials(sweep):

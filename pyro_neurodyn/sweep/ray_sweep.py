@@ -36,9 +36,12 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -169,7 +172,8 @@ def run_sweep(
                 run_config=tune.RunConfig(name=folder.name, storage_path=str(folder.parent), verbose=verbose,
                                           failure_config=tune.FailureConfig(max_failures=max_failures)),  # fmt: skip
             )
-        result = collect_results(tuner.fit(), points, seeds, classes, num_particles)
+        with _signal_handlers_kept():
+            result = collect_results(tuner.fit(), points, seeds, classes, num_particles)
     finally:
         if started:
             ray.shutdown()
@@ -227,3 +231,21 @@ def _checked_class(build: Callable, point: dict, seed: int, fit_kwargs: dict, tr
         except (ValueError, TypeError) as error:
             raise type(error)(f"{name}: {error}") from None
     return type(estimator)
+
+
+@contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Restore the SIGINT (and SIGUSR1) handlers after the block. Ray Tune installs its own for a run and puts
+    SIGINT's back only when a signal arrives, so after an uninterrupted sweep Ctrl-C went to Tune's handler,
+    which logs and returns: a later fit in the same process could no longer be interrupted."""
+    names = [name for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in handlers.items():
+            if handler is not None:  # None: installed outside Python, cannot be set back
+                signal.signal(getattr(signal, name), handler)

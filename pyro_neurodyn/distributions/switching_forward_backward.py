@@ -10,11 +10,10 @@ import torch
 from torch import Tensor
 
 from .semiring_scan import (
-    log_matmul_exp,
     log_vecmat_exp,
+    normalized_log_up_sweep,
     prefix_messages,
     suffix_messages,
-    up_sweep,
 )
 from .switching_checks import _chain_batch_shape, _check_possible
 
@@ -76,11 +75,18 @@ def _potentials(chain: _StateMajorChain) -> tuple[Tensor, Tensor]:
     return chain.log_init + chain.emission[..., 0], chain.log_trans + chain.emission[..., 1:].unsqueeze(0)
 
 
-def _log_normalizer(alpha_1: Tensor, levels: list[Tensor]) -> Tensor:
-    """log Z ``(*B)`` from alpha_1 and the top of the up-sweep (``levels`` empty when T = 1)."""
+def _up_sweep(mats: Tensor) -> tuple[list[Tensor], Tensor]:
+    """``(levels, offset)`` of :func:`~.semiring_scan.normalized_log_up_sweep` (``([], 0)`` when T = 1)."""
+    if not mats.size(-1):
+        return [], mats.new_zeros(())
+    return normalized_log_up_sweep(mats)
+
+
+def _log_normalizer(alpha_1: Tensor, levels: list[Tensor], offset: Tensor) -> Tensor:
+    """log Z ``(*B)`` from alpha_1, the top of the up-sweep (``levels`` empty when T = 1) and its dropped ``offset``."""
     if not levels:
         return alpha_1.logsumexp(0)
-    return log_vecmat_exp(alpha_1, levels[-1][..., 0]).logsumexp(0)
+    return log_vecmat_exp(alpha_1, levels[-1][..., 0]).logsumexp(0) + offset
 
 
 def _log_posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor) -> tuple[Tensor, Tensor]:
@@ -113,7 +119,9 @@ def _posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor)
         return log_marginals.exp(), log_pairwise
     alpha = prefix_messages(levels, alpha_1)
     beta = suffix_messages(levels)
-    pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0)).sub_(log_z.unsqueeze(-1)).exp_()
+    log_pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0))  # log p(z_t, z_{t+1}, obs) up to a constant per step
+    shift = log_pairwise.detach().amax((0, 1))
+    pairwise = log_pairwise.sub_(torch.where(torch.isfinite(shift), shift, shift.new_zeros(()))).exp_()
     pairwise = pairwise / pairwise.sum((0, 1))  # per-step normalization, as in _log_posterior_from_levels
     marginals = torch.cat([pairwise.sum(1), pairwise[..., -1:].sum(0)], dim=-1)
     return marginals, pairwise
@@ -133,8 +141,8 @@ class _LogMarginal(torch.autograd.Function):
     def forward(ctx, init_logits: Tensor, trans_logits: Tensor, emission_logp: Tensor, batch_shape: torch.Size) -> Tensor:
         chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
         alpha_1, mats = _potentials(chain)
-        levels = up_sweep(mats, log_matmul_exp) if mats.size(-1) else []
-        log_z = _log_normalizer(alpha_1, levels)  # of the shifted chain
+        levels, offset = _up_sweep(mats)
+        log_z = _log_normalizer(alpha_1, levels, offset)  # of the shifted chain
         ctx.saved = (chain.log_init, chain.log_trans, alpha_1, levels, log_z)
         ctx.input_shapes = (init_logits.shape, trans_logits.shape, emission_logp.shape)
         return (log_z + chain.emission_shift).expand(batch_shape).clone()
@@ -190,9 +198,9 @@ def switching_posterior(init_logits: Tensor, trans_logits: Tensor, emission_logp
     batch_shape = _chain_batch_shape(init_logits, trans_logits, emission_logp)
     chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
     alpha_1, mats = _potentials(chain)
-    levels = up_sweep(mats, log_matmul_exp) if mats.size(-1) else []
+    levels, offset = _up_sweep(mats)
     posterior = _log_posterior_from_levels if log_space else _posterior_from_levels
-    log_z = _log_normalizer(alpha_1, levels)
+    log_z = _log_normalizer(alpha_1, levels, offset)
     _check_possible(log_z)
     marginals, pairwise = posterior(alpha_1, levels, log_z)
     return _batch_first(marginals, pairwise, batch_shape)
@@ -204,7 +212,7 @@ def _log_filtered(init_logits: Tensor, trans_logits: Tensor, emission_logp: Tens
     chain = _state_major_chain(init_logits, trans_logits, emission_logp, len(batch_shape))
     alpha_1, mats = _potentials(chain)
     if mats.size(-1):
-        prefix = prefix_messages(up_sweep(mats, log_matmul_exp), alpha_1)  # alpha_1..alpha_{T-1}
+        prefix = prefix_messages(_up_sweep(mats)[0], alpha_1)  # alpha_1..alpha_{T-1}, each up to a constant
         last = log_vecmat_exp(prefix[..., -1], mats[..., -1])  # alpha_T
         alpha = torch.cat([prefix, last.unsqueeze(-1)], dim=-1)
     else:

@@ -106,8 +106,15 @@ def up_sweep(mats: Tensor, combine: Combine) -> list[Tensor]:
     return levels
 
 
+def finite_max(x: Tensor, dims: int | tuple[int, ...]) -> Tensor:
+    """``x``'s maximum over ``dims`` without gradient, 0 where it is not finite (every entry -inf: an impossible
+    step or block, which a shift by it would turn into NaN): the constant a log-potential is shifted by."""
+    shift = x.detach().amax(dims)
+    return torch.where(torch.isfinite(shift), shift, shift.new_zeros(()))
+
+
 def normalized_log_up_sweep(mats: Tensor) -> tuple[list[Tensor], Tensor]:
-    """:func:`up_sweep` in the log-sum-exp semiring with every combined matrix shifted by its maximum entry:
+    """:func:`up_sweep` in the log-sum-exp semiring with every level's matrices shifted by their maximum entry:
     ``(levels, offset)``, ``offset (N,)`` the sum of all shifts up to the top (``log Z`` of the chain is the top's
     plus it). Unshifted, a level-l matrix holds log-potentials summed over 2^l steps, ~1e6 nats after 1e4 steps of
     large scores, and in float32 the differences between its entries, which are all a posterior reads, lose their
@@ -115,17 +122,10 @@ def normalized_log_up_sweep(mats: Tensor) -> tuple[list[Tensor], Tensor]:
     messages and posteriors do not change."""
     levels, offsets = [mats], [mats.new_zeros(mats.shape[2:])]  # offsets (N, n): what each matrix has dropped
     while levels[-1].size(-1) > 1:
-        level, offset = levels[-1], offsets[-1]
-        n = level.size(-1)
-        even = n - n % 2
-        paired = log_matmul_exp(level[..., 0:even:2], level[..., 1:even:2])
-        shift = paired.detach().amax((0, 1))
-        shift = torch.where(torch.isfinite(shift), shift, shift.new_zeros(()))  # an impossible block stays -inf
-        paired, paired_offset = paired - shift, offset[..., 0:even:2] + offset[..., 1:even:2] + shift
-        if n % 2:
-            paired, paired_offset = torch.cat([paired, level[..., -1:]], dim=-1), torch.cat([paired_offset, offset[..., -1:]], dim=-1)
-        levels.append(paired)
-        offsets.append(paired_offset)
+        paired = _pair_up(levels[-1], log_matmul_exp)
+        shift = finite_max(paired, (0, 1))
+        levels.append(paired - shift)
+        offsets.append(_pair_up(offsets[-1], torch.add) + shift)
     return levels, offsets[-1][..., 0]
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .semiring_scan import (
+    finite_max,
     log_vecmat_exp,
     normalized_log_up_sweep,
     prefix_messages,
@@ -65,8 +66,7 @@ def _state_major_chain(init_logits: Tensor, trans_logits: Tensor, emission_logp:
     init = _states_first(init_logits, 1, batch_ndim)
     trans = _states_first(trans_logits, 2, batch_ndim + 1)
     emission = _states_first(emission_logp, 1, batch_ndim + 1)
-    shift = emission.detach().max(0).values
-    shift = torch.where(torch.isfinite(shift), shift, shift.new_zeros(()))  # (*B, T)
+    shift = finite_max(emission, 0)  # (*B, T)
     return _StateMajorChain(init.log_softmax(0), trans.log_softmax(1), emission - shift, shift.sum(-1))
 
 
@@ -120,8 +120,7 @@ def _posterior_from_levels(alpha_1: Tensor, levels: list[Tensor], log_z: Tensor)
     alpha = prefix_messages(levels, alpha_1)
     beta = suffix_messages(levels)
     log_pairwise = (levels[0] + alpha.unsqueeze(1)).add_(beta.unsqueeze(0))  # log p(z_t, z_{t+1}, obs) up to a constant per step
-    shift = log_pairwise.detach().amax((0, 1))
-    pairwise = log_pairwise.sub_(torch.where(torch.isfinite(shift), shift, shift.new_zeros(()))).exp_()
+    pairwise = log_pairwise.sub_(finite_max(log_pairwise, (0, 1))).exp_()
     pairwise = pairwise / pairwise.sum((0, 1))  # per-step normalization, as in _log_posterior_from_levels
     marginals = torch.cat([pairwise.sum(1), pairwise[..., -1:].sum(0)], dim=-1)
     return marginals, pairwise

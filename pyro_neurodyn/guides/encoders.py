@@ -144,7 +144,7 @@ class RecurrentEncoder(nn.Module):
             raise ValueError("step needs a causal encoder (RecurrentEncoder(..., causal=True)): a bidirectional one reads the future")
         rnn = self.rnn
         x = self.standardized_inputs(y_t, u_t, mask_t)
-        weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        weights = self._direction_weights(reverse=False)
         if isinstance(rnn, nn.LSTM):
             if carry is None:
                 carry = (x.new_zeros(x.shape[0], rnn.hidden_size),) * 2
@@ -173,10 +173,14 @@ class RecurrentEncoder(nn.Module):
     def _one_direction(self, x: Tensor, reverse: bool) -> Tensor:
         """Features ``(B, T, H)`` of one direction's weights (the ``_reverse`` ones if ``reverse``) of the bidirectional
         recurrence, run forward in time over ``x (B, T, C)`` from a zero state."""
-        rnn = self.rnn
-        suffix = "_l0_reverse" if reverse else "_l0"
-        weights = [getattr(rnn, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        zeros = x.new_zeros(1, x.shape[0], rnn.hidden_size)
-        if isinstance(rnn, nn.LSTM):
+        weights = self._direction_weights(reverse)
+        zeros = x.new_zeros(1, x.shape[0], self.rnn.hidden_size)
+        if isinstance(self.rnn, nn.LSTM):
             return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
         return torch.gru(x, zeros, weights, True, 1, 0.0, self.training, False, True)[0]
+
+    def _direction_weights(self, reverse: bool) -> list[Tensor]:
+        """``[weight_ih, weight_hh, bias_ih, bias_hh]`` of the recurrence's forward direction (its ``_reverse`` one if
+        ``reverse``), in the order the cell functions take them."""
+        suffix = "_l0_reverse" if reverse else "_l0"
+        return [getattr(self.rnn, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]

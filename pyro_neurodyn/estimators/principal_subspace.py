@@ -22,6 +22,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from . import session_frames
+
 __all__ = ["PrincipalSubspace", "eye_like", "principal_axes", "principal_subspace"]
 
 
@@ -68,10 +70,8 @@ def _session_subspaces(m: Tensor, rank: int, steps: Optional[Tensor], blocks: li
     for (_, channels), part in zip(blocks, parts):
         mean[channels], residual[channels] = part.mean, part.residual_variance
         directions[channels, : part.directions.shape[-1]] = part.directions  # fewer channels than the rank: zero columns
-    from .session_frames import matched_frames  # (session_frames -> session_labels -> this module)
-
     latents = PrincipalSubspace(mean, directions, residual, blocks).project(m)
-    return PrincipalSubspace(mean, matched_frames(directions, latents, steps, blocks), residual, blocks)
+    return PrincipalSubspace(mean, session_frames.matched_frames(directions, latents, steps, blocks), residual, blocks)
 
 
 def principal_axes(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:

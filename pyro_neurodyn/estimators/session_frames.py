@@ -9,7 +9,7 @@ So before the dynamics are regressed, each session's latents are mapped into the
 first block), ``x'_s = Q_s x^_s``, by the orthogonal map that makes the two sessions' dynamics agree.
 
 Dynamics. Session 0's one-step map ``x^_{t+1} ~ F_0(x^_t) = A_0 x^_t + c_0`` (least squares over its trials' observed
-pairs, :func:`.session_labels.one_step_map`, as the SRNN's session labels; ``A_0 = G_0 A G_0^{-1}`` for the true
+pairs, :func:`least_squares_map` of :func:`one_step_pairs`, as the SRNN's session labels; ``A_0 = G_0 A G_0^{-1}`` for the true
 linearized ``A``). A map ``T`` takes session s's frame into session 0's
 when ``T x^_s`` follows ``F_0``; the criterion is its one-step prediction error over session s's pairs::
 
@@ -46,23 +46,26 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .session_labels import one_step_map
-
-__all__ = ["NUM_STARTS", "frame_map", "matched_frames"]
+__all__ = ["NUM_STARTS", "frame_map", "least_squares_map", "matched_frames", "one_step_pairs"]
 
 NUM_STARTS = 8  # L-BFGS starts per component of O(R) (the identity, then seeded random rotations)
 MAX_PAIRS = 4000  # one-step pairs per session the criterion reads (an evenly spaced subset beyond)
 
 
-def _pairs(latents: Tensor, steps: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-    """``(current (N, R), following (N, R))``: the one-step pairs of ``latents (trials, T, R)`` whose steps are both
-    True in ``steps (trials, T)`` (None: all), at most MAX_PAIRS (evenly spaced); float64 on the CPU."""
-    latents = latents.double().cpu()
-    steps = torch.ones(latents.shape[:2], dtype=torch.bool) if steps is None else steps.cpu()
-    pairs = steps[:, 1:] & steps[:, :-1]
-    current, following = latents[:, :-1][pairs], latents[:, 1:][pairs]
-    keep = torch.linspace(0, max(current.shape[0] - 1, 0), min(current.shape[0], MAX_PAIRS)).round().long()
-    return current[keep], following[keep]
+def one_step_pairs(latents: Tensor, within: Optional[Tensor] = None, select: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """``(current (N, P), following (N, P))``: the one-step pairs ``(x_t, x_{t+1})`` of ``latents (trials, T, P)`` whose two
+    steps are both True in ``within (trials, T)`` (None: all) and whose later step is True in ``select (trials, T)``."""
+    pairs = torch.ones_like(latents[:, 1:, 0], dtype=torch.bool) if within is None else within[:, 1:] & within[:, :-1]
+    if select is not None:
+        pairs = pairs & select[:, 1:]
+    return latents[:, :-1][pairs], latents[:, 1:][pairs]
+
+
+def least_squares_map(current: Tensor, following: Tensor) -> tuple[Tensor, Tensor]:
+    """``(A (P, P), b (P,))``: least squares ``following ~ current A^T + b`` over the rows of ``current, following (N, P)``."""
+    design = torch.cat([current, torch.ones_like(current[:, :1])], -1)
+    coefficients = torch.linalg.lstsq(design, following).solution  # (P + 1, P)
+    return coefficients[:-1].T, coefficients[-1]
 
 
 def frame_map(latents: Tensor, steps: Optional[Tensor], reference: Tensor, reference_steps: Optional[Tensor]) -> Tensor:
@@ -72,12 +75,13 @@ def frame_map(latents: Tensor, steps: Optional[Tensor], reference: Tensor, refer
     for name, value in (("latents", latents), ("reference", reference)):
         if value.ndim != 3 or value.shape[-1] != reference.shape[-1] or not bool(torch.isfinite(value).all()):
             raise ValueError(f"{name} must be finite latents (trials, T, R) with R = {reference.shape[-1]}, got shape {tuple(value.shape)}")
-    current, following = _pairs(latents, steps)
-    if min(current.shape[0], _pairs(reference, reference_steps)[0].shape[0]) <= reference.shape[-1] + 1:
+    current, following = one_step_pairs(latents.double().cpu(), None if steps is None else steps.cpu())
+    reference_pairs = one_step_pairs(reference.double().cpu(), None if reference_steps is None else reference_steps.cpu())
+    if min(current.shape[0], reference_pairs[0].shape[0]) <= reference.shape[-1] + 1:
         raise ValueError("latents and reference each need more than R + 1 one-step pairs (the reference map's coefficients)")
-    own = torch.ones(reference.shape[:2], dtype=torch.bool) if reference_steps is None else reference_steps
-    linear, offset = one_step_map(reference.double().cpu(), own.cpu())  # F_0(x) = A_0 x + c_0
-    return _matching_rotation(current, following, linear, offset)
+    keep = torch.linspace(0, current.shape[0] - 1, min(current.shape[0], MAX_PAIRS)).round().long()  # at most MAX_PAIRS, evenly spaced
+    linear, offset = least_squares_map(*reference_pairs)  # F_0(x) = A_0 x + c_0
+    return _matching_rotation(current[keep], following[keep], linear, offset)
 
 
 def _mismatch(q: Tensor, current: Tensor, following: Tensor, linear: Tensor, offset: Tensor) -> Tensor:

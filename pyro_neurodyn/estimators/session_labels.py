@@ -17,7 +17,7 @@ signature distances.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,8 +25,9 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from .principal_subspace import principal_axes
+from .session_frames import least_squares_map, one_step_pairs
 
-__all__ = ["aligned_session_labels", "dynamics_signatures", "one_step_map"]
+__all__ = ["aligned_session_labels", "dynamics_signatures"]
 
 
 def dynamics_signatures(latents: Tensor, labels: Tensor, within: Tensor, num_states: int) -> np.ndarray:
@@ -37,25 +38,14 @@ def dynamics_signatures(latents: Tensor, labels: Tensor, within: Tensor, num_sta
     dim = latents.shape[-1]
     signatures = np.full((num_states, 2 * dim + 1), np.nan)
     for k in range(num_states):
-        if int((within[:, 1:] & within[:, :-1] & (labels[:, 1:] == k)).sum()) <= dim + 1:  # pairs ending in state k
+        current, following = one_step_pairs(latents.double(), within, labels == k)  # the pairs ending in state k
+        if current.shape[0] <= dim + 1:
             continue
-        linear_map = one_step_map(latents.double(), within, labels == k)[0].cpu().numpy()  # A_k (P, P)
+        linear_map = least_squares_map(current, following)[0].cpu().numpy()  # A_k (P, P)
         eigenvalues = np.linalg.eigvals(linear_map)
         rotation = 0.5 * (linear_map[1, 0] - linear_map[0, 1]) if dim > 1 else 0.0
         signatures[k] = np.concatenate([np.sort(np.abs(eigenvalues)), np.sort(np.abs(np.angle(eigenvalues))), [rotation]])
     return signatures
-
-
-def one_step_map(latents: Tensor, within: Tensor, select: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """``(A (P, P), b (P,))``: least squares ``x_{t+1} ~ A x_t + b`` over the pairs of ``latents (trials, T, P)``
-    whose two steps are both True in ``within (trials, T)`` (and whose later step is True in ``select (trials, T)``)."""
-    pairs = within[:, 1:] & within[:, :-1]
-    if select is not None:
-        pairs = pairs & select[:, 1:]
-    current, following = latents[:, :-1][pairs], latents[:, 1:][pairs]
-    design = torch.cat([current, torch.ones_like(current[:, :1])], -1)
-    coefficients = torch.linalg.lstsq(design, following).solution  # (P + 1, P)
-    return coefficients[:-1].T, coefficients[-1]
 
 
 def aligned_session_labels(

@@ -52,10 +52,6 @@ def sessions(
     return trains, tests, states
 
 
-def accuracies(model: SRNN, tests: list, states: list) -> list[float]:
-    return [state_accuracy(z, model.most_likely_states(test)) for test, z in zip(tests, states)]
-
-
 def joint_and_single(
     seed: int, train: int, test: int, neurons: int, num_steps: int, fit_steps: int, init, observation: str = "gaussian",
     *, fit_seed: int | None = None, train_steps: int | None = None, obs_noise: float = 0.1, label_steps: int | None = None,

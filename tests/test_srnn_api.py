@@ -152,6 +152,25 @@ def test_unsupervised_fit_runs_every_step(lorenz):
     assert len(model.losses) == 10 and model.losses[:6] == losses  # a second fit extends the history
 
 
+@pytest.mark.parametrize("observation", ["gaussian", "poisson"])
+def test_default_label_steps_are_a_warm_up_for_gaussian_observations_and_the_whole_fit_for_counts(observation, lorenz, monkeypatch):
+    """label_steps=None is LABEL_STEPS (capped at num_steps) for Gaussian observations and num_steps for counts: the
+    same fit, loss for loss, as the explicit value, and not the same as the other one (the reasons and the
+    measurements: fit's docstring)."""
+    from pyro_neurodyn.estimators import srnn as srnn_module
+
+    monkeypatch.setattr(srnn_module, "LABEL_STEPS", 3)
+    y = lorenz.y if observation == "gaussian" else torch.poisson(torch.nn.functional.softplus(3 * lorenz.y))
+
+    def losses(**options):
+        model = SRNN(2, 3, 3, observation=observation, encoder_hidden=8, seed=0)
+        return model.fit(y, init="kmeans", num_steps=6, filter_steps=0, progress=False, **options).losses
+
+    default, warm_up, whole = losses(), losses(label_steps=3), losses(label_steps=6)
+    assert default == (warm_up if observation == "gaussian" else whole)
+    assert warm_up[:3] == whole[:3] and warm_up[3:] != whole[3:]
+
+
 def test_variants_train_with_svi(lorenz):
     for module in (SLDS(2, 2, 3), RSLDS(2, 2, 3)):
         pyro.clear_param_store()

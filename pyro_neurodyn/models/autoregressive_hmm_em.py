@@ -88,8 +88,10 @@ class _EMFitting:
             variance = torch.einsum("mk,mkd->kd", weights, residual.square()) / total[:, None]
             self.log_scale.copy_(0.5 * torch.maximum(variance, floor).log())
         else:
-            cov = torch.einsum("mk,mki,mkj->kij", weights, residual, residual) / total[:, None, None]
-            tril = torch.linalg.cholesky(cov + torch.diag_embed(floor.expand(self.num_states, -1)))
+            # in float64: a float32 sum of M outer products can lose positive definiteness by more than the floor
+            # (channels that are constant fills of missing entries in most rows)
+            cov = torch.einsum("mk,mki,mkj->kij", weights.double(), residual.double(), residual.double()) / total[:, None, None].double()
+            tril = torch.linalg.cholesky(cov + torch.diag_embed(floor.double().expand(self.num_states, -1))).to(residual.dtype)
             self.log_scale.copy_(tril.diagonal(dim1=-2, dim2=-1).log())
             self.scale_offdiag.copy_(tril.tril(-1))
         self.weight.copy_(coef[:, :-1].transpose(-1, -2))

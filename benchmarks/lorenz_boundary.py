@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from pyro_neurodyn.data import switching_lorenz
+from pyro_neurodyn.demo import relabel
 from pyro_neurodyn.estimators import SRNN
-from pyro_neurodyn.metrics import match_states, state_accuracy
+from pyro_neurodyn.metrics import state_accuracy
 from pyro_neurodyn.models import AutoregressiveHMM
 
 NEAR_CROSSING = 3  # an error this many steps or fewer from a crossing counts as early / late
@@ -58,11 +59,6 @@ def crossing_errors(truth: np.ndarray, pred: np.ndarray) -> dict[str, int]:
     return counts
 
 
-def matched(truth: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
-    mapping = match_states(truth, pred)
-    return np.vectorize(lambda k: mapping.get(int(k), -1))(pred.numpy())
-
-
 def arhmm_rows(y_train, truth_train, y_test, truth_test) -> dict[str, dict]:
     """The three ARHMM variants' log p(y_train), held-out accuracy and training crossing errors."""
     variants = {
@@ -79,7 +75,7 @@ def arhmm_rows(y_train, truth_train, y_test, truth_test) -> dict[str, dict]:
             "log_p_train": float(arhmm.log_likelihood(y_train).sum()),
             "accuracy": state_accuracy(truth_test, arhmm.most_likely_states(y_test)),
             "train_accuracy": state_accuracy(truth_train, train_states),
-            **crossing_errors(truth_train.numpy(), matched(truth_train, train_states)),
+            **crossing_errors(truth_train.numpy(), relabel(train_states.numpy(), truth_train.numpy())),
         }
     return rows
 

@@ -90,7 +90,8 @@ class _EMFitting:
         else:
             # in float64: a float32 sum of M outer products can lose positive definiteness by more than the floor
             # (channels that are constant fills of missing entries in most rows)
-            cov = torch.einsum("mk,mki,mkj->kij", weights.double(), residual.double(), residual.double()) / total[:, None, None].double()
+            residual64 = residual.double()
+            cov = torch.einsum("mk,mki,mkj->kij", weights.double(), residual64, residual64) / total[:, None, None].double()
             tril = torch.linalg.cholesky(cov + torch.diag_embed(floor.double().expand(self.num_states, -1))).to(residual.dtype)
             self.log_scale.copy_(tril.diagonal(dim1=-2, dim2=-1).log())
             self.scale_offdiag.copy_(tril.tril(-1))
